@@ -1,0 +1,275 @@
+"""The Planhat REST client: every model, every operation, one connection pool.
+
+Synchronous on purpose: Celery tasks and the CLI are synchronous, and a bulk call is one
+request anyway. Tests pass an ``httpx`` transport (``MockTransport`` or a real socket to
+the sandbox) instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from connectors.planhat.bulk import (
+    MAX_BULK_BYTES,
+    MAX_BULK_ITEMS,
+    RecordResult,
+    plan_chunks,
+    rejected_chunk,
+    results_for_chunk,
+)
+from connectors.planhat.errors import (
+    PlanhatError,
+    RateLimitedError,
+    RejectedError,
+    RetryableError,
+    error_for_response,
+)
+from connectors.planhat.models import ModelSpec, Operation, UnsupportedOperationError, model_spec
+from connectors.planhat.retry import RetryPolicy, equal_jitter
+
+DEFAULT_BASE_URL = "https://api.planhat.com"
+# Bulk upserts of 5,000 records can take Planhat tens of seconds; connecting should not.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=60.0, pool=30.0)
+USER_AGENT = "planhat-sync/0.1"
+
+log = structlog.get_logger(__name__)
+
+JSONObject = dict[str, Any]
+
+
+class PlanhatClient:
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float], float] = equal_jitter,
+        max_bulk_bytes: int = MAX_BULK_BYTES,
+    ) -> None:
+        if not token:
+            raise ValueError("a Planhat API token is required")
+        self.base_url = base_url.rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._jitter = jitter
+        self._max_bulk_bytes = max_bulk_bytes
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,  # a redirect would resend the token elsewhere
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"PlanhatClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> PlanhatClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- operations -------------------------------------------------------------------
+
+    def list_page(
+        self,
+        model: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        sort: str | None = None,
+        select: Sequence[str] | None = None,
+        company_ids: Sequence[str] | None = None,
+    ) -> list[JSONObject]:
+        """One page: ``GET /<model>?limit=&offset=`` (Planhat returns a bare array)."""
+        spec = self._spec(model, Operation.LIST)
+        params: dict[str, str | int] = {"limit": limit or spec.page_size, "offset": offset}
+        if sort:
+            params["sort"] = sort
+        if select:
+            params["select"] = ",".join(select)
+        if company_ids:
+            params["companyId"] = ",".join(company_ids)
+        body = self._json(self._send("GET", f"/{spec.name}", params=params, resend_safe=True))
+        if not isinstance(body, list):
+            raise PlanhatError(f"expected a JSON array from GET /{spec.name}, got {body!r:.200}")
+        return body
+
+    def list(
+        self,
+        model: str,
+        *,
+        page_size: int | None = None,
+        sort: str | None = None,
+        select: Sequence[str] | None = None,
+        company_ids: Sequence[str] | None = None,
+    ) -> Iterator[JSONObject]:
+        """Every record, paging with limit/offset until a short page (there is no total)."""
+        limit = page_size or self._spec(model, Operation.LIST).page_size
+        offset = 0
+        while True:
+            page = self.list_page(
+                model, limit=limit, offset=offset, sort=sort, select=select, company_ids=company_ids
+            )
+            yield from page
+            if len(page) < limit:
+                return
+            offset += len(page)
+
+    def get(self, model: str, record_id: str) -> JSONObject:
+        """``record_id`` is an ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``."""
+        spec = self._spec(model, Operation.GET)
+        return self._object(self._send("GET", _path(spec, record_id), resend_safe=True))
+
+    def create(self, model: str, data: Mapping[str, Any]) -> JSONObject:
+        spec = self._spec(model, Operation.CREATE)
+        # POST is not idempotent: after a 5xx the record may exist, so it is not resent.
+        return self._object(self._send("POST", f"/{spec.name}", body=data, resend_safe=False))
+
+    def update(self, model: str, record_id: str, data: Mapping[str, Any]) -> JSONObject:
+        """Partial update (``PUT /<model>/<id>``; Planhat has no PATCH)."""
+        spec = self._spec(model, Operation.UPDATE)
+        return self._object(self._send("PUT", _path(spec, record_id), body=data, resend_safe=True))
+
+    def delete(self, model: str, record_id: str) -> JSONObject:
+        spec = self._spec(model, Operation.DELETE)
+        return self._object(self._send("DELETE", _path(spec, record_id), resend_safe=True))
+
+    def bulk_upsert(
+        self,
+        model: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        chunk_size: int = MAX_BULK_ITEMS,
+    ) -> builtins.list[RecordResult]:
+        """Insert or update ``records``; one ``RecordResult`` per input record, in order.
+
+        Planhat matches ``_id``, then ``sourceId``, then the external id. A chunk is resent
+        after a 5xx only if every record in it carries such a key (then a replay updates
+        rather than duplicates). A payload Planhat refuses as a whole (400) makes every
+        record of that chunk ``REJECTED`` with Planhat's message. Fatal errors, and
+        retryable ones that outlast the policy, raise: records of chunks already answered
+        are in Planhat, and resending them all is safe for keyed records.
+        """
+        spec = self._spec(model, Operation.UPSERT)
+        results: builtins.list[RecordResult] = []
+        chunks = plan_chunks(spec, records, max_items=chunk_size, max_bytes=self._max_bulk_bytes)
+        for chunk in chunks:
+            try:
+                response = self._send(
+                    "PUT", f"/{spec.name}", body=chunk.payload, resend_safe=chunk.all_keyed
+                )
+            except RejectedError as error:
+                results.extend(rejected_chunk(chunk, error.message))
+                continue
+            answer = self._json(response)
+            if not isinstance(answer, dict):
+                raise PlanhatError(f"unexpected bulk upsert answer: {answer!r:.200}")
+            results.extend(results_for_chunk(spec, chunk, answer))
+        results.sort(key=lambda result: result.index)
+        return results
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @staticmethod
+    def _spec(model: str, operation: Operation) -> ModelSpec:
+        spec = model_spec(model)
+        if not spec.supports(operation):
+            raise UnsupportedOperationError(spec, operation)
+        return spec
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        resend_safe: bool,
+    ) -> httpx.Response:
+        """One call, waiting out 429s and retrying what may be retried.
+
+        A 429 waits ``Retry-After`` and is not an attempt. A 5xx or timeout is retried with
+        capped exponential backoff and jitter when ``resend_safe``; a request that never
+        reached Planhat (connection refused, pool timeout) is always safe to resend.
+        """
+        failures = 0
+        rate_limited_for = 0.0
+        while True:
+            reached_server = True
+            started = time.perf_counter()
+            try:
+                response = self._http.request(method, path, params=params, json=body)
+                error = error_for_response(response)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                reached_server = False
+                error = RetryableError(f"could not reach Planhat: {exc!r}", method=method, url=path)
+            except httpx.TransportError as exc:
+                error = RetryableError(f"transport error: {exc!r}", method=method, url=path)
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            if error is None:
+                log.debug("planhat.call", method=method, path=path, elapsed_ms=elapsed_ms)
+                return response
+            if isinstance(error, RateLimitedError):
+                wait = error.retry_after
+                if rate_limited_for + wait > self._retry.max_rate_limit_wait:
+                    raise error
+                log.info("planhat.rate_limited", method=method, path=path, wait_s=wait)
+                self._sleep(wait)
+                rate_limited_for += wait
+                continue
+            if isinstance(error, RetryableError) and (resend_safe or not reached_server):
+                failures += 1
+                if failures < self._retry.attempts:
+                    wait = self._jitter(self._retry.backoff_ceiling(failures))
+                    log.warning(
+                        "planhat.retry",
+                        method=method,
+                        path=path,
+                        attempt=failures,
+                        wait_s=round(wait, 3),
+                        error=str(error),
+                    )
+                    self._sleep(wait)
+                    continue
+            raise error
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise PlanhatError(
+                f"Planhat answered {response.status_code} with a body that is not JSON: "
+                f"{response.text[:200]!r}",
+                method=response.request.method,
+                url=str(response.request.url),
+                status_code=response.status_code,
+            ) from None
+
+    def _object(self, response: httpx.Response) -> JSONObject:
+        body = self._json(response)
+        if not isinstance(body, dict):
+            raise PlanhatError(f"expected a JSON object, got {body!r:.200}")
+        return body
+
+
+def _path(spec: ModelSpec, record_id: str) -> str:
+    if not record_id:
+        raise ValueError(f"an id is required to address one {spec.singular}")
+    return f"/{spec.name}/{quote(record_id, safe='')}"

@@ -1,0 +1,153 @@
+"""Planhat errors, grouped by what the caller must do.
+
+    PlanhatError
+    ├── RateLimitedError       429: wait ``retry_after`` seconds; not a failure, not an attempt
+    ├── RetryableError         5xx, timeouts, connection errors: back off and try again
+    ├── RejectedError          4xx on the request itself: fix the data, retrying won't help
+    │   └── NotFoundError      404: no such record (or no such route)
+    └── FatalError             401/403: configuration (token, region, permissions)
+
+Errors carry the HTTP method and URL, never headers: the token must not leak into logs.
+Planhat's error bodies are not documented (planhat-api.md), so ``message`` is the body's
+``message``/``error`` field when it is JSON, and its text otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+# Planhat sends no Retry-After (not documented); its older docs say the window resets every
+# 60-120 s. Without a header we wait this long before trying again.
+DEFAULT_RATE_LIMIT_WAIT = 10.0
+
+REGION_HINT = (
+    "A token used against the wrong region also gets 401: check PLANHAT_BASE_URL "
+    "(https://api.planhat.com, or api-eu, api-eu2, api-eu3, api-us2.planhat.com)."
+)
+
+
+class PlanhatError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        where = f" ({self.method} {self.url})" if self.method else ""
+        status = f"{self.status_code}: " if self.status_code is not None else ""
+        return f"{status}{self.message}{where}"
+
+
+class RateLimitedError(PlanhatError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float = DEFAULT_RATE_LIMIT_WAIT,
+        method: str = "",
+        url: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, method=method, url=url, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class RetryableError(PlanhatError):
+    pass
+
+
+class RejectedError(PlanhatError):
+    pass
+
+
+class NotFoundError(RejectedError):
+    pass
+
+
+class FatalError(PlanhatError):
+    pass
+
+
+def response_message(response: httpx.Response) -> str:
+    """The human part of an error body, JSON or text."""
+    text = response.text.strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors"):
+            if body.get(key):
+                value = body[key]
+                return value if isinstance(value, str) else json.dumps(value)
+    return text
+
+
+def retry_after_seconds(response: httpx.Response) -> float:
+    """Seconds to wait after a 429: ``Retry-After`` (seconds or HTTP date), else a default."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return DEFAULT_RATE_LIMIT_WAIT
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RATE_LIMIT_WAIT
+    date = response.headers.get("Date")
+    now = parsedate_to_datetime(date) if date else None
+    if now is None:
+        return DEFAULT_RATE_LIMIT_WAIT
+    return max(0.0, math.ceil((when - now).total_seconds()))
+
+
+def error_for_response(response: httpx.Response) -> PlanhatError | None:
+    """Map a response to the error the caller must handle, or None for a success.
+
+    206 is a success here: a partial bulk upsert reports its failures per record.
+    """
+    status = response.status_code
+    if status < 400:
+        return None
+    message = response_message(response)
+
+    def make(cls: type[PlanhatError], text: str) -> PlanhatError:
+        return cls(
+            text,
+            method=response.request.method,
+            url=str(response.request.url),
+            status_code=status,
+        )
+
+    if status == 429:
+        return RateLimitedError(
+            message or "Too many requests",
+            retry_after=retry_after_seconds(response),
+            method=response.request.method,
+            url=str(response.request.url),
+            status_code=status,
+        )
+    if status == 401:
+        return make(FatalError, f"Planhat refused the token: {message}. {REGION_HINT}")
+    if status == 403:
+        return make(FatalError, f"Planhat denied permission: {message}")
+    if status == 404:
+        return make(NotFoundError, message or "not found")
+    if status in (408, 409, 423, 425) or status >= 500:
+        return make(RetryableError, message or response.reason_phrase)
+    return make(RejectedError, message or response.reason_phrase)

@@ -1,0 +1,205 @@
+"""The ``planhat-sync`` command line (typer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from connectors.planhat.bulk import SUCCESSES, count_outcomes
+from connectors.planhat.client import PlanhatClient
+from connectors.planhat.errors import PlanhatError
+from connectors.planhat.models import UnknownModelError, UnsupportedOperationError, model_spec
+from connectors.planhat.sandbox import SandboxConfig
+from connectors.planhat.sandbox.server import serve
+from worker import demo, logs
+from worker.settings import MissingTokenError, Settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Keep Planhat in sync with the systems your company already runs.",
+)
+
+
+class Action(StrEnum):
+    LIST = "list"
+    GET = "get"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    UPSERT = "upsert"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _read_data(data: str | None) -> Any:
+    """``--data`` is JSON, ``@FILE`` or ``@-`` (standard input)."""
+    if data is None:
+        _fail("this action needs --data JSON (or --data @FILE)", 2)
+    text = data
+    if data.startswith("@"):
+        source = data[1:]
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        except OSError as error:
+            _fail(f"cannot read --data file {source!r}: {error.strerror}", 2)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        _fail(f"invalid JSON in --data: {error}", 2)
+
+
+@contextmanager
+def _planhat_errors() -> Iterator[None]:
+    """Every failure of a Planhat command becomes one clear line and a non-zero exit."""
+    try:
+        yield
+    except (UnknownModelError, UnsupportedOperationError, MissingTokenError) as error:
+        _fail(str(error.args[0]), 2)
+    except PlanhatError as error:
+        _fail(f"Planhat answered {error}")
+
+
+@app.command()
+def planhat(
+    model: Annotated[str, typer.Argument(help="The Planhat model, e.g. licenses, companies.")],
+    action: Annotated[Action, typer.Argument(help="What to do.")],
+    record_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="An _id, extid-<externalId> or srcid-<sourceId>."),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="JSON for create/update/upsert, or @FILE, or @-.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="list: one page of this size.")] = None,
+    offset: Annotated[int, typer.Option(help="list: skip this many records.")] = 0,
+    sort: Annotated[str | None, typer.Option(help="list: field, or -field.")] = None,
+    select: Annotated[str | None, typer.Option(help="list: fields, comma-separated.")] = None,
+    company: Annotated[str | None, typer.Option(help="list: company ids, comma-separated.")] = None,
+) -> None:
+    """Any Planhat API operation from the shell; JSON out.
+
+    Reads PLANHAT_API_TOKEN and PLANHAT_BASE_URL (default https://api.planhat.com).
+    """
+    settings = Settings()
+    logs.configure(settings.planhat_sync_log_level)
+    with _planhat_errors():
+        model_spec(model)  # an unknown model fails before anything else
+        needs_id = action in (Action.GET, Action.UPDATE, Action.DELETE)
+        if needs_id and not record_id:
+            _fail(f"{action} needs an ID (_id, extid-… or srcid-…)", 2)
+        payload = (
+            _read_data(data) if action in (Action.CREATE, Action.UPDATE, Action.UPSERT) else None
+        )
+        client = PlanhatClient(settings.planhat_token(), base_url=settings.planhat_base_url)
+        with client:
+            run: dict[Action, Callable[[], Any]] = {
+                Action.LIST: lambda: _list(client, model, limit, offset, sort, select, company),
+                Action.GET: lambda: client.get(model, record_id or ""),
+                Action.CREATE: lambda: client.create(model, _object(payload)),
+                Action.UPDATE: lambda: client.update(model, record_id or "", _object(payload)),
+                Action.DELETE: lambda: client.delete(model, record_id or ""),
+                Action.UPSERT: lambda: _upsert(client, model, payload),
+            }
+            _print_json(run[action]())
+
+
+def _object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        _fail("--data must be a JSON object for this action", 2)
+    return payload
+
+
+def _list(
+    client: PlanhatClient,
+    model: str,
+    limit: int | None,
+    offset: int,
+    sort: str | None,
+    select: str | None,
+    company: str | None,
+) -> list[dict[str, Any]]:
+    fields = select.split(",") if select else None
+    companies = company.split(",") if company else None
+    if limit is not None or offset:
+        return client.list_page(
+            model, limit=limit, offset=offset, sort=sort, select=fields, company_ids=companies
+        )
+    return list(client.list(model, sort=sort, select=fields, company_ids=companies))
+
+
+def _upsert(client: PlanhatClient, model: str, payload: Any) -> dict[str, Any]:
+    records = payload if isinstance(payload, list) else [payload]
+    if not all(isinstance(record, dict) for record in records):
+        _fail("--data must be a JSON object or an array of objects for upsert", 2)
+    results = client.bulk_upsert(model, records)
+    report = {"summary": count_outcomes(results), "results": [r.as_dict() for r in results]}
+    if any(result.outcome not in SUCCESSES for result in results):
+        _print_json(report)
+        _fail("some records were not written (see results)")
+    return report
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
+    db: Annotated[Path | None, typer.Option(help="Keep the data in this SQLite file.")] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(help="Accept only this bearer token (repeatable). Default: any."),
+    ] = None,
+    rate_per_minute: Annotated[float, typer.Option(help="Sustained requests/min per token.")] = 200,
+    burst: Annotated[int, typer.Option(help="Requests a token may make at once.")] = 50,
+    fail_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of requests answered 500.")
+    ] = 0.0,
+    latency_ms: Annotated[int, typer.Option(min=0, help="Added to every request.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed for fault injection.")] = None,
+) -> None:
+    """Serve a faithful stand-in for the Planhat API (in memory, or --db FILE)."""
+    config = SandboxConfig(
+        tokens=frozenset(token or ()),
+        rate_per_minute=rate_per_minute,
+        burst=burst,
+        fail_rate=fail_rate,
+        latency_ms=latency_ms,
+        db_path=str(db) if db else None,
+        seed=seed,
+    )
+    typer.echo(f"Planhat sandbox on http://{host}:{port}  (stats: /_sandbox/stats)")
+    typer.echo(f"  export PLANHAT_BASE_URL=http://{host}:{port}")
+    serve(config, host, port)
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Port of the Planhat sandbox.")] = 8766,
+    data_dir: Annotated[Path, typer.Option(help="Where state is kept.")] = Path(".planhat-sync"),
+    serve_forever: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving after the demo.")
+    ] = True,
+) -> None:
+    """Run on embedded defaults and show the flow working (no services needed)."""
+    settings = Settings()
+    logs.configure(settings.planhat_sync_log_level)
+    with _planhat_errors():
+        demo.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
+
+
+def main() -> None:
+    app()
