@@ -5,7 +5,7 @@
     ├── RetryableError         5xx, timeouts, connection errors: back off and try again
     ├── RejectedError          4xx on the request itself: fix the data, retrying won't help
     │   └── NotFoundError      404: no such record (or no such route)
-    └── FatalError             401/403: configuration (token, region, permissions)
+    └── FatalError             401/403 (token, region, permissions), 3xx: configuration
 
 Errors carry the HTTP method and URL, never headers: the token must not leak into logs.
 Planhat's error bodies are not documented (planhat-api.md), so ``message`` is the body's
@@ -122,7 +122,7 @@ def error_for_response(response: httpx.Response) -> PlanhatError | None:
     206 is a success here: a partial bulk upsert reports its failures per record.
     """
     status = response.status_code
-    if status < 400:
+    if status < 300:
         return None
     message = response_message(response)
 
@@ -134,6 +134,11 @@ def error_for_response(response: httpx.Response) -> PlanhatError | None:
             status_code=status,
         )
 
+    if status < 400:
+        # The client follows no redirects: one that would move the token elsewhere is a
+        # configuration problem (http vs https, an old host), not something to retry.
+        location = response.headers.get("Location", "?")
+        return make(FatalError, f"Planhat redirected to {location}; check PLANHAT_BASE_URL")
     if status == 429:
         return RateLimitedError(
             message or "Too many requests",

@@ -1,0 +1,59 @@
+"""Shared fixtures: the Planhat sandbox over a real socket on this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from connectors.planhat.client import PlanhatClient
+from connectors.planhat.retry import RetryPolicy
+from connectors.planhat.sandbox import SandboxConfig
+from connectors.planhat.sandbox.server import BackgroundSandbox
+
+# Tests that are not about rate limits must never meet one.
+UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=1_000_000)
+# Fast retries for tests; the policy is a parameter, not a patch.
+FAST_RETRY = RetryPolicy(attempts=8, base_delay=0.01, max_delay=0.2, max_rate_limit_wait=60)
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox() -> Iterator[BackgroundSandbox]:
+    with BackgroundSandbox(UNLIMITED) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(shared_sandbox: BackgroundSandbox) -> BackgroundSandbox:
+    """The session's sandbox, emptied (data and counters) for this test."""
+    httpx.post(f"{shared_sandbox.url}/_sandbox/reset").raise_for_status()
+    return shared_sandbox
+
+
+@pytest.fixture
+def start_sandbox() -> Iterator[Callable[[SandboxConfig], BackgroundSandbox]]:
+    """Start a sandbox of its own with a given configuration (stopped after the test)."""
+    started: list[BackgroundSandbox] = []
+
+    def start(config: SandboxConfig) -> BackgroundSandbox:
+        sandbox = BackgroundSandbox(config).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def client(sandbox: BackgroundSandbox) -> Iterator[PlanhatClient]:
+    with PlanhatClient("test-token", base_url=sandbox.url, retry=FAST_RETRY) as planhat:
+        yield planhat
+
+
+def sandbox_stats(sandbox: BackgroundSandbox) -> dict[str, object]:
+    response = httpx.get(f"{sandbox.url}/_sandbox/stats")
+    response.raise_for_status()
+    stats: dict[str, object] = response.json()
+    return stats
