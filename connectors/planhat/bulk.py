@@ -123,15 +123,21 @@ def plan_chunks(
         if size + 2 > max_bytes:
             raise ValueError(f"record {index} alone is {size} bytes, over the {max_bytes} limit")
         chunk = chunks[-1]
-        position = next((chunk.by_key[k] for k in keys if k in chunk.by_key), None)
-        if position is not None:
+        positions = {chunk.by_key[k] for k in keys if k in chunk.by_key}
+        fits = chunk.size + size <= max_bytes
+        if len(positions) == 1 and fits:
+            # Same record as an item already here: merge, so the payload names it once.
+            position = positions.pop()
             chunk.payload[position] = _merge(chunk.payload[position], record)
             chunk.members[position].append(index)
             chunk.size += size
             for key in keys:
                 chunk.by_key.setdefault(key, position)
             continue
-        if len(chunk.payload) >= max_items or chunk.size + size > max_bytes:
+        # A record whose keys point at two items (sourceId of one, externalId of another)
+        # can be neither merged nor added without naming a key twice: it opens a new chunk,
+        # which also keeps its write after theirs.
+        if positions or len(chunk.payload) >= max_items or not fits:
             chunk = Chunk()
             chunks.append(chunk)
         position = len(chunk.payload)

@@ -38,6 +38,7 @@ DEFAULT_BASE_URL = "https://api.planhat.com"
 # Bulk upserts of 5,000 records can take Planhat tens of seconds; connecting should not.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=60.0, pool=30.0)
 USER_AGENT = "planhat-sync/0.1"
+MIN_RATE_LIMIT_WAIT = 1.0
 
 log = structlog.get_logger(__name__)
 
@@ -226,7 +227,8 @@ class PlanhatClient:
                 log.debug("planhat.call", method=method, path=path, elapsed_ms=elapsed_ms)
                 return response
             if isinstance(error, RateLimitedError):
-                wait = error.retry_after
+                # At least a second: a "Retry-After: 0" must not turn into a busy loop.
+                wait = max(MIN_RATE_LIMIT_WAIT, error.retry_after)
                 if rate_limited_for + wait > self._retry.max_rate_limit_wait:
                     raise error
                 log.info("planhat.rate_limited", method=method, path=path, wait_s=wait)
