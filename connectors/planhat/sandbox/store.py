@@ -70,7 +70,8 @@ class Store:
         with self._lock:
             old = self._docs[spec.name].get(doc["_id"])
             if old is not None:
-                self._unindex(spec, old)
+                # Only the key indexes move: the record keeps its place in the default order.
+                self._unindex_keys(spec, old)
             self._index(spec, doc)
             if self._db is not None:
                 self._db.execute(
@@ -124,6 +125,9 @@ class Store:
 
     def _unindex(self, spec: ModelSpec, doc: Doc) -> None:
         self._docs[spec.name].pop(doc["_id"], None)
+        self._unindex_keys(spec, doc)
+
+    def _unindex_keys(self, spec: ModelSpec, doc: Doc) -> None:
         if doc.get("sourceId") not in (None, ""):
             self._by_source[spec.name].pop(str(doc["sourceId"]), None)
         if doc.get(spec.external_key) not in (None, ""):

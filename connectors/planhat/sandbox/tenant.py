@@ -85,13 +85,19 @@ class Tenant:
 
     # --- validation -------------------------------------------------------------------
 
-    def _resolve_company(self, spec: ModelSpec, data: Doc) -> None:
-        """Turn a company reference into the company's ``_id``, or refuse the record."""
+    def _resolve_company(self, spec: ModelSpec, data: Doc, existing: Doc | None) -> None:
+        """Turn a company reference into the company's ``_id``, or refuse the record.
+
+        The e-mail/domain fallbacks place a record that has no company; they never move
+        one that has (a partial update must not change a field it did not send).
+        """
         key = spec.company_key
         if key is None:
             return
         if _present(data, key):
             data[key] = self._company(data[key], key)
+        elif existing is not None and _present(existing, key):
+            return
         elif spec is TICKETS and _present(data, "companyExternalId"):
             data[key] = self._company("extid-" + str(data["companyExternalId"]), key)
         elif spec is TICKETS and _present(data, "domains"):
@@ -142,7 +148,7 @@ class Tenant:
         fields = {k: v for k, v in data.items() if k not in ("_id", "createdAt", "updatedAt")}
         if spec is TICKETS and not _present({**(existing or {}), **fields}, "email"):
             raise Skip  # tickets without an e-mail are silently dropped (planhat-api.md)
-        self._resolve_company(spec, fields)
+        self._resolve_company(spec, fields, existing)
         if existing is None:
             if spec is ENDUSERS and not _present(fields, "companyId"):
                 raise Skip  # Planhat silently ignores an enduser it can't place
