@@ -18,7 +18,7 @@ from connectors.planhat.errors import PlanhatError
 from connectors.planhat.models import UnknownModelError, UnsupportedOperationError, model_spec
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
-from worker import demo, logs
+from worker import cli_engine, demo, logs
 from worker.settings import MissingTokenError, Settings
 
 app = typer.Typer(
@@ -199,6 +199,13 @@ def dev(
     logs.configure(settings.planhat_sync_log_level)
     with _planhat_errors():
         demo.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
+
+
+app.command("migrate")(cli_engine.migrate_command)
+app.command("worker", context_settings=cli_engine.PASS_THROUGH)(cli_engine.worker_command)
+app.command("beat", context_settings=cli_engine.PASS_THROUGH)(cli_engine.beat_command)
+app.command("replay")(cli_engine.replay_command)
+app.add_typer(cli_engine.dlq_app, name="dlq")
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
+from state.db import DEFAULT_DATABASE_URL
+from worker.flush import FlushPolicy
 
 # Sent when no token is set and the base URL is this machine's sandbox, which accepts any
 # non-empty bearer token. Never sent anywhere else.
@@ -21,6 +23,8 @@ class Settings(BaseSettings):
     planhat_api_token: SecretStr | None = None
     planhat_base_url: str = DEFAULT_BASE_URL
     planhat_sync_log_level: str = "warning"
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
     def planhat_token(self) -> str:
         """The token to send: the configured one, or the sandbox's when talking to it."""
@@ -46,3 +50,36 @@ def is_local(url: str) -> bool:
         return ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class EngineSettings(BaseSettings):
+    """How the sync engine paces itself; each is ``PLANHAT_SYNC_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANHAT_SYNC_", extra="ignore")
+
+    batch_size: int = 500  # records per Planhat bulk call (at most 5,000)
+    flush_window: float = 1.0  # seconds changes may gather before a flush
+    flush_max_delay: float = 30.0  # a busy inbox delays a flush at most this long
+    lease_seconds: float = 120.0  # a flush holds its rows this long (a killed worker's return)
+    max_attempts: int = 8  # failed sends before a record becomes a dead letter
+    parent_wait_attempts: int = 5  # rejected tries while its company is not yet known
+    backoff_base: float = 2.0
+    backoff_cap: float = 600.0
+    sweep_interval: float = 15.0  # seconds between sweeps (beat)
+    lost_after: float = 120.0  # a pending event's task is presumed lost after this long
+    # Planhat allows ~200 calls/min per token with bursts of 50; we stay a little under, so
+    # another client on the same token or clock skew does not push us over.
+    rate_per_minute: float = 180.0
+    burst: int = 40
+    max_budget_wait: float = 30.0
+
+    def policy(self) -> FlushPolicy:
+        return FlushPolicy(
+            batch_size=self.batch_size,
+            lease=self.lease_seconds,
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+            parent_wait_attempts=self.parent_wait_attempts,
+            max_budget_wait=self.max_budget_wait,
+        )

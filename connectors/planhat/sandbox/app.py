@@ -1,8 +1,8 @@
 """The Planhat sandbox as an ASGI app: the API of every model in the registry.
 
 Serve it with ``planhat-sync sandbox`` (uvicorn) or call it in-process through an httpx
-ASGI transport. Besides the API it answers ``GET /_sandbox/stats`` and
-``POST /_sandbox/reset``, which need no token and count nothing.
+ASGI transport. Besides the API it answers ``GET /_sandbox/stats``, ``POST /_sandbox/reset``
+and ``POST /_sandbox/faults``, which need no token and count nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from connectors.planhat.models import MODELS, ModelSpec, Operation
-from connectors.planhat.sandbox.limiter import TokenBucket
+from connectors.planhat.sandbox.limiter import Decision, TokenBucket
 from connectors.planhat.sandbox.store import Store
 from connectors.planhat.sandbox.tenant import SandboxError, Tenant
 
@@ -63,6 +64,10 @@ class Sandbox:
         self.limiter = TokenBucket(config.rate_per_minute, config.burst)
         self.stats = Stats()
         self._random = random.Random(config.seed)
+        # Faults a test may change while the sandbox runs (POST /_sandbox/faults).
+        self.fail_rate = config.fail_rate
+        self.latency_ms = config.latency_ms
+        self.storm_until = 0.0  # monotonic time until which every call is answered 429
 
     # --- the gate every API request passes --------------------------------------------
 
@@ -92,6 +97,8 @@ class Sandbox:
             "X-Rate-Limit-Limit": str(int(self.limiter.rate_per_minute)),
             "X-Rate-Limit-Remaining": str(decision.remaining),
         }
+        if time.monotonic() < self.storm_until:  # an injected 429 storm
+            decision = Decision(False, 0, 1)
         if not decision.allowed:
             self.stats.rate_limited += 1
             return PlainTextResponse(
@@ -99,12 +106,12 @@ class Sandbox:
                 status_code=429,
                 headers={**limit_headers, "Retry-After": str(decision.retry_after)},
             )
-        if self.config.latency_ms:
-            await asyncio.sleep(self.config.latency_ms / 1000)
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
         spec = MODELS.get(model)
         if spec is None:
             return PlainTextResponse(f"Cannot {request.method} {request.url.path}", 404)
-        fail = self._random.random() < self.config.fail_rate
+        fail = self._random.random() < self.fail_rate
         # Half of the injected 500s come after the write is applied, as when a gateway
         # times out on a request Planhat finished: only keyed writes survive a retry.
         fail_after = fail and self._random.random() < 0.5
@@ -192,10 +199,29 @@ class Sandbox:
             }
         )
 
+    async def faults_view(self, request: Request) -> Response:
+        """Change faults while running: ``{"fail_rate": 0.2, "latency_ms": 100,
+        "rate_limit_storm_s": 5}`` (a storm answers every API call 429 for that long)."""
+        try:
+            faults = json.loads(await request.body())
+            fail_rate = float(faults.get("fail_rate", self.fail_rate))
+            latency_ms = int(faults.get("latency_ms", self.latency_ms))
+            storm = float(faults.get("rate_limit_storm_s", 0))
+        except (ValueError, TypeError, AttributeError):
+            return PlainTextResponse("expected a JSON object of numbers", status_code=400)
+        if not 0.0 <= fail_rate <= 1.0 or latency_ms < 0 or storm < 0:
+            return PlainTextResponse("fail_rate must be in 0..1, the others >= 0", 400)
+        self.fail_rate, self.latency_ms = fail_rate, latency_ms
+        if storm:
+            self.storm_until = time.monotonic() + storm
+        return JSONResponse({"fail_rate": fail_rate, "latency_ms": latency_ms, "storm_s": storm})
+
     async def reset_view(self, request: Request) -> Response:
         self.store.clear()
         self.stats = Stats()
         self.limiter.reset()
+        self.fail_rate, self.latency_ms = self.config.fail_rate, self.config.latency_ms
+        self.storm_until = 0.0
         return JSONResponse({"ok": 1})
 
 
@@ -225,6 +251,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         routes=[
             Route("/_sandbox/stats", sandbox.stats_view, methods=["GET"]),
             Route("/_sandbox/reset", sandbox.reset_view, methods=["POST"]),
+            Route("/_sandbox/faults", sandbox.faults_view, methods=["POST"]),
             Route("/{model}", api("/{model}", sandbox.collection), methods=["GET", "POST", "PUT"]),
             Route(
                 "/{model}/{ref:path}",

@@ -1,0 +1,86 @@
+"""``Change``: the one thing a source mapping produces.
+
+A change says "this Planhat record, addressed by this key, should have these fields, as of
+this source version". Mappings are pure functions from a parsed event to changes; the
+pipeline decides whether a change costs a Planhat call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.planhat.models import ModelSpec, model_spec
+
+
+class MappingError(ValueError):
+    """An event that cannot become changes; the message says why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    model: str  # Planhat API path name: "licenses"
+    key_field: str  # "sourceId", or the model's external key ("externalId"; invoices "extId")
+    key: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    version: int  # source version, normalised by ``version_number``; higher is newer
+    origin: str = "source"  # "source" or "planhat" (a change coming back)
+    event_id: str | None = None
+
+    def __post_init__(self) -> None:
+        spec = model_spec(self.model)
+        if self.key_field not in ("sourceId", spec.external_key):
+            raise ValueError(
+                f"{self.model} records are keyed by sourceId or {spec.external_key}, "
+                f"not {self.key_field!r}"
+            )
+        if not self.key:
+            raise ValueError("a change needs a non-empty key")
+
+    @property
+    def spec(self) -> ModelSpec:
+        return model_spec(self.model)
+
+    @property
+    def record_key(self) -> str:
+        """The record's identity in our state. An external id is unique per company only,
+        so its key carries the company reference."""
+        spec = self.spec
+        if self.key_field == spec.external_key and spec.company_key:
+            return f"{self.key_field}={self.key}@{self.fields.get(spec.company_key, '')}"
+        return f"{self.key_field}={self.key}"
+
+
+def fields_hash(fields: Mapping[str, Any]) -> str:
+    """Canonical JSON (sorted keys, no spaces) → SHA-256: equal fields, equal hash."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def version_number(value: Any) -> int:
+    """A source version as an integer that orders correctly.
+
+    Integers (sequence numbers, Unix seconds) stay as they are; an ISO 8601 time becomes
+    microseconds since the epoch. Mixing both kinds for one record is not supported.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a version is an ISO time or an integer, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"version {value!r} is neither an ISO time nor an integer") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise ValueError(f"version {value!r} is neither an ISO time nor an integer")

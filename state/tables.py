@@ -1,0 +1,133 @@
+"""The local state store's tables (SQLModel). Migrations: ``state/migrations``.
+
+Times are aware UTC (``utcnow()``); SQLModel's UTCDateTime stores them so on PostgreSQL and
+gives them back aware from SQLite too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Connection(SQLModel, table=True):
+    """A Planhat tenant and the sources that feed it."""
+
+    __tablename__ = "connection"
+
+    name: str = Field(primary_key=True, max_length=64)
+    planhat_base_url: str
+    # Encrypted at rest; None: the token comes from the environment (PLANHAT_API_TOKEN).
+    planhat_token: str | None = None
+    secrets: str | None = None  # encrypted JSON: {source: secret}
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class InboxEvent(SQLModel, table=True):
+    """A verified event exactly as received. Committed before the sender hears 2xx."""
+
+    __tablename__ = "inbox_event"
+    __table_args__ = (
+        UniqueConstraint("connection", "source", "event_id", name="uq_inbox_event_source_id"),
+        Index("ix_inbox_event_due", "status", "next_attempt_at"),
+        Index("ix_inbox_event_received", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64)
+    source: str = Field(max_length=32)
+    event_id: str = Field(max_length=255)  # the source's id: dedup key
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="pending", max_length=16)  # pending | done | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    # When a task for it was last sent to the broker: the sweeper resends rows whose task
+    # has been gone too long (worker killed, Redis flushed).
+    dispatched_at: datetime | None = None
+    error: str | None = None
+    processed_at: datetime | None = None
+
+
+class RecordState(SQLModel, table=True):
+    """What Planhat holds for one record, as far as we pushed it."""
+
+    __tablename__ = "record_state"
+
+    connection: str = Field(primary_key=True, max_length=64)
+    model: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=512)
+    planhat_id: str | None = Field(default=None, max_length=64)
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    fields_hash: str = Field(max_length=64)
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    origin: str = Field(default="source", max_length=16)
+    pushed_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboxItem(SQLModel, table=True):
+    """One pending write per record: later changes overwrite earlier ones (coalescing)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "connection", "model", "next_attempt_at"),)
+
+    connection: str = Field(primary_key=True, max_length=64)
+    model: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=512)
+    key_field: str = Field(max_length=32)
+    key_value: str = Field(max_length=255)
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The version each field's value comes from: coalescing is last-writer-wins per field,
+    # so changes merge to the same row whatever order they arrive in.
+    field_versions: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Bumped by every coalesced change: a flush only deletes the revision it sent.
+    revision: int = 1
+    event_id: str | None = Field(default=None, max_length=255)
+    inbox_id: int | None = None
+    enqueued_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    claimed_until: datetime | None = None  # a flush holds the row until then
+    last_error: str | None = None
+
+
+class DeadLetter(SQLModel, table=True):
+    """A write that failed for good, with the reason; replayable."""
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (Index("ix_dead_letter_record", "connection", "model", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64)
+    model: str = Field(max_length=32)
+    key: str = Field(max_length=512)
+    key_field: str = Field(max_length=32)
+    key_value: str = Field(max_length=255)
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reason: str
+    attempts: int = 0
+    event_id: str | None = Field(default=None, max_length=255)
+    inbox_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Cursor(SQLModel, table=True):
+    """A poller's position in a source (used by the pollers)."""
+
+    __tablename__ = "cursor"
+
+    connection: str = Field(primary_key=True, max_length=64)
+    source: str = Field(primary_key=True, max_length=32)
+    position: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)

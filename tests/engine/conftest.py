@@ -1,0 +1,144 @@
+"""Engine fixtures: the state store on SQLite and on the real PostgreSQL, the real Redis.
+
+Services that are down skip these tests on a developer's machine and fail them in CI
+(CI=true), where .ci/run starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine, create_engine, text
+
+from connectors.change import Change, fields_hash
+from state.db import make_engine, migrate, session_scope
+from state.inbox import store_event
+from worker.pipeline import offer
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TABLES = ("inbox_event", "record_state", "outbox", "dead_letter", "cursor", "connection")
+
+
+def service_missing(what: str, error: Exception) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not reachable in CI: {error}")
+    pytest.skip(f"{what} is not reachable here: {error}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    name = f"phs_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        service_missing("PostgreSQL", error)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Engine]:
+    """The state store, empty, on each database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/state.db"
+        migrate(url)
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    if request.param == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Any) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path}/state.db"
+    migrate(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as error:
+        service_missing("Redis", error)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def change(model: str = "licenses", key: str = "sub_1", version: int = 1, **fields: Any) -> Change:
+    return Change(model=model, key_field="sourceId", key=key, fields=fields, version=version)
+
+
+def standard_body(model: str, key: str, version: int | str, **fields: Any) -> bytes:
+    import json
+
+    return json.dumps(
+        {"model": model, "key": {"sourceId": key}, "fields": fields, "version": version}
+    ).encode()
+
+
+def store(
+    engine: Engine, body: bytes, event_id: str | None = None, connection: str = "default"
+) -> int:
+    with session_scope(engine) as session:
+        inbox_id = store_event(
+            session,
+            connection=connection,
+            source="standard",
+            event_id=event_id or uuid.uuid4().hex,
+            body=body,
+        )
+    assert inbox_id is not None
+    return inbox_id
+
+
+def queue(engine: Engine, *changes: Change, connection: str = "default") -> None:
+    with session_scope(engine) as session:
+        for item in changes:
+            offer(session, connection, item)
+
+
+@dataclass
+class RecordingDispatcher:
+    """A Dispatcher that only writes down what it was asked to do."""
+
+    ingested: list[int] = field(default_factory=list)
+    flushes: list[tuple[str, float]] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+
+    def ingest(self, inbox_ids: Any) -> None:
+        self.ingested.extend(inbox_ids)
+
+    def flush(self, connection: str, delay: float) -> None:
+        self.flushes.append((connection, delay))
+
+    def flush_started(self, connection: str) -> None:
+        self.started.append(connection)
+
+
+__all__ = ["fields_hash"]

@@ -1,0 +1,233 @@
+"""Ingest and diff: stale, unchanged and coalesced changes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from connectors.change import fields_hash
+from state.db import make_engine, migrate, session_scope
+from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState
+from tests.engine.conftest import change, queue, standard_body, store
+from worker.pipeline import Verdict, ingest, offer
+
+
+def outbox(engine: Engine) -> list[OutboxItem]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(OutboxItem)))
+
+
+def pushed(engine: Engine, key: str = "sub_1", version: int = 5, **fields: object) -> None:
+    """Record that Planhat already holds ``fields`` for license ``key`` at ``version``."""
+    with session_scope(engine) as session:
+        session.add(
+            RecordState(
+                connection="default",
+                model="licenses",
+                key=f"sourceId={key}",
+                planhat_id="p1",
+                fields=dict(fields),
+                fields_hash=fields_hash(dict(fields)),
+                version=version,
+            )
+        )
+
+
+def test_a_new_change_is_queued(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        verdict = offer(session, "default", change(mrr=10))
+
+    assert verdict is Verdict.QUEUED
+    [row] = outbox(engine)
+    assert (row.key, row.key_field, row.key_value) == ("sourceId=sub_1", "sourceId", "sub_1")
+    assert (row.fields, row.version) == ({"mrr": 10}, 1)
+
+
+def test_a_change_older_than_what_was_pushed_is_stale(engine: Engine) -> None:
+    pushed(engine, version=5, mrr=10)
+
+    with session_scope(engine) as session:
+        verdict = offer(session, "default", change(version=4, mrr=99))
+
+    assert verdict is Verdict.STALE
+    assert outbox(engine) == []
+
+
+def test_a_change_planhat_already_has_costs_nothing_and_moves_the_version(engine: Engine) -> None:
+    pushed(engine, version=5, mrr=10, product="Pro")
+
+    with session_scope(engine) as session:
+        verdict = offer(session, "default", change(version=7, mrr=10))
+
+    assert verdict is Verdict.UNCHANGED
+    assert outbox(engine) == []
+    with session_scope(engine) as session:
+        assert offer(session, "default", change(version=6, mrr=11)) is Verdict.STALE
+
+
+def test_later_changes_coalesce_into_one_row(engine: Engine) -> None:
+    queue(engine, change(version=1, mrr=10), change(version=2, mrr=20, product="Pro"))
+
+    [row] = outbox(engine)
+    assert (row.fields, row.version, row.revision) == ({"mrr": 20, "product": "Pro"}, 2, 2)
+
+
+def test_an_older_change_only_fills_fields_the_pending_write_lacks(engine: Engine) -> None:
+    queue(engine, change(version=3, mrr=30), change(version=2, mrr=20, product="Pro"))
+
+    [row] = outbox(engine)
+    assert (row.fields, row.version) == ({"mrr": 30, "product": "Pro"}, 3)
+
+
+def test_a_change_undone_before_the_flush_leaves_nothing_to_write(engine: Engine) -> None:
+    pushed(engine, version=1, mrr=10)
+
+    queue(engine, change(version=2, mrr=20), change(version=3, mrr=10))
+
+    assert outbox(engine) == []
+
+
+def test_a_duplicate_change_is_unchanged(engine: Engine) -> None:
+    queue(engine, change(version=2, mrr=20))
+
+    with session_scope(engine) as session:
+        verdict = offer(session, "default", change(version=2, mrr=20))
+
+    assert verdict is Verdict.UNCHANGED
+    assert [row.revision for row in outbox(engine)] == [1]
+
+
+def test_ingest_turns_an_event_into_outbox_rows_once(engine: Engine) -> None:
+    inbox_id = store(engine, standard_body("licenses", "sub_1", "2026-01-01T00:00:00Z", mrr=5))
+
+    with session_scope(engine) as session:
+        first = ingest(session, inbox_id)
+    with session_scope(engine) as session:
+        second = ingest(session, inbox_id)
+
+    assert (first.queued, first.models, first.connection) == (1, {"licenses"}, "default")
+    assert second.queued == 0
+    with session_scope(engine) as session:
+        event = session.get(InboxEvent, inbox_id)
+        assert event is not None
+        assert event.status == "done"
+    assert len(outbox(engine)) == 1
+
+
+def test_an_event_that_cannot_be_mapped_becomes_a_dead_letter_with_the_reason(
+    engine: Engine,
+) -> None:
+    inbox_id = store(engine, b'{"model": "licences", "key": {"sourceId": "x"}, "version": 1}')
+
+    with session_scope(engine) as session:
+        report = ingest(session, inbox_id)
+
+    assert report.queued == 0
+    with session_scope(engine) as session:
+        [letter] = session.exec(select(DeadLetter)).all()
+        event = session.get(InboxEvent, inbox_id)
+    assert "unknown Planhat model 'licences'" in letter.reason
+    assert letter.inbox_id == inbox_id
+    assert event is not None
+    assert event.status == "failed"
+
+
+def test_a_stored_event_is_kept_once_per_event_id(engine: Engine) -> None:
+    body = standard_body("licenses", "sub_1", 1, mrr=5)
+    store(engine, body, event_id="evt_1")
+
+    from state.inbox import store_event
+
+    with session_scope(engine) as session:
+        again = store_event(
+            session, connection="default", source="standard", event_id="evt_1", body=body
+        )
+
+    assert again is None
+
+
+# --- order independence ---------------------------------------------------------------
+
+_changes = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),  # record
+        st.dictionaries(
+            st.sampled_from(["mrr", "product", "status"]), st.integers(0, 3), max_size=2
+        ),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(items=_changes, data=st.data())
+def test_coalescing_gives_the_same_row_whatever_the_arrival_order(
+    items: list[tuple[str, dict[str, int]]], data: st.DataObject
+) -> None:
+    # given changes with distinct versions, delivered in two different orders
+    changes = [change(key=key, version=v + 1, **fields) for v, (key, fields) in enumerate(items)]
+    shuffled = data.draw(st.permutations(changes))
+    results = []
+    for order in (changes, shuffled):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/state.db"
+            migrate(url)
+            engine = make_engine(url)
+            queue(engine, *order)
+            results.append({(r.key, r.version): r.fields for r in outbox(engine)})
+            engine.dispose()
+    # then the outbox is the same: per field, the value of the newest change naming it
+    assert results[0] == results[1]
+    expected: dict[str, dict[str, int]] = {}
+    for item in changes:
+        expected.setdefault(item.key, {}).update(item.fields)
+    assert {key[0]: fields for key, fields in results[0].items()} == {
+        f"sourceId={key}": fields for key, fields in expected.items()
+    }
+
+
+def test_every_permutation_of_three_changes_coalesces_alike(sqlite_engine: Engine) -> None:
+    changes = [
+        change(version=1, mrr=1, product="A"),
+        change(version=2, mrr=2),
+        change(version=3, status="x"),
+    ]
+    seen = set()
+    for order in itertools.permutations(changes):
+        with session_scope(sqlite_engine) as session:
+            for row in session.exec(select(OutboxItem)):
+                session.delete(row)
+        queue(sqlite_engine, *order)
+        [row] = outbox(sqlite_engine)
+        seen.add((tuple(sorted(row.fields.items())), row.version))
+    assert seen == {((("mrr", 2), ("product", "A"), ("status", "x")), 3)}
+
+
+def test_version_strings_order_as_times(engine: Engine) -> None:
+    older = store(engine, standard_body("licenses", "s", "2026-01-01T00:00:00Z", mrr=1))
+    newer = store(engine, standard_body("licenses", "s", "2026-01-02T00:00:00+00:00", mrr=2))
+    for inbox_id in (newer, older):
+        with session_scope(engine) as session:
+            ingest(session, inbox_id)
+
+    [row] = outbox(engine)
+    assert row.fields == {"mrr": 2}
+
+
+@pytest.mark.parametrize("version", ["yesterday", True, None])
+def test_a_bad_version_is_a_mapping_error(engine: Engine, version: object) -> None:
+    import json
+
+    body = json.dumps({"model": "licenses", "key": {"sourceId": "s"}, "version": version})
+    with session_scope(engine) as session:
+        ingest(session, store(engine, body.encode()))
+    with session_scope(engine) as session:
+        [letter] = session.exec(select(DeadLetter)).all()
+    assert "version" in letter.reason

@@ -1,0 +1,146 @@
+"""``planhat-sync`` commands that run and operate the sync engine."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import Engine
+
+from state.db import make_engine, migrate
+from worker import dlq, logs
+from worker.settings import Settings
+
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: writes that failed for good.")
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _engine_ready() -> Settings:
+    settings = Settings()
+    logs.configure(settings.planhat_sync_log_level)
+    migrate(settings.database_url)
+    return settings
+
+
+def migrate_command() -> None:
+    """Apply the state store's migrations (DATABASE_URL; default ./planhat-sync.db)."""
+    settings = Settings()
+    migrate(settings.database_url)
+    typer.echo(f"migrated {make_engine(settings.database_url).url.render_as_string()}")
+
+
+def worker_command(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    queues: Annotated[str, typer.Option(help="Queues to take tasks from.")] = "ingest,flush,poll",
+    loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
+) -> None:
+    """Run a Celery worker (REDIS_URL, DATABASE_URL). Other options pass on to Celery."""
+    _engine_ready()
+    from worker.tasks import app as celery
+
+    argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}"]
+    celery.worker_main([*argv, f"--loglevel={loglevel}", *ctx.args])
+
+
+def beat_command(
+    ctx: typer.Context,
+    schedule: Annotated[
+        Path | None, typer.Option(help="Where beat keeps its schedule state (default: tmp).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
+) -> None:
+    """Run the scheduler (exactly one per deployment): the sweeper, later the pollers."""
+    _engine_ready()
+    from worker.tasks import app as celery
+
+    schedule = schedule or Path(tempfile.gettempdir()) / "planhat-sync-beat-schedule"
+    celery.start(["beat", f"--schedule={schedule}", f"--loglevel={loglevel}", *ctx.args])
+
+
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Dead letters with connection, model, record key, attempts and the reason."""
+    letters = [dlq.describe(letter) for letter in dlq.list_dead_letters(_engine(_engine_ready()))]
+    if as_json:
+        typer.echo(json.dumps(letters, indent=2))
+        return
+    if not letters:
+        typer.echo("no dead letters")
+        return
+    for letter in letters:
+        typer.echo(
+            f"{letter['id']:>6}  {letter['connection']}  {letter['model'] or '(event)'}  "
+            f"{letter['key']}  attempts={letter['attempts']}  {letter['reason']}"
+        )
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    letter_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+) -> None:
+    """Send a dead letter (or --all) back through the pipeline; the next flush writes it."""
+    if (letter_id is None) == (not retry_all):
+        typer.echo("error: give a dead letter ID or --all", err=True)
+        raise typer.Exit(2)
+    try:
+        outcomes = dlq.retry(_engine(_engine_ready()), None if retry_all else [letter_id or 0])
+    except LookupError as error:
+        typer.echo(f"error: {error.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    for outcome in outcomes:
+        typer.echo(f"{outcome.letter_id}: {outcome.result}")
+    _ask_for_flush({outcome.connection for outcome in outcomes})
+
+
+@dlq_app.command("drop")
+def dlq_drop(letter_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Forget a dead letter for good."""
+    try:
+        dlq.drop(_engine(_engine_ready()), letter_id)
+    except LookupError as error:
+        typer.echo(f"error: {error.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"dropped {letter_id}")
+
+
+def replay_command(
+    since: Annotated[str, typer.Option(help="ISO time: events received since then.")],
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+) -> None:
+    """Re-run stored events through mapping and diff (what Planhat has costs no call)."""
+    try:
+        when = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        typer.echo(f"error: --since {since!r} is not an ISO time", err=True)
+        raise typer.Exit(2) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    report = dlq.replay(_engine(_engine_ready()), since=when, source=source)
+    typer.echo(json.dumps(report))
+    _ask_for_flush(set(report["connections"]))
+
+
+def _engine(settings: Settings) -> Engine:
+    return make_engine(settings.database_url)
+
+
+def _ask_for_flush(connections: set[str]) -> None:
+    """Queued writes go out with the next flush; ask for one now if the broker answers."""
+    if not connections:
+        return
+    try:
+        from worker.tasks import runtime
+
+        for connection in connections:
+            runtime().dispatcher.flush(connection, 0.0)
+    except Exception as error:
+        typer.echo(f"(no broker to ask for a flush: {error}; the next sweep writes them)")

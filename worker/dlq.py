@@ -1,0 +1,111 @@
+"""Dead letters: list them, send them back through the pipeline, drop them; and replay.
+
+A retried dead letter goes through the same diff as any change (``offer``): if a newer
+version has reached Planhat since, it is stale and costs nothing. A dead letter of an
+event whose mapping failed re-runs that stored event: replay is always from what we
+stored, never by re-sending to the receiver (signatures and timestamps expire).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from connectors.change import Change
+from state.db import session_scope
+from state.tables import DeadLetter, InboxEvent
+from worker.pipeline import Verdict, ingest, offer
+
+
+def list_dead_letters(engine: Engine, *, limit: int = 1000) -> list[DeadLetter]:
+    with session_scope(engine) as session:
+        query = select(DeadLetter).order_by(col(DeadLetter.id)).limit(limit)
+        return list(session.exec(query))
+
+
+def describe(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "connection": letter.connection,
+        "model": letter.model or None,
+        "key": letter.key,
+        "attempts": letter.attempts,
+        "reason": letter.reason,
+        "event_id": letter.event_id,
+        "created_at": letter.created_at.isoformat(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    letter_id: int
+    connection: str
+    result: str  # "queued", "stale", "unchanged", "event re-run"
+
+
+def retry(engine: Engine, letter_ids: list[int] | None) -> list[RetryOutcome]:
+    """Send dead letters back (all of them when ``letter_ids`` is None)."""
+    outcomes: list[RetryOutcome] = []
+    with session_scope(engine) as session:
+        query = select(DeadLetter).order_by(col(DeadLetter.id))
+        if letter_ids is not None:
+            query = query.where(col(DeadLetter.id).in_(letter_ids))
+        letters = list(session.exec(query))
+        missing = set(letter_ids or ()) - {letter.id for letter in letters}
+        if missing:
+            raise LookupError(f"no dead letter with id {', '.join(map(str, sorted(missing)))}")
+        for letter in letters:
+            assert letter.id is not None
+            outcomes.append(RetryOutcome(letter.id, letter.connection, _retry_one(session, letter)))
+            session.delete(letter)
+    return outcomes
+
+
+def _retry_one(session: Session, letter: DeadLetter) -> str:
+    if not letter.model:  # the event itself failed to map: run it again
+        event = session.get(InboxEvent, letter.inbox_id) if letter.inbox_id else None
+        if event is None:
+            raise LookupError(f"dead letter {letter.id}: its stored event is gone")
+        ingest(session, event.id or 0, again=True)
+        return "event re-run"
+    change = Change(
+        model=letter.model,
+        key_field=letter.key_field,
+        key=letter.key_value,
+        fields=letter.fields,
+        version=letter.version,
+        event_id=letter.event_id,
+    )
+    verdict: Verdict = offer(session, letter.connection, change, inbox_id=letter.inbox_id)
+    return str(verdict)
+
+
+def drop(engine: Engine, letter_id: int) -> None:
+    with session_scope(engine) as session:
+        letter = session.get(DeadLetter, letter_id)
+        if letter is None:
+            raise LookupError(f"no dead letter with id {letter_id}")
+        session.delete(letter)
+
+
+def replay(engine: Engine, *, since: datetime, source: str | None = None) -> dict[str, Any]:
+    """Re-run stored events received since ``since`` through mapping and diff. What Planhat
+    already has is dropped by the diff, so replaying it makes no call."""
+    with session_scope(engine) as session:
+        query = select(InboxEvent.id).where(InboxEvent.received_at >= since)
+        if source:
+            query = query.where(InboxEvent.source == source)
+        ids = [i for i in session.exec(query.order_by(col(InboxEvent.id))) if i is not None]
+    queued = 0
+    connections: set[str] = set()
+    for inbox_id in ids:
+        with session_scope(engine) as session:
+            report = ingest(session, inbox_id, again=True)
+        queued += report.queued
+        if report.models:
+            connections.add(report.connection)
+    return {"events": len(ids), "queued": queued, "connections": sorted(connections)}

@@ -1,0 +1,168 @@
+"""Ingest: stored event → source mapping → changes → diff → outbox. Plain functions.
+
+Everything for one event happens in one transaction, so an event is either fully turned
+into outbox rows and marked done, or not at all (and is retried).
+
+The diff keeps three invariants (ARCHITECTURE.md):
+- never back in time: a change older than the version we pushed is dropped;
+- no call without a difference: a change that leaves the record's fields as last pushed
+  is dropped;
+- coalescing: one outbox row per record; changes merge into it, last writer wins per field.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from connectors.change import Change, MappingError, fields_hash
+from connectors.sources import SOURCES
+from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+class Verdict(StrEnum):
+    QUEUED = "queued"  # an outbox row now holds it
+    STALE = "stale"  # older than what we pushed
+    UNCHANGED = "unchanged"  # Planhat already has these values
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    connection: str
+    verdicts: dict[str, int]
+    models: frozenset[str]  # models that got outbox rows: flush these
+
+    @property
+    def queued(self) -> int:
+        return self.verdicts.get(Verdict.QUEUED, 0)
+
+
+def _nothing(connection: str = "") -> IngestReport:
+    return IngestReport(connection=connection, verdicts={}, models=frozenset())
+
+
+def ingest(session: Session, inbox_id: int, *, again: bool = False) -> IngestReport:
+    """Turn one stored event into outbox rows. Idempotent: a done event is skipped unless
+    ``again`` (replay), and replaying what Planhat already has queues nothing."""
+    event = session.get(InboxEvent, inbox_id, with_for_update=True)
+    if event is None or (event.status == "done" and not again):
+        return _nothing()
+    log.debug("ingest.start", inbox_id=inbox_id, source=event.source, event_id=event.event_id)
+    source = SOURCES.get(event.source)
+    try:
+        if source is None:
+            raise MappingError(f"no source named {event.source!r}")
+        changes = source.changes(event.body, event.event_id)
+    except MappingError as error:
+        # A bad mapping never gets better by retrying: the event becomes a dead letter,
+        # replayable once the mapping is fixed.
+        event.status, event.error, event.processed_at = "failed", str(error), utcnow()
+        session.add(event)
+        session.add(
+            DeadLetter(
+                connection=event.connection,
+                model="",
+                key=f"event:{event.source}:{event.event_id}",
+                key_field="",
+                key_value="",
+                version=0,
+                reason=f"mapping failed: {error}",
+                attempts=event.attempts + 1,
+                event_id=event.event_id,
+                inbox_id=event.id,
+            )
+        )
+        log.warning("ingest.mapping_failed", inbox_id=inbox_id, error=str(error))
+        return _nothing(event.connection)
+    verdicts: Counter[str] = Counter()
+    models: set[str] = set()
+    for change in changes:
+        verdict = offer(session, event.connection, change, inbox_id=event.id)
+        verdicts[verdict] += 1
+        if verdict is Verdict.QUEUED:
+            models.add(change.model)
+    event.status, event.error, event.processed_at = "done", None, utcnow()
+    event.attempts += 1
+    session.add(event)
+    return IngestReport(
+        connection=event.connection, verdicts=dict(verdicts), models=frozenset(models)
+    )
+
+
+def offer(
+    session: Session, connection: str, change: Change, *, inbox_id: int | None = None
+) -> Verdict:
+    """Diff one change against what we pushed and what is pending; queue what is new."""
+    for _ in range(3):  # a concurrent insert of the same new outbox row: look again
+        try:
+            with session.begin_nested():
+                return _offer(session, connection, change, inbox_id)
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not queue {change.model} {change.record_key}")
+
+
+def _offer(session: Session, connection: str, change: Change, inbox_id: int | None) -> Verdict:
+    key = (connection, change.model, change.record_key)
+    state = session.get(RecordState, key)
+    if state is not None and change.version < state.version:
+        return Verdict.STALE
+    pending = session.get(OutboxItem, key, with_for_update=True)
+    if pending is None:
+        if state is not None and _same_as_pushed(state, change.fields):
+            if change.version > state.version:
+                state.version = change.version  # later changes older than this are stale
+                session.add(state)
+            return Verdict.UNCHANGED
+        session.add(
+            OutboxItem(
+                connection=connection,
+                model=change.model,
+                key=change.record_key,
+                key_field=change.key_field,
+                key_value=change.key,
+                fields=dict(change.fields),
+                field_versions=dict.fromkeys(change.fields, change.version),
+                version=change.version,
+                event_id=change.event_id,
+                inbox_id=inbox_id,
+            )
+        )
+        session.flush()
+        return Verdict.QUEUED
+    # Coalesce, last writer wins per field: a field takes the change's value unless the
+    # pending value comes from a newer version. Any arrival order gives the same row.
+    merged = dict(pending.fields)
+    versions = dict(pending.field_versions)
+    for name, value in change.fields.items():
+        if change.version >= versions.get(name, change.version):
+            merged[name], versions[name] = value, change.version
+    version = max(pending.version, change.version)
+    if merged == pending.fields and version == pending.version:
+        return Verdict.UNCHANGED  # a duplicate of what is already pending
+    if state is not None and _same_as_pushed(state, merged):
+        # Changed and changed back before the flush: nothing left to write.
+        state.version = max(state.version, version)
+        session.add(state)
+        session.delete(pending)
+        return Verdict.UNCHANGED
+    if change.version >= pending.version:
+        pending.event_id, pending.inbox_id = change.event_id, inbox_id
+    pending.fields, pending.field_versions, pending.version = merged, versions, version
+    pending.revision += 1
+    pending.next_attempt_at = min(pending.next_attempt_at, utcnow())
+    session.add(pending)
+    return Verdict.QUEUED
+
+
+def _same_as_pushed(state: RecordState, fields: Mapping[str, Any]) -> bool:
+    return fields_hash({**state.fields, **fields}) == state.fields_hash

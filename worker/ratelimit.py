@@ -1,0 +1,141 @@
+"""One Planhat rate budget per token, shared by every worker (ARCHITECTURE.md, invariant 6).
+
+GCRA (the generic cell rate algorithm): one timestamp per token, the "theoretical arrival
+time"; a call is allowed when it is no more than ``burst`` intervals ahead of now. In Redis
+it is one Lua script, so every worker on every machine draws from the same budget, timed by
+the Redis server's clock. A 429 from Planhat sets a shared pause that every worker honours.
+
+``LocalRateLimiter`` is the same algorithm in process, for the embedded default and tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+# KEYS[1]: the token's TAT (ms), KEYS[2]: its pause. ARGV[1]: ms per call, ARGV[2]: burst.
+# Returns 0 when the call may go now, else how many ms to wait.
+_GCRA = """
+local pause = redis.call('PTTL', KEYS[2])
+if pause > 0 then return pause end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then return math.ceil(allow_at - now) end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
+return 0
+"""
+
+# Pause for ARGV[1] ms unless a longer pause is already set.
+_PAUSE = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+"""
+
+
+class RateLimiter(Protocol):
+    def try_acquire(self, key: str) -> float:
+        """Take one call from ``key``'s budget: 0.0 if taken, else seconds to wait first."""
+        ...
+
+    def pause(self, key: str, seconds: float) -> None:
+        """Stop every caller of ``key`` for ``seconds`` (after a 429)."""
+        ...
+
+
+def budget_key(token: str) -> str:
+    """The limiter's name for a token: a hash, so the token itself never reaches Redis."""
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+class RedisRateLimiter:
+    def __init__(
+        self, client: redis.Redis, *, rate_per_minute: float, burst: int, prefix: str = "phs:rl"
+    ) -> None:
+        if rate_per_minute <= 0 or burst < 1:
+            raise ValueError("rate_per_minute must be > 0 and burst >= 1")
+        self._interval_ms = 60_000.0 / rate_per_minute
+        self._burst = burst
+        self._prefix = prefix
+        self._gcra = client.register_script(_GCRA)
+        self._pause = client.register_script(_PAUSE)
+
+    def try_acquire(self, key: str) -> float:
+        keys = [f"{self._prefix}:{key}:tat", f"{self._prefix}:{key}:pause"]
+        wait_ms = self._gcra(keys=keys, args=[self._interval_ms, self._burst])
+        return float(wait_ms) / 1000.0
+
+    def pause(self, key: str, seconds: float) -> None:
+        self._pause(keys=[f"{self._prefix}:{key}:pause"], args=[max(1, int(seconds * 1000))])
+
+
+class LocalRateLimiter:
+    def __init__(
+        self,
+        *,
+        rate_per_minute: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate_per_minute <= 0 or burst < 1:
+            raise ValueError("rate_per_minute must be > 0 and burst >= 1")
+        self._interval = 60.0 / rate_per_minute
+        self._burst = burst
+        self._clock = clock
+        self._tat: dict[str, float] = {}
+        self._paused_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def try_acquire(self, key: str) -> float:
+        with self._lock:
+            now = self._clock()
+            paused = self._paused_until.get(key, 0.0) - now
+            if paused > 0:
+                return paused
+            new_tat = max(self._tat.get(key, now), now) + self._interval
+            allow_at = new_tat - self._burst * self._interval
+            if now < allow_at:
+                return allow_at - now
+            self._tat[key] = new_tat
+            return 0.0
+
+    def pause(self, key: str, seconds: float) -> None:
+        with self._lock:
+            until = self._clock() + seconds
+            self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+
+
+def wait_for_budget(
+    limiter: RateLimiter,
+    key: str,
+    *,
+    max_wait: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Block until one call may go, and take it from the budget.
+
+    Returns 0.0 when the call may go now. When the wait would pass ``max_wait`` seconds it
+    returns the wait instead: the caller reschedules rather than hold a worker. Waiting for
+    budget is not a failure and never counts as an attempt.
+    """
+    waited = 0.0
+    while True:
+        wait = limiter.try_acquire(key)
+        if wait <= 0:
+            return 0.0
+        if waited + wait > max_wait:
+            return wait
+        sleep(wait)
+        waited += wait

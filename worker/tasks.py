@@ -1,0 +1,127 @@
+"""Celery: the app, its queues and thin tasks that call ``worker.engine``.
+
+Tasks take ids and reload rows (nothing but ids crosses the broker). JSON only;
+``acks_late`` with ``task_reject_on_worker_lost`` so a killed worker's task is redelivered;
+prefetch 1. No countdown is longer than ``MAX_COUNTDOWN`` (far below the broker's
+visibility timeout): longer waits live in the database as ``next_attempt_at`` and are
+found by the sweeper, which beat runs every ``PLANHAT_SYNC_SWEEP_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import redis
+from celery import Celery
+
+from state.db import make_engine
+from worker.engine import (
+    MAX_COUNTDOWN,
+    RedisLocks,
+    Runtime,
+    Tenants,
+    run_flush,
+    run_ingest,
+    run_sweep,
+)
+from worker.ratelimit import RedisRateLimiter
+from worker.settings import EngineSettings, Settings
+
+QUEUES = ("ingest", "flush", "poll")
+VISIBILITY_TIMEOUT = 3600  # seconds; MAX_COUNTDOWN stays far below it
+
+
+def make_celery(settings: Settings, config: EngineSettings) -> Celery:
+    app = Celery("planhat_sync", broker=settings.redis_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="ingest",
+        task_routes={
+            "planhat_sync.ingest": {"queue": "ingest"},
+            "planhat_sync.flush": {"queue": "flush"},
+            # Periodic jobs (the sweeper now, the pollers later) share the poll queue.
+            "planhat_sync.sweep": {"queue": "poll"},
+        },
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep": {"task": "planhat_sync.sweep", "schedule": config.sweep_interval},
+        },
+    )
+    return app
+
+
+settings = Settings()
+config = EngineSettings()
+app = make_celery(settings, config)
+
+
+class CeleryDispatcher:
+    """Sends jobs through the broker; one scheduled flush per connection at a time."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def ingest(self, inbox_ids: Sequence[int]) -> None:
+        for inbox_id in inbox_ids:
+            ingest_event.apply_async((inbox_id,))
+
+    def flush(self, connection: str, delay: float) -> None:
+        delay = min(MAX_COUNTDOWN, max(0.0, delay))
+        # The key expires on its own, so a lost flush message blocks nothing for long.
+        hold_ms = int((delay + 30) * 1000)
+        if self._redis.set(f"phs:flush-scheduled:{connection}", 1, nx=True, px=hold_ms):
+            flush_connection.apply_async((connection,), countdown=delay)
+
+    def flush_started(self, connection: str) -> None:
+        self._redis.delete(f"phs:flush-scheduled:{connection}")
+
+
+_runtime: tuple[int, Runtime] | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built after fork (each prefork child gets its own pools)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime[0] != os.getpid():
+            client = redis.Redis.from_url(settings.redis_url)
+            engine = make_engine(settings.database_url)
+            _runtime = (
+                os.getpid(),
+                Runtime(
+                    engine=engine,
+                    limiter=RedisRateLimiter(
+                        client, rate_per_minute=config.rate_per_minute, burst=config.burst
+                    ),
+                    dispatcher=CeleryDispatcher(client),
+                    locks=RedisLocks(client),
+                    tenants=Tenants(settings=settings, engine=engine),
+                    config=config,
+                ),
+            )
+        return _runtime[1]
+
+
+@app.task(name="planhat_sync.ingest")
+def ingest_event(inbox_id: int) -> None:
+    run_ingest(runtime(), inbox_id)
+
+
+@app.task(name="planhat_sync.flush")
+def flush_connection(connection: str) -> None:
+    run_flush(runtime(), connection)
+
+
+@app.task(name="planhat_sync.sweep")
+def sweep() -> None:
+    run_sweep(runtime())
