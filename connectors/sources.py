@@ -5,17 +5,29 @@ Adding a source is adding a package under ``connectors/`` and one line in ``SOUR
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from connectors import standard
 from connectors.change import Change, MappingError
+from connectors.webhooks import SignatureError
 
-__all__ = ["SOURCES", "MappingError", "Source"]
+__all__ = ["SOURCES", "MappingError", "SignatureError", "Source"]
 
 
 class Source(Protocol):
     @property
     def name(self) -> str: ...
+
+    @property
+    def secret_env(self) -> str:
+        """The environment variable holding the ``default`` connection's secret."""
+        ...
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
+        """Check the signature over the raw ``body``; return the source's event id.
+        Raises ``SignatureError`` (constant-time comparisons only)."""
+        ...
 
     def changes(self, body: bytes, event_id: str) -> list[Change]:
         """The changes a stored event stands for (pure: no I/O)."""

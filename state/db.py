@@ -30,11 +30,20 @@ def make_engine(url: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Every transaction takes the write lock at BEGIN (SQLAlchemy's recipe for pysqlite):
+    # transactions then run one after another, the SQLite stand-in for PostgreSQL's row
+    # locks (SELECT … FOR UPDATE), and a read is never upgraded after another commit.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own
     # WAL lets the receiver read while the worker writes; busy_timeout waits for the lock
     # instead of failing at once.
     cursor = dbapi_connection.cursor()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
@@ -95,6 +95,11 @@ class OutboxItem(SQLModel, table=True):
     event_id: str | None = Field(default=None, max_length=255)
     inbox_id: int | None = None
     enqueued_at: datetime = Field(default_factory=utcnow)
+    # When a change last landed in this row: a flush waits for a quiet moment, so a burst
+    # of changes goes out as full batches rather than a trickle of small ones.
+    changed_at: datetime = Field(
+        default_factory=utcnow, sa_column_kwargs={"server_default": func.current_timestamp()}
+    )
     next_attempt_at: datetime = Field(default_factory=utcnow)
     attempts: int = 0
     claimed_until: datetime | None = None  # a flush holds the row until then

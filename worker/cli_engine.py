@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import redis
 import typer
 from sqlalchemy import Engine
 
 from state.db import make_engine, migrate
 from worker import dlq, logs
-from worker.settings import Settings
+from worker.settings import EngineSettings, Settings
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: writes that failed for good.")
 
@@ -137,10 +138,17 @@ def _ask_for_flush(connections: set[str]) -> None:
     """Queued writes go out with the next flush; ask for one now if the broker answers."""
     if not connections:
         return
-    try:
-        from worker.tasks import runtime
+    from worker.tasks import CeleryDispatcher, make_celery
 
+    settings = Settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    celery = make_celery(settings, EngineSettings())
+    try:
+        dispatcher = CeleryDispatcher(celery, client)
         for connection in connections:
-            runtime().dispatcher.flush(connection, 0.0)
-    except Exception as error:
+            dispatcher.flush(connection, 0.0)
+    except (redis.exceptions.RedisError, OSError) as error:
         typer.echo(f"(no broker to ask for a flush: {error}; the next sweep writes them)")
+    finally:
+        client.close()
+        celery.close()

@@ -7,8 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -18,13 +17,14 @@ from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
+from state.connections import Connections
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
-from state.tables import Connection, OutboxItem, utcnow
+from state.tables import OutboxItem, utcnow
 from worker.flush import FLUSH_ORDER, FlushReport, flush_batch
 from worker.pipeline import IngestReport, ingest
 from worker.ratelimit import RateLimiter, budget_key
-from worker.settings import EngineSettings, Settings
+from worker.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 
@@ -88,32 +88,28 @@ class LocalLocks:
                 lock.release()
 
 
-@dataclass
-class Tenants:
-    """Planhat clients per connection; the ``default`` connection comes from the environment."""
+class PlanhatClients:
+    """One Planhat client per (base URL, token), shared by the connections that use it."""
 
-    settings: Settings
-    engine: Engine
-    _clients: dict[str, tuple[PlanhatClient, str]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+        self._clients: dict[tuple[str, str], PlanhatClient] = {}
+        self._lock = threading.Lock()
 
     def planhat(self, connection: str) -> tuple[PlanhatClient, str]:
-        with self._lock:
-            if connection not in self._clients:
-                base_url, token = self._credentials(connection)
-                client = PlanhatClient(token, base_url=base_url, retry=FLUSH_RETRY)
-                self._clients[connection] = (client, budget_key(token))
-            return self._clients[connection]
-
-    def _credentials(self, connection: str) -> tuple[str, str]:
-        with session_scope(self.engine) as session:
-            row = session.get(Connection, connection)
-        if row is not None and row.planhat_token:
-            return row.planhat_base_url, row.planhat_token
-        if row is None and connection != "default":
+        """The client for ``connection`` and the rate budget it draws from."""
+        tenant = self._connections.get(connection)
+        if tenant is None:
             raise LookupError(f"no connection named {connection!r}")
-        base_url = row.planhat_base_url if row is not None else self.settings.planhat_base_url
-        return base_url, self.settings.planhat_token()
+        if not tenant.planhat_token:
+            raise MissingTokenError(f"connection {connection!r} has no Planhat token")
+        key = (tenant.planhat_base_url, tenant.planhat_token)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = PlanhatClient(
+                    tenant.planhat_token, base_url=tenant.planhat_base_url, retry=FLUSH_RETRY
+                )
+            return self._clients[key], budget_key(tenant.planhat_token)
 
 
 @dataclass
@@ -122,7 +118,7 @@ class Runtime:
     limiter: RateLimiter
     dispatcher: Dispatcher
     locks: Locks
-    tenants: Tenants
+    clients: PlanhatClients
     config: EngineSettings
 
 
@@ -148,21 +144,33 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
     rt.dispatcher.flush_started(connection)
     with session_scope(rt.engine) as session:
         busy = has_pending(session, connection)
-        oldest = session.exec(
-            select(func.min(OutboxItem.enqueued_at)).where(OutboxItem.connection == connection)
+        oldest, latest = session.exec(
+            select(func.min(OutboxItem.enqueued_at), func.max(OutboxItem.changed_at)).where(
+                OutboxItem.connection == connection
+            )
         ).one()
-    if oldest is None:
+    if oldest is None or latest is None:
         return []
-    if busy and utcnow() - oldest < timedelta(seconds=rt.config.flush_max_delay):
-        # Events are still coming in: let them coalesce into fuller batches.
-        rt.dispatcher.flush(connection, rt.config.flush_window)
+    now = utcnow()
+    quiet_for = (now - latest).total_seconds()
+    waited = (now - oldest).total_seconds()
+    if (busy or quiet_for < rt.config.flush_window) and waited < rt.config.flush_max_delay:
+        # Changes are still coming in: let them coalesce into full batches, but never keep
+        # the oldest waiting past flush_max_delay.
+        pause = rt.config.flush_window if busy else rt.config.flush_window - quiet_for
+        rt.dispatcher.flush(connection, max(0.05, pause))
         return []
     reports: list[FlushReport] = []
     with rt.locks.hold(f"flush:{connection}", ttl=rt.config.lease_seconds) as got:
         if not got:  # another worker is flushing this connection
             rt.dispatcher.flush(connection, rt.config.flush_window)
             return []
-        planhat, budget = rt.tenants.planhat(connection)
+        try:
+            planhat, budget = rt.clients.planhat(connection)
+        except (LookupError, MissingTokenError) as error:
+            log.error("flush.no_planhat", connection=connection, error=str(error))
+            rt.dispatcher.flush(connection, MAX_COUNTDOWN)
+            return []
         policy = rt.config.policy()
         for model in FLUSH_ORDER:
             while True:

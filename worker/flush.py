@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
@@ -29,6 +30,7 @@ from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
 from worker.ratelimit import RateLimiter, wait_for_budget
 
 log = structlog.get_logger(__name__)
+Q = TypeVar("Q", bound=SelectOfScalar[Any])
 
 # Records others reference go first: a license names its company, so companies flush
 # before licenses, and a child whose parent is still pending waits for it.
@@ -92,6 +94,14 @@ def _company_key(spec_name: str, fields: dict[str, Any]) -> str | None:
     return None
 
 
+def _locked(session: Session, query: Q, *, skip_locked: bool = False) -> Q:
+    """``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite every transaction already holds
+    the write lock from its start (``state.db``)."""
+    if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+        return query
+    return query.with_for_update(skip_locked=skip_locked)
+
+
 def _claim(
     session: Session, connection: str, model: str, policy: FlushPolicy, now: datetime
 ) -> tuple[list[Claimed], FlushReport]:
@@ -104,9 +114,7 @@ def _claim(
         .order_by(col(OutboxItem.enqueued_at))
         .limit(policy.batch_size)
     )
-    if not is_sqlite(session.get_bind()):  # type: ignore[arg-type]
-        query = query.with_for_update(skip_locked=True)
-    rows = list(session.exec(query))
+    rows = list(session.exec(_locked(session, query, skip_locked=True)))
     report.full = len(rows) == policy.batch_size
     if not rows:
         return [], report
@@ -285,13 +293,18 @@ def _settle(
     with session_scope(engine) as session:
         now = utcnow()
         keys = [item.key for item in claimed]
+        # Locked until commit: an ingest merging a newer change into one of these rows
+        # waits, so a row is never deleted under a revision we did not send.
         rows = {
             row.key: row
             for row in session.exec(
-                select(OutboxItem).where(
-                    OutboxItem.connection == connection,
-                    OutboxItem.model == model,
-                    col(OutboxItem.key).in_(keys),
+                _locked(
+                    session,
+                    select(OutboxItem).where(
+                        OutboxItem.connection == connection,
+                        OutboxItem.model == model,
+                        col(OutboxItem.key).in_(keys),
+                    ),
                 )
             )
         }
@@ -299,10 +312,13 @@ def _settle(
         states = {
             (state.model, state.key): state
             for state in session.exec(
-                select(RecordState).where(
-                    RecordState.connection == connection,
-                    col(RecordState.model).in_([model, "companies"]),
-                    col(RecordState.key).in_(keys + parents),
+                _locked(
+                    session,
+                    select(RecordState).where(
+                        RecordState.connection == connection,
+                        col(RecordState.model).in_([model, "companies"]),
+                        col(RecordState.key).in_(keys + parents),
+                    ),
                 )
             )
         }

@@ -159,7 +159,8 @@ def _offer(session: Session, connection: str, change: Change, inbox_id: int | No
         pending.event_id, pending.inbox_id = change.event_id, inbox_id
     pending.fields, pending.field_versions, pending.version = merged, versions, version
     pending.revision += 1
-    pending.next_attempt_at = min(pending.next_attempt_at, utcnow())
+    pending.changed_at = utcnow()
+    pending.next_attempt_at = min(pending.next_attempt_at, pending.changed_at)
     session.add(pending)
     return Verdict.QUEUED
 

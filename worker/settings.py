@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
@@ -9,6 +10,8 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
+from connectors.sources import SOURCES
+from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
 from worker.flush import FlushPolicy
 
@@ -25,6 +28,24 @@ class Settings(BaseSettings):
     planhat_sync_log_level: str = "warning"
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
+
+    def default_tenant(self) -> Tenant:
+        """The ``default`` connection, from the environment."""
+        try:
+            token = self.planhat_token()
+        except MissingTokenError:
+            token = ""  # events are still received and kept; flushes say what is missing
+        secrets = {
+            source.name: value
+            for source in SOURCES.values()
+            if (value := os.environ.get(source.secret_env))
+        }
+        return Tenant(
+            name="default",
+            planhat_base_url=self.planhat_base_url,
+            planhat_token=token,
+            secrets=secrets,
+        )
 
     def planhat_token(self) -> str:
         """The token to send: the configured one, or the sandbox's when talking to it."""

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 
 import redis
 from celery import Celery
+from sqlalchemy import Engine
 
+from state.connections import Connections
+from state.crypto import secret_box
 from state.db import make_engine
 from worker.engine import (
     MAX_COUNTDOWN,
+    PlanhatClients,
     RedisLocks,
     Runtime,
-    Tenants,
     run_flush,
     run_ingest,
     run_sweep,
@@ -67,22 +70,29 @@ app = make_celery(settings, config)
 class CeleryDispatcher:
     """Sends jobs through the broker; one scheduled flush per connection at a time."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, celery: Celery, client: redis.Redis) -> None:
+        self._celery = celery
         self._redis = client
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
         for inbox_id in inbox_ids:
-            ingest_event.apply_async((inbox_id,))
+            self._celery.send_task("planhat_sync.ingest", (inbox_id,))
 
     def flush(self, connection: str, delay: float) -> None:
         delay = min(MAX_COUNTDOWN, max(0.0, delay))
         # The key expires on its own, so a lost flush message blocks nothing for long.
         hold_ms = int((delay + 30) * 1000)
         if self._redis.set(f"phs:flush-scheduled:{connection}", 1, nx=True, px=hold_ms):
-            flush_connection.apply_async((connection,), countdown=delay)
+            self._celery.send_task("planhat_sync.flush", (connection,), countdown=delay)
 
     def flush_started(self, connection: str) -> None:
         self._redis.delete(f"phs:flush-scheduled:{connection}")
+
+
+def connections(engine: Engine) -> Connections:
+    """Tenants from the database (secrets opened with PLANHAT_SYNC_SECRET_KEY) and the
+    ``default`` one from the environment."""
+    return Connections(engine, box=secret_box, default=settings.default_tenant)
 
 
 _runtime: tuple[int, Runtime] | None = None
@@ -103,9 +113,9 @@ def runtime() -> Runtime:
                     limiter=RedisRateLimiter(
                         client, rate_per_minute=config.rate_per_minute, burst=config.burst
                     ),
-                    dispatcher=CeleryDispatcher(client),
+                    dispatcher=CeleryDispatcher(app, client),
                     locks=RedisLocks(client),
-                    tenants=Tenants(settings=settings, engine=engine),
+                    clients=PlanhatClients(connections(engine)),
                     config=config,
                 ),
             )

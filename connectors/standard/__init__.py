@@ -1,5 +1,5 @@
 """The ``standard`` source: any system that signs a Standard Webhook can push any model."""
 
-from connectors.standard.mapping import SOURCE
+from connectors.standard.source import SOURCE
 
 __all__ = ["SOURCE"]

@@ -11,7 +11,6 @@ name; ``key`` names one keyable: ``sourceId``, or the model's external key
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.change import Change, MappingError, version_number
@@ -72,14 +71,3 @@ def parse(body: bytes, event_id: str) -> list[Change]:
             raise StandardBodyError(f"at most {MAX_CHANGES} changes per event")
         return [_change(item, f"changes[{i}]", event_id) for i, item in enumerate(items)]
     return [_change(document, "body", event_id)]
-
-
-@dataclass(frozen=True, slots=True)
-class StandardSource:
-    name: str = "standard"
-
-    def changes(self, body: bytes, event_id: str) -> list[Change]:
-        return parse(body, event_id)
-
-
-SOURCE = StandardSource()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -106,6 +106,12 @@ class Sandbox:
                 status_code=429,
                 headers={**limit_headers, "Retry-After": str(decision.retry_after)},
             )
+        try:
+            # Read the whole request before any delay: like Planhat, a write that arrived
+            # is applied even if the caller is gone by the time it is answered.
+            await request.body()
+        except ClientDisconnect:
+            return PlainTextResponse("client went away", status_code=499)
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         spec = MODELS.get(model)

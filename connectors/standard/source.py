@@ -1,0 +1,25 @@
+"""The ``standard`` source: Standard Webhooks signatures over planhat-sync's JSON body."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from connectors.change import Change
+from connectors.standard.mapping import parse
+from connectors.standard.verify import verify
+
+
+@dataclass(frozen=True, slots=True)
+class StandardSource:
+    name: str = "standard"
+    secret_env: str = "STANDARD_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
+        return verify(headers, body, secret, now)
+
+    def changes(self, body: bytes, event_id: str) -> list[Change]:
+        return parse(body, event_id)
+
+
+SOURCE = StandardSource()

@@ -1,0 +1,128 @@
+"""Connections (tenants): a Planhat token and base URL, and one webhook secret per source.
+
+The ``default`` connection comes from the environment (PLANHAT_API_TOKEN,
+PLANHAT_BASE_URL, <SOURCE>_WEBHOOK_SECRET); others are rows, their token and secrets
+sealed with the SecretBox. A stored row named ``default`` takes precedence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from state.crypto import SecretBox
+from state.db import session_scope
+from state.tables import Connection
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    planhat_base_url: str
+    planhat_token: str = field(repr=False)
+    secrets: Mapping[str, str] = field(repr=False)  # source → webhook secret
+
+
+def add_connection(
+    engine: Engine,
+    box: SecretBox,
+    *,
+    name: str,
+    planhat_base_url: str,
+    planhat_token: str,
+    secrets: Mapping[str, str],
+) -> None:
+    if not NAME.match(name):
+        raise ValueError("a connection name is 1-64 of a-z, 0-9, _ and -, starting alphanumeric")
+    with session_scope(engine) as session:
+        if session.get(Connection, name) is not None:
+            raise ValueError(f"connection {name!r} exists already; remove it first")
+        session.add(
+            Connection(
+                name=name,
+                planhat_base_url=planhat_base_url,
+                planhat_token=box.seal(planhat_token),
+                secrets=box.seal(json.dumps(dict(secrets))),
+            )
+        )
+
+
+def remove_connection(engine: Engine, name: str) -> None:
+    with session_scope(engine) as session:
+        row = session.get(Connection, name)
+        if row is None:
+            raise LookupError(f"no connection named {name!r}")
+        session.delete(row)
+
+
+def list_connections(engine: Engine, box: SecretBox | None) -> list[dict[str, object]]:
+    """Names, base URLs and which sources have a secret; never a secret itself."""
+    with session_scope(engine) as session:
+        rows = list(session.exec(select(Connection).order_by(col(Connection.name))))
+    return [
+        {
+            "name": row.name,
+            "planhat_base_url": row.planhat_base_url,
+            "sources": sorted(_open_secrets(box, row)) if box else "(locked)",
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def _open_secrets(box: SecretBox | None, row: Connection) -> dict[str, str]:
+    if not row.secrets or box is None:
+        return {}
+    opened: dict[str, str] = json.loads(box.open(row.secrets))
+    return opened
+
+
+class Connections:
+    """Finds tenants by name, for the receiver and the workers; caches briefly."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        box: Callable[[], SecretBox],
+        default: Callable[[], Tenant | None],
+        ttl: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._box = box
+        self._default = default
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Tenant | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(name)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+        tenant = self._load(name)
+        with self._lock:
+            self._cache[name] = (now, tenant)
+        return tenant
+
+    def _load(self, name: str) -> Tenant | None:
+        with session_scope(self._engine) as session:
+            row = session.get(Connection, name)
+        if row is None:
+            return self._default() if name == "default" else None
+        box = self._box()
+        return Tenant(
+            name=row.name,
+            planhat_base_url=row.planhat_base_url,
+            planhat_token=box.open(row.planhat_token) if row.planhat_token else "",
+            secrets=_open_secrets(box, row),
+        )

@@ -1,0 +1,35 @@
+"""outbox.changed_at: when a change last landed in the row
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26 08:30:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "changed_at",
+                sa.DateTime(timezone=True),
+                nullable=False,
+                server_default=sa.func.current_timestamp(),
+            )
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("changed_at")

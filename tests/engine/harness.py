@@ -1,0 +1,234 @@
+"""Real processes for end-to-end engine tests: a Redis of our own, workers, beat.
+
+Everything runs on 127.0.0.1; every process is stopped (or killed) by the test that
+started it, and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, func, text
+from sqlmodel import select
+
+from state.db import make_engine, migrate, session_scope
+from state.inbox import mark_dispatched, store_event
+from state.tables import DeadLetter, InboxEvent, OutboxItem
+from tests.engine.conftest import PG_ADMIN_URL, service_missing
+from worker.settings import EngineSettings, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+class RedisServer:
+    """A redis-server on a spare port that keeps nothing on disk, so a restart empties it."""
+
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            service_missing("redis-server", FileNotFoundError("redis-server"))
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        wait_until(lambda: _pings(client), timeout=10, what="redis-server to start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards."""
+    name = f"phs_e2e_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        service_missing("PostgreSQL", error)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Deployment:
+    """Workers and beat as real processes, pointed at one database, Redis and Planhat."""
+
+    database_url: str
+    redis: RedisServer
+    planhat_url: str
+    logs: Path
+    env_extra: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
+
+    def env(self) -> dict[str, str]:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(("PLANHAT", "CELERY"))}
+        return {
+            **keep,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis.url,
+            "PLANHAT_BASE_URL": self.planhat_url,
+            "PLANHAT_SYNC_LOG_LEVEL": "info",
+            "PLANHAT_SYNC_SECRET_KEY": self.secret_key,
+            "PLANHAT_SYNC_SWEEP_INTERVAL": "1",
+            "PLANHAT_SYNC_LOST_AFTER": "5",
+            "PLANHAT_SYNC_LEASE_SECONDS": "5",
+            "PLANHAT_SYNC_FLUSH_WINDOW": "0.5",
+            "PLANHAT_SYNC_FLUSH_MAX_DELAY": "120",
+            **self.env_extra,
+        }
+
+    def start(self, name: str, *args: str) -> None:
+        command = [str(Path(sys.executable).with_name("planhat-sync")), *args]
+        log = (self.logs / f"{name}.log").open("wb")
+        self.processes[name] = subprocess.Popen(
+            command, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def start_worker(self, name: str) -> None:
+        self.start(
+            name, "worker", "--concurrency", "1", "--loglevel", "warning", f"--hostname={name}@%h"
+        )
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process and its children: no cleanup, no goodbye."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            process = self.processes.pop(name)
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def send_events(database_url: str, redis_url: str, events: list[tuple[str, str, bytes]]) -> int:
+    """Store (connection, event_id, body) events as the receiver does and hand each to the
+    workers; returns how many were new (a repeated event id is stored once)."""
+    from worker.tasks import make_celery
+
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    celery = make_celery(settings, EngineSettings())
+    engine = make_engine(database_url)
+    new = 0
+    try:
+        for connection, event_id, body in events:
+            with session_scope(engine) as session:
+                inbox_id = store_event(
+                    session, connection=connection, source="standard", event_id=event_id, body=body
+                )
+                if inbox_id is not None:
+                    mark_dispatched(session, [inbox_id])
+            if inbox_id is not None:
+                new += 1
+                celery.send_task("planhat_sync.ingest", (inbox_id,))
+    finally:
+        engine.dispose()
+        celery.close()
+    return new
+
+
+def engine_state(database_url: str) -> dict[str, int]:
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            pending = session.exec(
+                select(func.count()).select_from(InboxEvent).where(InboxEvent.status == "pending")
+            ).one()
+            outbox = session.exec(select(func.count()).select_from(OutboxItem)).one()
+            dead = session.exec(select(func.count()).select_from(DeadLetter)).one()
+    finally:
+        engine.dispose()
+    return {"pending": pending, "outbox": outbox, "dead": dead}
+
+
+def drained(database_url: str) -> bool:
+    state = engine_state(database_url)
+    return state["pending"] == 0 and state["outbox"] == 0
+
+
+def standard(model: str, key: str, version: int, fields: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"model": model, "key": {"sourceId": key}, "fields": fields, "version": version}
+    ).encode()
+
+
+def require_services() -> None:
+    if not os.path.exists(str(Path(sys.executable).with_name("planhat-sync"))):
+        pytest.skip("planhat-sync is not installed in this environment")
