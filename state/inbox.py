@@ -12,11 +12,24 @@ from state.tables import InboxEvent, utcnow
 
 
 def store_event(
-    session: Session, *, connection: str, source: str, event_id: str, body: bytes
+    session: Session,
+    *,
+    connection: str,
+    source: str,
+    event_id: str,
+    body: bytes,
+    dispatched: bool = False,
 ) -> int | None:
     """Insert a verified event; its inbox id, or None if this event id is already stored
-    (a redelivery). The caller commits before acknowledging the sender."""
-    event = InboxEvent(connection=connection, source=source, event_id=event_id, body=body)
+    (a redelivery). The caller commits before acknowledging the sender. ``dispatched``:
+    the caller sends its task right after the commit (saves a second write)."""
+    event = InboxEvent(
+        connection=connection,
+        source=source,
+        event_id=event_id,
+        body=body,
+        dispatched_at=utcnow() if dispatched else None,
+    )
     try:
         with session.begin_nested():
             session.add(event)

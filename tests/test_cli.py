@@ -200,12 +200,21 @@ def test_the_readme_flow_sandbox_in_one_terminal_planhat_in_another() -> None:
 
 
 def test_dev_shows_the_flow_on_embedded_defaults(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANHAT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANHAT_", "DATABASE_"))}
+    env.pop("STANDARD_WEBHOOK_SECRET", None)
     args = ["dev", "--no-serve", "--port", str(_free_port()), "--data-dir", str(tmp_path)]
     first = subprocess.run(_command(*args), env=env, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
-    assert "bulk upsert 2 licenses: {'created': 2}; same again: {'unchanged': 2}" in first.stdout
-    # the sandbox keeps its data beside the state: a restart finds it there
+    assert "Sent 5 signed events to the receiver: 5 accepted" in first.stdout
+    assert "Pro  mrr 590 USD" in first.stdout  # two versions coalesced, the newest won
+    assert "Its secret:                       whsec_" in first.stdout
+    # a restart keeps everything: the same events are duplicates, Planhat keeps its data
     second = subprocess.run(_command(*args), env=env, capture_output=True, text=True, check=False)
-    assert "bulk upsert 2 licenses: {'unchanged': 2}" in second.stdout
-    assert (tmp_path / "planhat-sandbox.db").exists()
+    assert "0 accepted, 5 already received before" in second.stdout
+    assert "Pro  mrr 590 USD" in second.stdout
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "state.db",
+        "planhat-sandbox.db",
+        "secret.key",
+        "standard-webhook-secret",
+    }

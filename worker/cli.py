@@ -18,7 +18,8 @@ from connectors.planhat.errors import PlanhatError
 from connectors.planhat.models import UnknownModelError, UnsupportedOperationError, model_spec
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
-from worker import cli_engine, demo, logs
+from worker import cli_engine, cli_web, logs
+from worker import dev as embedded
 from worker.settings import MissingTokenError, Settings
 
 app = typer.Typer(
@@ -188,17 +189,18 @@ def sandbox(
 
 @app.command()
 def dev(
-    port: Annotated[int, typer.Option(help="Port of the Planhat sandbox.")] = 8766,
+    port: Annotated[int, typer.Option(help="Receiver port; the sandbox takes the next.")] = 8765,
     data_dir: Annotated[Path, typer.Option(help="Where state is kept.")] = Path(".planhat-sync"),
     serve_forever: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Keep serving after the demo.")
     ] = True,
 ) -> None:
-    """Run on embedded defaults and show the flow working (no services needed)."""
+    """Receiver, worker and scheduler in one process: SQLite, no Redis, and the Planhat
+    sandbox when no token is set. Shows the flow working."""
     settings = Settings()
     logs.configure(settings.planhat_sync_log_level)
     with _planhat_errors():
-        demo.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
+        embedded.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
 
 
 app.command("migrate")(cli_engine.migrate_command)
@@ -206,6 +208,9 @@ app.command("worker", context_settings=cli_engine.PASS_THROUGH)(cli_engine.worke
 app.command("beat", context_settings=cli_engine.PASS_THROUGH)(cli_engine.beat_command)
 app.command("replay")(cli_engine.replay_command)
 app.add_typer(cli_engine.dlq_app, name="dlq")
+app.command("web")(cli_web.web_command)
+app.command("send")(cli_web.send_command)
+app.add_typer(cli_web.connections_app, name="connections")
 
 
 def main() -> None:

@@ -207,12 +207,14 @@ def _schedule_next(rt: Runtime, connection: str) -> None:
         rt.dispatcher.flush(connection, delay)
 
 
-def run_sweep(rt: Runtime) -> tuple[int, int]:
+def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
     """Re-send what the broker lost: pending events whose task vanished, and connections
     with due outbox rows. Returns (events re-sent, flushes asked)."""
     now = utcnow()
+    if lost_after is None:
+        lost_after = rt.config.lost_after
     with session_scope(rt.engine) as session:
-        lost = lost_events(session, lost_after=rt.config.lost_after)
+        lost = lost_events(session, lost_after=lost_after)
         connections = list(
             session.exec(
                 select(OutboxItem.connection)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.errors import FatalError, PlanhatError, RateLimitedError
-from connectors.planhat.models import MODELS, model_spec
+from connectors.planhat.models import MODELS, Operation, model_spec
 from connectors.planhat.retry import equal_jitter
 from state.db import is_sqlite, session_scope
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
@@ -74,6 +74,7 @@ class FlushReport:
 @dataclass(frozen=True, slots=True)
 class Claimed:
     key: str
+    key_field: str
     revision: int
     record: dict[str, Any]  # what is sent: key field + fields
     fields: dict[str, Any]
@@ -160,6 +161,7 @@ def _claim(
         claimed.append(
             Claimed(
                 key=row.key,
+                key_field=row.key_field,
                 revision=row.revision,
                 record={row.key_field: row.key_value, **row.fields},
                 fields=dict(row.fields),
@@ -235,6 +237,8 @@ def flush_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> FlushReport:
     """Claim, send and settle one batch of ``model`` for ``connection``."""
+    if not model_spec(model).supports(Operation.UPSERT):
+        policy = replace(policy, batch_size=1)  # one record per budgeted call
     with session_scope(engine) as session:
         claimed, report = _claim(session, connection, model, policy, utcnow())
     if not claimed:
@@ -249,9 +253,11 @@ def flush_batch(
     bound.info("flush.sending")
     report.sent, report.calls = len(claimed), 1
     try:
-        results = planhat.bulk_upsert(
-            model, [item.record for item in claimed], chunk_size=len(claimed)
-        )
+        records = [item.record for item in claimed]
+        if model_spec(model).supports(Operation.UPSERT):
+            results = planhat.bulk_upsert(model, records, chunk_size=len(records))
+        else:  # custom fields: one keyed update-or-create (the batch is one record)
+            results = planhat.upsert_each(model, records, key_field=claimed[0].key_field)
     except RateLimitedError as error:
         # Every worker on this token waits now; the rows wait too, without an attempt.
         limiter.pause(budget, error.retry_after)

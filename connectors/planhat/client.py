@@ -19,12 +19,14 @@ import structlog
 from connectors.planhat.bulk import (
     MAX_BULK_BYTES,
     MAX_BULK_ITEMS,
+    Outcome,
     RecordResult,
     plan_chunks,
     rejected_chunk,
     results_for_chunk,
 )
 from connectors.planhat.errors import (
+    NotFoundError,
     PlanhatError,
     RateLimitedError,
     RejectedError,
@@ -183,6 +185,31 @@ class PlanhatClient:
                 raise PlanhatError(f"unexpected bulk upsert answer: {answer!r:.200}")
             results.extend(results_for_chunk(spec, chunk, answer))
         results.sort(key=lambda result: result.index)
+        return results
+
+    def upsert_each(
+        self, model: str, records: Sequence[Mapping[str, Any]], *, key_field: str
+    ) -> builtins.list[RecordResult]:
+        """Keyed upsert for models without bulk upsert (custom fields): update the record
+        its ``key_field`` names, or create it when Planhat has none. One result each."""
+        results: builtins.list[RecordResult] = []
+        for index, record in enumerate(records):
+            key = record.get(key_field)
+            prefix = "srcid-" if key_field == "sourceId" else "extid-"
+            fields = {k: v for k, v in record.items() if k != key_field}
+            try:
+                try:
+                    done = self.update(model, f"{prefix}{key}", fields)
+                    outcome = Outcome.UPDATED
+                except NotFoundError:
+                    done = self.create(model, dict(record))
+                    outcome = Outcome.CREATED
+            except RejectedError as error:
+                results.append(
+                    RecordResult(index=index, outcome=Outcome.REJECTED, message=error.message)
+                )
+                continue
+            results.append(RecordResult(index=index, outcome=outcome, id=done.get("_id")))
         return results
 
     # --- plumbing ---------------------------------------------------------------------

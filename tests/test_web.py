@@ -1,0 +1,293 @@
+"""The webhook receiver: what it accepts, what it refuses (storing nothing), and why."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, func
+from sqlmodel import select
+
+from connectors.standard.verify import sign
+from state.connections import Connections, Tenant, add_connection
+from state.crypto import SecretBox
+from state.db import make_engine, migrate, session_scope
+from state.tables import InboxEvent
+from worker.web import create_web_app
+
+SECRET = "whsec_" + base64.b64encode(b"default-secret-0123456789").decode()
+OTHER = "whsec_" + base64.b64encode(b"another-tenant-secret-0000").decode()
+NOW = 1_790_000_000
+BODY = json.dumps(
+    {"model": "licenses", "key": {"sourceId": "sub_1"}, "fields": {"mrr": 5}, "version": 1}
+).encode()
+
+
+def signed(
+    body: bytes = BODY, secret: str = SECRET, event_id: str = "evt_1", at: int = NOW
+) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(at),
+        "webhook-signature": sign(secret, event_id, at, body),
+    }
+
+
+class Receiver:
+    def __init__(self, engine: Engine, max_body_bytes: int = 4096) -> None:
+        self.engine = engine
+        self.submitted: list[int] = []
+        box = SecretBox(Fernet.generate_key().decode())
+        add_connection(
+            engine,
+            box,
+            name="acme",
+            planhat_base_url="http://127.0.0.1:9",
+            planhat_token="acme-token",
+            secrets={"standard": OTHER},
+        )
+        default = Tenant(
+            name="default",
+            planhat_base_url="http://127.0.0.1:9",
+            planhat_token="t",
+            secrets={"standard": SECRET},
+        )
+        self.app = create_web_app(
+            engine=engine,
+            connections=Connections(engine, box=lambda: box, default=lambda: default),
+            submit=self.submitted.extend,
+            broker_ready=self._broker,
+            max_body_bytes=max_body_bytes,
+            clock=lambda: NOW,
+        )
+        self.broker_up = True
+        self.http = TestClient(self.app, raise_server_exceptions=False)
+
+    def _broker(self) -> None:
+        if not self.broker_up:
+            raise ConnectionError("broker down")
+
+    def post(
+        self, path: str = "/webhooks/default/standard", body: bytes = BODY, **headers: Any
+    ) -> Any:
+        return self.http.post(
+            path, content=body, headers=headers.pop("headers", None) or signed(body)
+        )
+
+    def stored(self) -> int:
+        with session_scope(self.engine) as session:
+            return int(session.exec(select(func.count()).select_from(InboxEvent)).one())
+
+
+@pytest.fixture
+def receiver(tmp_path: Any) -> Iterator[Receiver]:
+    url = f"sqlite:///{tmp_path}/state.db"
+    migrate(url)
+    engine = make_engine(url)
+    yield Receiver(engine)
+    engine.dispose()
+
+
+def test_a_signed_event_is_stored_enqueued_and_answered_202(receiver: Receiver) -> None:
+    answer = receiver.post()
+
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "accepted"
+    assert receiver.submitted == [answer.json()["inbox_id"]]
+    assert receiver.stored() == 1
+
+
+def test_a_duplicate_delivery_answers_200_and_stores_nothing_new(receiver: Receiver) -> None:
+    receiver.post()
+    again = receiver.post()
+
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "event_id": "evt_1"}
+    assert receiver.stored() == 1
+    assert len(receiver.submitted) == 1
+
+
+def test_any_of_several_signatures_may_match(receiver: Receiver) -> None:
+    headers = signed()
+    headers["webhook-signature"] = f"v1,bm90LWl0 {headers['webhook-signature']}"
+
+    assert receiver.post(headers=headers).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"webhook-signature": "v1,bm90LWl0"}, "no webhook-signature matches"),
+        ({"webhook-signature": sign(OTHER, "evt_1", NOW, BODY)}, "no webhook-signature matches"),
+        ({"webhook-timestamp": str(NOW - 301)}, "more than 5 minutes"),
+        ({"webhook-timestamp": str(NOW + 301)}, "more than 5 minutes"),
+        ({"webhook-timestamp": "yesterday"}, "not a Unix time"),
+        ({"webhook-id": ""}, "missing webhook-id"),
+        ({"webhook-signature": ""}, "missing webhook-signature"),
+    ],
+)
+def test_a_bad_missing_or_expired_signature_is_401_and_stores_nothing(
+    receiver: Receiver, change: dict[str, str], reason: str
+) -> None:
+    headers = {**signed(), **change}
+
+    answer = receiver.post(headers=headers)
+
+    assert answer.status_code == 401
+    assert reason in answer.json()["error"]
+    assert receiver.stored() == 0
+
+
+def test_a_body_changed_after_signing_is_401(receiver: Receiver) -> None:
+    tampered = BODY.replace(b'"mrr": 5', b'"mrr": 9')
+
+    answer = receiver.http.post("/webhooks/default/standard", content=tampered, headers=signed())
+
+    assert answer.status_code == 401
+    assert receiver.stored() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b'{"model": "licences", "key": {"sourceId": "x"}, "version": 1}', "unknown Planhat model"),
+        (b'{"model": "licenses", "key": {"name": "x"}, "version": 1}', "key must be one of"),
+        (b'{"model": "licenses", "key": {"sourceId": "x"}}', "version is required"),
+        (json.dumps({"changes": [json.loads(BODY)] * 1001}).encode()[:4000], "body is not JSON"),
+    ],
+)
+def test_an_unparsable_event_is_400_with_the_reason_and_stores_nothing(
+    receiver: Receiver, body: bytes, reason: str
+) -> None:
+    answer = receiver.post(body=body)
+
+    assert answer.status_code == 400
+    assert reason in answer.json()["error"]
+    assert receiver.stored() == 0
+
+
+def test_more_than_1000_changes_in_one_event_is_400(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/big.db"
+    migrate(url)
+    big = Receiver(make_engine(url), max_body_bytes=1024 * 1024)
+    body = json.dumps({"changes": [json.loads(BODY)] * 1001}).encode()
+
+    answer = big.post(body=body)
+
+    assert answer.status_code == 400
+    assert "at most 1000 changes" in answer.json()["error"]
+    assert big.stored() == 0
+
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(receiver: Receiver) -> None:
+    body = b'{"pad": "' + b"x" * 5000 + b'"}'
+
+    declared = receiver.post(body=body)
+    streamed = receiver.http.post(
+        "/webhooks/default/standard",
+        content=iter([body[:3000], body[3000:]]),  # no Content-Length: read until the limit
+        headers=signed(body),
+    )
+
+    assert (declared.status_code, streamed.status_code) == (413, 413)
+    assert receiver.stored() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/webhooks/nobody/standard", "unknown connection 'nobody'"),
+        ("/webhooks/default/zendesk", "unknown source 'zendesk'"),
+    ],
+)
+def test_an_unknown_connection_or_source_is_404(receiver: Receiver, path: str, reason: str) -> None:
+    answer = receiver.post(path)
+
+    assert answer.status_code == 404
+    assert reason in answer.json()["error"]
+    assert receiver.stored() == 0
+
+
+def test_a_wrong_content_type_is_415(receiver: Receiver) -> None:
+    headers = {**signed(), "content-type": "text/plain"}
+
+    answer = receiver.post(headers=headers)
+
+    assert answer.status_code == 415
+    assert receiver.stored() == 0
+
+
+def test_an_event_signed_for_one_connection_is_refused_at_anothers_url(receiver: Receiver) -> None:
+    for_default = receiver.post("/webhooks/acme/standard", headers=signed(secret=SECRET))
+    for_acme = receiver.post("/webhooks/default/standard", headers=signed(secret=OTHER))
+    right = receiver.post("/webhooks/acme/standard", headers=signed(secret=OTHER))
+
+    assert (for_default.status_code, for_acme.status_code, right.status_code) == (401, 401, 202)
+    with session_scope(receiver.engine) as session:
+        [event] = session.exec(select(InboxEvent)).all()
+    assert event.connection == "acme"
+
+
+def test_health_and_readiness(receiver: Receiver) -> None:
+    assert receiver.http.get("/healthz").json() == {"ok": True}
+    assert receiver.http.get("/readyz").status_code == 200
+    receiver.broker_up = False
+    not_ready = receiver.http.get("/readyz")
+    assert not_ready.status_code == 503
+    assert "broker" in not_ready.json()["problems"]
+
+
+_header_values = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["v1,", "v1,AAAA", "v2,x", str(NOW), "evt_1", "application/json", ""]),
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(st.binary(max_size=6000), st.text(max_size=300).map(str.encode), st.just(BODY)),
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "content-type",
+                "webhook-id",
+                "webhook-timestamp",
+                "webhook-signature",
+                "content-encoding",
+                "x-anything",
+            ]
+        ),
+        _header_values,
+        max_size=6,
+    ),
+    path=st.sampled_from(
+        [
+            "/webhooks/default/standard",
+            "/webhooks/acme/standard",
+            "/webhooks/default/x",
+            "/webhooks/%00/standard",
+            "/webhooks/default/standard/extra",
+        ]
+    ),
+)
+def test_hostile_requests_never_get_a_5xx_and_store_nothing(
+    receiver: Receiver, body: bytes, headers: dict[str, str], path: str
+) -> None:
+    # Any byte a header may carry (latin-1, other encodings' bytes), but no line breaks.
+    clean = {
+        k: bytes(b for b in v.encode("utf-8") if b not in b"\r\n\x00") for k, v in headers.items()
+    }
+
+    answer = receiver.http.post(path, content=body, headers=clean)
+
+    assert answer.status_code < 500
+    assert receiver.stored() == 0

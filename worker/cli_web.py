@@ -1,0 +1,150 @@
+"""``planhat-sync`` commands for receiving: web, connections, send."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+import uvicorn
+from fastapi import FastAPI
+
+from connectors.planhat.client import DEFAULT_BASE_URL
+from connectors.sources import SOURCES
+from state.connections import add_connection, list_connections, remove_connection
+from state.crypto import SecretKeyError, secret_box
+from state.db import make_engine, migrate
+from worker import logs
+from worker.settings import Settings
+
+connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per Planhat tenant.")
+
+
+def app_from_environment() -> FastAPI:
+    """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory)."""
+    from worker.tasks import CeleryDispatcher, app, connections, settings
+    from worker.web import create_web_app
+
+    engine = make_engine(settings.database_url)
+    client = redis.Redis.from_url(settings.redis_url)
+    dispatcher = CeleryDispatcher(app, client)
+    return create_web_app(
+        engine=engine,
+        connections=connections(engine),
+        submit=dispatcher.ingest,
+        broker_ready=client.ping,  # raises when Redis does not answer
+    )
+
+
+def web_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    workers: Annotated[int, typer.Option(help="Receiver processes.")] = 1,
+) -> None:
+    """Serve the webhook receiver: POST /webhooks/{connection}/{source}."""
+    settings = Settings()
+    logs.configure(settings.planhat_sync_log_level)
+    migrate(settings.database_url)
+    typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
+    uvicorn.run(
+        "worker.cli_web:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _secrets(pairs: list[str]) -> dict[str, str]:
+    secrets = {}
+    for pair in pairs:
+        source, sep, value = pair.partition("=")
+        if not sep or not value:
+            raise typer.BadParameter(f"{pair!r}: expected SOURCE=SECRET")
+        if source not in SOURCES:
+            raise typer.BadParameter(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+        secrets[source] = value
+    return secrets
+
+
+@connections_app.command("add")
+def connections_add(
+    name: Annotated[str, typer.Argument(help="The name in the webhook URL.")],
+    planhat_token: Annotated[str, typer.Option(help="The tenant's Planhat API token.")],
+    planhat_base_url: Annotated[str, typer.Option(help="Its Planhat region.")] = DEFAULT_BASE_URL,
+    secret: Annotated[
+        list[str] | None, typer.Option(help="SOURCE=SECRET, one per source (repeatable).")
+    ] = None,
+) -> None:
+    """Add a tenant; its token and secrets are sealed with PLANHAT_SYNC_SECRET_KEY."""
+    settings = Settings()
+    migrate(settings.database_url)
+    try:
+        add_connection(
+            make_engine(settings.database_url),
+            secret_box(),
+            name=name,
+            planhat_base_url=planhat_base_url,
+            planhat_token=planhat_token,
+            secrets=_secrets(secret or []),
+        )
+    except (ValueError, SecretKeyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"added {name}: webhooks at /webhooks/{name}/<source>")
+
+
+@connections_app.command("list")
+def connections_list() -> None:
+    """Connections with their base URL and the sources they have secrets for (not the secrets)."""
+    settings = Settings()
+    migrate(settings.database_url)
+    try:
+        box = secret_box()
+    except SecretKeyError:
+        box = None
+    typer.echo(json.dumps(list_connections(make_engine(settings.database_url), box), indent=2))
+
+
+@connections_app.command("remove")
+def connections_remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a tenant (its stored events and state stay)."""
+    settings = Settings()
+    try:
+        remove_connection(make_engine(settings.database_url), name)
+    except LookupError as error:
+        typer.echo(f"error: {error.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"removed {name}")
+
+
+def send_command(
+    data: Annotated[str, typer.Option(help="The standard body: JSON, or @FILE.")],
+    url: Annotated[
+        str, typer.Option(help="The webhook URL.")
+    ] = "http://127.0.0.1:8765/webhooks/default/standard",
+    secret: Annotated[
+        str | None, typer.Option(help="whsec_… (default: STANDARD_WEBHOOK_SECRET or dev's)")
+    ] = None,
+) -> None:
+    """Sign a standard event (Standard Webhooks) and send it, as any system could."""
+    from worker.dev import post_signed
+
+    secret = secret or os.environ.get("STANDARD_WEBHOOK_SECRET")
+    dev_secret = Path(".planhat-sync/standard-webhook-secret")
+    if not secret and dev_secret.exists():
+        secret = dev_secret.read_text().strip()
+    if not secret:
+        typer.echo("error: give --secret or set STANDARD_WEBHOOK_SECRET", err=True)
+        raise typer.Exit(2)
+    body = Path(data[1:]).read_bytes() if data.startswith("@") else data.encode()
+    answer = post_signed(url, secret, f"send-{uuid.uuid4()}", body)
+    typer.echo(f"{answer.status_code} {answer.text}")
+    if answer.status_code >= 300:
+        raise typer.Exit(1)

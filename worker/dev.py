@@ -1,0 +1,181 @@
+"""``planhat-sync dev``: receiver, worker and scheduler in one process, on embedded defaults.
+
+SQLite, no Redis (in-process queue and limiter), and with no PLANHAT_API_TOKEN the Planhat
+sandbox on the next port, its data in a file beside the state database (a restart keeps
+it, as Planhat would). Everything lives under ``--data-dir``: ``state.db``,
+``planhat-sandbox.db``, ``secret.key`` (seals secrets at rest) and
+``standard-webhook-secret``. It shows the flow at once: it signs a few events, sends them
+to its own webhook URL, waits for them to reach Planhat and prints what Planhat holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from sqlalchemy import Engine
+
+from connectors.planhat.client import PlanhatClient
+from connectors.planhat.sandbox import SandboxConfig
+from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServer
+from connectors.standard.verify import sign
+from state.connections import Connections, Tenant
+from state.crypto import secret_box
+from state.db import migrate
+from state.inbox import has_pending
+from worker.embedded import Sweeper, embedded_runtime
+from worker.settings import SANDBOX_TOKEN, EngineSettings, Settings
+from worker.web import create_web_app
+
+DEMO_EVENTS: list[dict[str, Any]] = [
+    {"model": "companies", "key": {"sourceId": "demo-acme"}, "version": 1,
+     "fields": {"name": "Acme Inc", "domains": ["acme.example"]}},
+    {"model": "companies", "key": {"sourceId": "demo-globex"}, "version": 1,
+     "fields": {"name": "Globex"}},
+    {"model": "licenses", "key": {"sourceId": "demo-sub-acme"}, "version": 1,
+     "fields": {"companyId": "srcid-demo-acme", "product": "Pro", "_currency": "USD",
+                "mrr": 490, "fromDate": "2026-01-01"}},
+    {"model": "licenses", "key": {"sourceId": "demo-sub-acme"}, "version": 2,
+     "fields": {"mrr": 590}},
+    {"model": "licenses", "key": {"sourceId": "demo-sub-globex"}, "version": 1,
+     "fields": {"companyId": "srcid-demo-globex", "product": "Team", "_currency": "EUR",
+                "mrr": 99, "fromDate": "2026-03-15"}},
+]  # fmt: skip
+
+
+def standard_secret(data_dir: Path) -> str:
+    """STANDARD_WEBHOOK_SECRET, or one generated once and kept in the data directory."""
+    if os.environ.get("STANDARD_WEBHOOK_SECRET"):
+        return os.environ["STANDARD_WEBHOOK_SECRET"]
+    path = data_dir / "standard-webhook-secret"
+    if not path.exists():
+        path.write_text("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def post_signed(url: str, secret: str, event_id: str, body: bytes) -> httpx.Response:
+    stamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, event_id, stamp, body),
+    }
+    return httpx.post(url, content=body, headers=headers, timeout=10)
+
+
+def _drained(engine: Engine, dispatcher_idle: Any) -> bool:
+    from state.db import session_scope
+
+    with session_scope(engine) as session:
+        return not has_pending(session, "default") and bool(dispatcher_idle())
+
+
+def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'state.db'}"
+    migrate(database_url)
+    box = secret_box(data_dir / "secret.key")
+    secret = standard_secret(data_dir)
+    sandbox: BackgroundSandbox | None = None
+    if settings.planhat_api_token:
+        base_url, token = settings.planhat_base_url, settings.planhat_token()
+    else:
+        sandbox = BackgroundSandbox(
+            SandboxConfig(db_path=str(data_dir / "planhat-sandbox.db")), port=port + 1
+        ).start()
+        base_url, token = sandbox.url, SANDBOX_TOKEN
+    env_tenant = settings.default_tenant()
+    tenant = Tenant(
+        name="default",
+        planhat_base_url=base_url,
+        planhat_token=token,
+        secrets={**env_tenant.secrets, "standard": secret},
+    )
+    config = EngineSettings(flush_window=0.2, sweep_interval=5.0)
+
+    def connections(engine: Engine) -> Connections:
+        return Connections(engine, box=lambda: box, default=lambda: tenant)
+
+    runtime, dispatcher = embedded_runtime(database_url, connections, config)
+    dispatcher.start()
+    sweeper = Sweeper(runtime, config.sweep_interval)
+    sweeper.start()
+    app = create_web_app(
+        engine=runtime.engine,
+        connections=connections(runtime.engine),
+        submit=dispatcher.ingest,
+        broker_ready=lambda: None,
+    )
+    server = BackgroundServer(app, port=port).start()
+    webhook = f"{server.url}/webhooks/default/standard"
+    typer.echo(f"planhat-sync dev: state in {data_dir}/, receiver on {server.url}")
+    if sandbox is not None:
+        typer.echo(f"No PLANHAT_API_TOKEN: the Planhat sandbox is on {sandbox.url}")
+    else:
+        typer.echo(f"Writing to Planhat at {base_url} (the demo events are not sent there)")
+    try:
+        if sandbox is not None:
+            _demo(webhook, secret, runtime.engine, dispatcher.idle, base_url, token)
+        typer.echo("")
+        typer.echo(f"Webhook URL (Standard Webhooks):  POST {webhook}")
+        typer.echo(f"Its secret:                       {secret}")
+        typer.echo("Send a change yourself:")
+        typer.echo(
+            "  planhat-sync send --url "
+            f'{webhook} --data \'{{"model": "companies", "key": {{"sourceId": "me"}}, '
+            '"fields": {"name": "Me Inc"}, "version": 1}\''
+        )
+        typer.echo("Look at the result:")
+        typer.echo(f"  PLANHAT_BASE_URL={base_url} planhat-sync planhat companies list")
+        typer.echo(f"  planhat-sync dlq list   (with DATABASE_URL=sqlite:///{data_dir}/state.db)")
+        if serve_forever:
+            typer.echo("Serving; Ctrl-C stops (nothing acknowledged is lost).")
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        typer.echo("Stopped.")
+    finally:
+        sweeper.stop()
+        dispatcher.stop()
+        server.stop()
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _demo(webhook: str, secret: str, engine: Engine, idle: Any, base_url: str, token: str) -> None:
+    accepted = duplicates = 0
+    for number, event in enumerate(DEMO_EVENTS):
+        body = json.dumps(event).encode()
+        answer = post_signed(webhook, secret, f"demo-{number}", body)
+        if answer.status_code == 202:
+            accepted += 1
+        elif answer.status_code == 200:
+            duplicates += 1
+        else:
+            raise RuntimeError(f"the receiver refused a demo event: {answer.text}")
+    typer.echo(
+        f"Sent {len(DEMO_EVENTS)} signed events to the receiver: {accepted} accepted, "
+        f"{duplicates} already received before (duplicates are stored once)"
+    )
+    deadline = time.monotonic() + 30
+    time.sleep(0.3)
+    while not _drained(engine, idle) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with PlanhatClient(token, base_url=base_url) as planhat:
+        typer.echo("Planhat now holds:")
+        for company in planhat.list("companies", select=["name", "sourceId"]):
+            typer.echo(f"  company {company['_id']}  {company.get('name')}")
+        for license in planhat.list("licenses", select=["product", "mrr", "_currency"]):
+            typer.echo(
+                f"  license {license['_id']}  {license.get('product')}  "
+                f"mrr {license.get('mrr')} {license.get('_currency')}"
+            )

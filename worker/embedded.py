@@ -1,0 +1,133 @@
+"""The embedded engine: the same jobs as Celery runs, on threads of this process.
+
+For ``planhat-sync dev``: no Redis. An in-process queue feeds ingest threads, flushes are
+timers (one pending per connection), a sweeper thread re-sends what a restart left behind.
+The inbox in SQLite stays the truth: killed and started again, the first sweep picks up
+every event that was acknowledged but not yet ingested.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from state.connections import Connections
+from state.db import make_engine
+from worker.engine import LocalLocks, PlanhatClients, Runtime, run_flush, run_ingest, run_sweep
+from worker.ratelimit import LocalRateLimiter
+from worker.settings import EngineSettings
+
+log = structlog.get_logger(__name__)
+
+
+class LocalDispatcher:
+    def __init__(self, runtime: Callable[[], Runtime], ingest_threads: int = 2) -> None:
+        self._runtime = runtime
+        self._ingest: queue.Queue[int | None] = queue.Queue()
+        self._timers: dict[str, threading.Timer] = {}
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._ingest_loop, name=f"ingest-{n}", daemon=True)
+            for n in range(ingest_threads)
+        ]
+        self._stopping = False
+        self._flushing = 0
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        for _ in self._threads:
+            self._ingest.put(None)
+        with self._lock:
+            for timer in self._timers.values():
+                timer.cancel()
+
+    def ingest(self, inbox_ids: Sequence[int]) -> None:
+        for inbox_id in inbox_ids:
+            self._ingest.put(inbox_id)
+
+    def flush(self, connection: str, delay: float) -> None:
+        with self._lock:
+            if self._stopping or connection in self._timers:
+                return
+            timer = threading.Timer(delay, self._flush, (connection,))
+            timer.daemon = True
+            self._timers[connection] = timer
+            timer.start()
+
+    def flush_started(self, connection: str) -> None:
+        with self._lock:
+            self._timers.pop(connection, None)
+
+    def idle(self) -> bool:
+        """Nothing queued, scheduled or running (for tests and the dev demo)."""
+        with self._lock:
+            return self._ingest.unfinished_tasks == 0 and not self._timers and not self._flushing
+
+    def _ingest_loop(self) -> None:
+        while True:
+            inbox_id = self._ingest.get()
+            try:
+                if inbox_id is None:
+                    return
+                run_ingest(self._runtime(), inbox_id)
+            except Exception:  # a failed event stays pending: the sweeper retries it
+                log.exception("ingest.failed", inbox_id=inbox_id)
+            finally:
+                self._ingest.task_done()
+
+    def _flush(self, connection: str) -> None:
+        with self._lock:
+            self._flushing += 1
+        try:
+            run_flush(self._runtime(), connection)
+        except Exception:  # rows stay in the outbox: the sweeper asks again
+            log.exception("flush.failed", connection=connection)
+        finally:
+            with self._lock:
+                self._flushing -= 1
+            self.flush_started(connection)
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, runtime: Runtime, interval: float) -> None:
+        super().__init__(name="sweeper", daemon=True)
+        self._runtime = runtime
+        self._interval = interval
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        # First pass at start: whatever a previous run acknowledged but never finished.
+        run_sweep(self._runtime, lost_after=0.0)
+        while not self._stop.wait(self._interval):
+            try:
+                run_sweep(self._runtime)
+            except Exception:
+                log.exception("sweep.failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def embedded_runtime(
+    database_url: str, connections: Callable[..., Connections], config: EngineSettings
+) -> tuple[Runtime, LocalDispatcher]:
+    engine = make_engine(database_url)
+    holder: list[Runtime] = []
+    dispatcher = LocalDispatcher(lambda: holder[0])
+    runtime = Runtime(
+        engine=engine,
+        limiter=LocalRateLimiter(rate_per_minute=config.rate_per_minute, burst=config.burst),
+        dispatcher=dispatcher,
+        locks=LocalLocks(),
+        clients=PlanhatClients(connections(engine)),
+        config=config,
+    )
+    holder.append(runtime)
+    return runtime, dispatcher

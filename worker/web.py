@@ -1,0 +1,141 @@
+"""The webhook receiver (FastAPI): verify, store, enqueue, answer; fast.
+
+``POST /webhooks/{connection}/{source}``: a 202 means the verified raw body is committed in
+the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says why:
+
+    404 unknown connection or source (or no secret for that source on that connection)
+    415 not application/json          413 body over the limit (default 1 MiB)
+    401 bad, missing or expired signature          400 a body that is not a valid event
+    200 a duplicate delivery (its event id is stored already): nothing new is stored
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+from starlette.concurrency import run_in_threadpool
+
+from connectors.change import MappingError
+from connectors.sources import SOURCES
+from connectors.webhooks import SignatureError
+from state.connections import Connections
+from state.db import session_scope
+from state.inbox import store_event
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_web_app(
+    *,
+    engine: Engine,
+    connections: Connections,
+    submit: Callable[[Sequence[int]], None],
+    broker_ready: Callable[[], object],
+    max_body_bytes: int = MAX_BODY_BYTES,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """``submit`` hands committed inbox ids to the workers; ``broker_ready`` raises when
+    the broker is unreachable (for /readyz)."""
+    app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None)
+
+    def store(connection: str, source: str, event_id: str, body: bytes) -> int | None:
+        with session_scope(engine) as session:
+            inbox_id = store_event(
+                session,
+                connection=connection,
+                source=source,
+                event_id=event_id,
+                body=body,
+                dispatched=True,
+            )
+        if inbox_id is not None:
+            try:
+                submit([inbox_id])
+            except Exception as error:
+                log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
+        return inbox_id
+
+    @app.post("/webhooks/{connection}/{source}", status_code=202)
+    async def receive(connection: str, source: str, request: Request) -> JSONResponse:
+        kind = SOURCES.get(source)
+        if kind is None:
+            return _error(404, f"unknown source {source!r} (known: {', '.join(sorted(SOURCES))})")
+        tenant = await run_in_threadpool(connections.get, connection)
+        if tenant is None:
+            return _error(404, f"unknown connection {connection!r}")
+        secret = tenant.secrets.get(source)
+        if not secret:
+            return _error(404, f"connection {connection!r} has no secret for source {source!r}")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return _error(415, "the body must be application/json")
+        body = await _read_limited(request, max_body_bytes)
+        if body is None:
+            return _error(413, f"the body is over {max_body_bytes} bytes")
+        try:
+            event_id = kind.verify(request.headers, body, secret, clock())
+            changes = kind.changes(body, event_id)
+        except SignatureError as error:
+            return _error(401, f"signature refused: {error}")
+        except MappingError as error:
+            return _error(400, str(error))
+        inbox_id = await run_in_threadpool(store, connection, source, event_id, body)
+        if inbox_id is None:
+            return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
+        return JSONResponse(
+            {"status": "accepted", "inbox_id": inbox_id, "changes": len(changes)},
+            status_code=202,
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        problems = {}
+        try:
+            await run_in_threadpool(_ping_database, engine)
+        except Exception as error:
+            problems["database"] = str(error)
+        try:
+            await run_in_threadpool(broker_ready)
+        except Exception as error:
+            problems["broker"] = str(error)
+        if problems:
+            return JSONResponse({"ok": False, "problems": problems}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    return app
+
+
+def _ping_database(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None as soon as it passes ``limit`` bytes (never read it all)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
