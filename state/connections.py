@@ -103,12 +103,19 @@ class Connections:
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Tenant | None:
-        now = time.monotonic()
+    def cached(self, name: str) -> tuple[bool, Tenant | None]:
+        """(found in the cache, the tenant): no I/O, for the receiver's event loop."""
         with self._lock:
             hit = self._cache.get(name)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
+            if hit is not None and time.monotonic() - hit[0] < self._ttl:
+                return True, hit[1]
+        return False, None
+
+    def get(self, name: str) -> Tenant | None:
+        now = time.monotonic()
+        found, tenant = self.cached(name)
+        if found:
+            return tenant
         tenant = self._load(name)
         with self._lock:
             self._cache[name] = (now, tenant)

@@ -32,7 +32,10 @@ def make_engine(url: str | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # No pool_pre_ping: it costs a round trip on every checkout (the receiver's hot path);
+    # connections are recycled instead, and a dead one fails its transaction, which is
+    # retried like any other failure.
+    return create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

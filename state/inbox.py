@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from state.tables import InboxEvent, utcnow
@@ -23,20 +25,31 @@ def store_event(
     """Insert a verified event; its inbox id, or None if this event id is already stored
     (a redelivery). The caller commits before acknowledging the sender. ``dispatched``:
     the caller sends its task right after the commit (saves a second write)."""
-    event = InboxEvent(
-        connection=connection,
-        source=source,
-        event_id=event_id,
-        body=body,
-        dispatched_at=utcnow() if dispatched else None,
-    )
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        return None
-    assert event.id is not None
-    return event.id
+    values = {
+        "connection": connection,
+        "source": source,
+        "event_id": event_id,
+        "body": body,
+        "received_at": utcnow(),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": utcnow(),
+        "dispatched_at": utcnow() if dispatched else None,
+    }
+    # One statement, no savepoint: the receiver's hot path. A repeated event id inserts
+    # nothing and returns no row.
+    insert = _insert_for(session).values(**values)
+    statement = insert.on_conflict_do_nothing(
+        index_elements=["connection", "source", "event_id"]
+    ).returning(InboxEvent.id)
+    inbox_id = session.execute(statement).scalar_one_or_none()
+    return int(inbox_id) if inbox_id is not None else None
+
+
+def _insert_for(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    return sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)
 
 
 def mark_dispatched(session: Session, ids: Sequence[int], when: datetime | None = None) -> None:

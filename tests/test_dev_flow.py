@@ -32,6 +32,7 @@ from state.tables import OutboxItem
 from tests.planhat.samples import sample
 from worker.dev import post_signed
 from worker.embedded import embedded_runtime
+from worker.inbox_writers import ThreadedInbox
 from worker.settings import EngineSettings
 from worker.web import create_web_app
 
@@ -71,10 +72,8 @@ class Embedded:
         )
         self.dispatcher.start()
         app = create_web_app(
-            engine=self.runtime.engine,
             connections=connections(self.runtime.engine),
-            submit=self.dispatcher.ingest,
-            broker_ready=lambda: None,
+            inbox=ThreadedInbox(self.runtime.engine, self.dispatcher.ingest, lambda: None),
         )
         self.http = TestClient(app)
 

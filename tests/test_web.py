@@ -20,6 +20,7 @@ from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import make_engine, migrate, session_scope
 from state.tables import InboxEvent
+from worker.inbox_writers import ThreadedInbox
 from worker.web import create_web_app
 
 SECRET = "whsec_" + base64.b64encode(b"default-secret-0123456789").decode()
@@ -61,10 +62,8 @@ class Receiver:
             secrets={"standard": SECRET},
         )
         self.app = create_web_app(
-            engine=engine,
             connections=Connections(engine, box=lambda: box, default=lambda: default),
-            submit=self.submitted.extend,
-            broker_ready=self._broker,
+            inbox=ThreadedInbox(engine, self.submitted.extend, self._broker),
             max_body_bytes=max_body_bytes,
             clock=lambda: NOW,
         )
@@ -243,7 +242,7 @@ def test_health_and_readiness(receiver: Receiver) -> None:
     receiver.broker_up = False
     not_ready = receiver.http.get("/readyz")
     assert not_ready.status_code == 503
-    assert "broker" in not_ready.json()["problems"]
+    assert "broker down" in not_ready.json()["problem"]
 
 
 _header_values = st.one_of(

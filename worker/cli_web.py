@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,8 @@ import redis
 import typer
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from starlette.concurrency import run_in_threadpool
 
 from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import SOURCES
@@ -25,19 +29,41 @@ connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per P
 
 
 def app_from_environment() -> FastAPI:
-    """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory)."""
-    from worker.tasks import CeleryDispatcher, app, connections, settings
+    """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory).
+
+    On PostgreSQL the hot path stays on the event loop (``PostgresRedisInbox``); on any
+    other database it runs SQLAlchemy on worker threads."""
+    from worker.inbox_writers import PostgresRedisInbox, ThreadedInbox
+    from worker.tasks import INGEST_QUEUE, INGEST_SCHEDULED, CeleryDispatcher, app, connections
+    from worker.tasks import settings as worker_settings
     from worker.web import create_web_app
 
-    engine = make_engine(settings.database_url)
-    client = redis.Redis.from_url(settings.redis_url)
-    dispatcher = CeleryDispatcher(app, client)
-    return create_web_app(
-        engine=engine,
-        connections=connections(engine),
-        submit=dispatcher.ingest,
-        broker_ready=client.ping,  # raises when Redis does not answer
-    )
+    logs.configure(worker_settings.planhat_sync_log_level)
+    engine = make_engine(worker_settings.database_url)
+    url = make_url(worker_settings.database_url)
+    if url.get_backend_name() == "postgresql":
+
+        async def schedule_batch() -> None:
+            await run_in_threadpool(app.send_task, "planhat_sync.ingest_batch")
+
+        inbox = PostgresRedisInbox(
+            url.set(drivername="postgresql").render_as_string(hide_password=False),
+            worker_settings.redis_url,
+            queue=INGEST_QUEUE,
+            scheduled=INGEST_SCHEDULED,
+            schedule_batch=schedule_batch,
+        )
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await inbox.open()
+            yield
+            await inbox.close()
+
+        return create_web_app(connections=connections(engine), inbox=inbox, lifespan=lifespan)
+    client = redis.Redis.from_url(worker_settings.redis_url)
+    threaded = ThreadedInbox(engine, CeleryDispatcher(app, client).ingest, client.ping)
+    return create_web_app(connections=connections(engine), inbox=threaded)
 
 
 def web_command(

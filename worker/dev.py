@@ -32,6 +32,7 @@ from state.crypto import secret_box
 from state.db import migrate
 from state.inbox import has_pending
 from worker.embedded import Sweeper, embedded_runtime
+from worker.inbox_writers import ThreadedInbox
 from worker.settings import SANDBOX_TOKEN, EngineSettings, Settings
 from worker.web import create_web_app
 
@@ -111,10 +112,8 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     sweeper = Sweeper(runtime, config.sweep_interval)
     sweeper.start()
     app = create_web_app(
-        engine=runtime.engine,
         connections=connections(runtime.engine),
-        submit=dispatcher.ingest,
-        broker_ready=lambda: None,
+        inbox=ThreadedInbox(runtime.engine, dispatcher.ingest, lambda: None),
     )
     server = BackgroundServer(app, port=port).start()
     webhook = f"{server.url}/webhooks/default/standard"

@@ -139,6 +139,39 @@ def run_ingest(rt: Runtime, inbox_id: int) -> IngestReport:
     return report
 
 
+INGEST_CHUNK = 50  # events per transaction when ingesting a batch
+
+
+def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
+    """Ingest a batch of events, ``INGEST_CHUNK`` to a transaction (one commit for many
+    events). A chunk that fails (a deadlock with another batch touching the same records)
+    is done again one event per transaction; an event that still fails stays pending in
+    the inbox for the sweeper. Returns how many changes were queued."""
+    queued = 0
+    to_flush: set[str] = set()
+    for start in range(0, len(inbox_ids), INGEST_CHUNK):
+        chunk = inbox_ids[start : start + INGEST_CHUNK]
+        try:
+            with session_scope(rt.engine) as session:
+                reports = [ingest(session, inbox_id) for inbox_id in chunk]
+        except Exception as error:
+            log.warning("ingest.chunk_failed", events=len(chunk), error=str(error))
+            reports = []
+            for inbox_id in chunk:
+                try:
+                    with session_scope(rt.engine) as session:
+                        reports.append(ingest(session, inbox_id))
+                except Exception:
+                    log.exception("ingest.failed", inbox_id=inbox_id)
+        for report in reports:
+            queued += report.queued
+            if report.models:
+                to_flush.add(report.connection)
+    for connection in to_flush:
+        rt.dispatcher.flush(connection, rt.config.flush_window)
+    return queued
+
+
 def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
     """Flush every model of ``connection``, parents first, until nothing is due."""
     rt.dispatcher.flush_started(connection)

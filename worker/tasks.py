@@ -27,12 +27,16 @@ from worker.engine import (
     Runtime,
     run_flush,
     run_ingest,
+    run_ingest_many,
     run_sweep,
 )
 from worker.ratelimit import RedisRateLimiter
 from worker.settings import EngineSettings, Settings
 
 QUEUES = ("ingest", "flush", "poll")
+INGEST_QUEUE = "phs:ingest-queue"
+INGEST_SCHEDULED = "phs:ingest-scheduled"
+INGEST_BATCH = 500
 VISIBILITY_TIMEOUT = 3600  # seconds; MAX_COUNTDOWN stays far below it
 
 
@@ -48,6 +52,7 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
         task_default_queue="ingest",
         task_routes={
             "planhat_sync.ingest": {"queue": "ingest"},
+            "planhat_sync.ingest_batch": {"queue": "ingest"},
             "planhat_sync.flush": {"queue": "flush"},
             # Periodic jobs (the sweeper now, the pollers later) share the poll queue.
             "planhat_sync.sweep": {"queue": "poll"},
@@ -75,8 +80,21 @@ class CeleryDispatcher:
         self._redis = client
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
-        for inbox_id in inbox_ids:
-            self._celery.send_task("planhat_sync.ingest", (inbox_id,))
+        """Queue ids on a Redis list and make sure a batch task will take them: one cheap
+        RPUSH per event on the receiver's hot path, one task per batch for the workers."""
+        if not inbox_ids:
+            return
+        pipe = self._redis.pipeline(transaction=False)  # one round trip for both
+        pipe.rpush(INGEST_QUEUE, *inbox_ids)
+        pipe.set(INGEST_SCHEDULED, 1, nx=True, px=30_000)
+        _, scheduled_now = pipe.execute()
+        if scheduled_now:
+            self._celery.send_task("planhat_sync.ingest_batch")
+
+    def take_ingest_batch(self, size: int) -> list[int]:
+        self._redis.delete(INGEST_SCHEDULED)  # ids queued from now on schedule a new task
+        ids = self._redis.lpop(INGEST_QUEUE, size)
+        return [int(i) for i in ids or []]
 
     def flush(self, connection: str, delay: float) -> None:
         delay = min(MAX_COUNTDOWN, max(0.0, delay))
@@ -125,6 +143,17 @@ def runtime() -> Runtime:
 @app.task(name="planhat_sync.ingest")
 def ingest_event(inbox_id: int) -> None:
     run_ingest(runtime(), inbox_id)
+
+
+@app.task(name="planhat_sync.ingest_batch")
+def ingest_batch() -> None:
+    """Take queued inbox ids in batches until the queue is empty. Ids popped by a worker
+    that dies are still pending in the inbox: the sweeper sends them again."""
+    rt = runtime()
+    dispatcher = rt.dispatcher
+    assert isinstance(dispatcher, CeleryDispatcher)
+    while ids := dispatcher.take_ingest_batch(INGEST_BATCH):
+        run_ingest_many(rt, ids)
 
 
 @app.task(name="planhat_sync.flush")

@@ -12,21 +12,19 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from connectors.change import MappingError
 from connectors.sources import SOURCES
 from connectors.webhooks import SignatureError
 from state.connections import Connections
-from state.db import session_scope
-from state.inbox import store_event
+from worker.inbox_writers import Inbox
 
 log = structlog.get_logger(__name__)
 
@@ -39,40 +37,23 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_web_app(
     *,
-    engine: Engine,
     connections: Connections,
-    submit: Callable[[Sequence[int]], None],
-    broker_ready: Callable[[], object],
+    inbox: Inbox,
     max_body_bytes: int = MAX_BODY_BYTES,
     clock: Callable[[], float] = time.time,
+    lifespan: Any = None,
 ) -> FastAPI:
-    """``submit`` hands committed inbox ids to the workers; ``broker_ready`` raises when
-    the broker is unreachable (for /readyz)."""
-    app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None)
-
-    def store(connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        with session_scope(engine) as session:
-            inbox_id = store_event(
-                session,
-                connection=connection,
-                source=source,
-                event_id=event_id,
-                body=body,
-                dispatched=True,
-            )
-        if inbox_id is not None:
-            try:
-                submit([inbox_id])
-            except Exception as error:
-                log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
-        return inbox_id
+    """``inbox`` commits events and hands them to the workers (``worker.inbox_writers``)."""
+    app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.post("/webhooks/{connection}/{source}", status_code=202)
     async def receive(connection: str, source: str, request: Request) -> JSONResponse:
         kind = SOURCES.get(source)
         if kind is None:
             return _error(404, f"unknown source {source!r} (known: {', '.join(sorted(SOURCES))})")
-        tenant = await run_in_threadpool(connections.get, connection)
+        found, tenant = connections.cached(connection)
+        if not found:
+            tenant = await run_in_threadpool(connections.get, connection)
         if tenant is None:
             return _error(404, f"unknown connection {connection!r}")
         secret = tenant.secrets.get(source)
@@ -91,7 +72,7 @@ def create_web_app(
             return _error(401, f"signature refused: {error}")
         except MappingError as error:
             return _error(400, str(error))
-        inbox_id = await run_in_threadpool(store, connection, source, event_id, body)
+        inbox_id = await inbox.store(connection, source, event_id, body)
         if inbox_id is None:
             return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
         return JSONResponse(
@@ -105,25 +86,13 @@ def create_web_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems = {}
         try:
-            await run_in_threadpool(_ping_database, engine)
-        except Exception as error:
-            problems["database"] = str(error)
-        try:
-            await run_in_threadpool(broker_ready)
-        except Exception as error:
-            problems["broker"] = str(error)
-        if problems:
-            return JSONResponse({"ok": False, "problems": problems}, status_code=503)
+            await inbox.ready()
+        except Exception as error:  # any failure means: not ready
+            return JSONResponse({"ok": False, "problem": str(error)}, status_code=503)
         return JSONResponse({"ok": True})
 
     return app
-
-
-def _ping_database(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
