@@ -183,7 +183,8 @@ def naive_baseline(sample: list[tuple[str, bytes, dict[str, str]]], logs: Path) 
     return {"events": len(sample), "seconds": seconds, "calls": calls}
 
 
-def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: int) -> None:
+def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: int,
+        web_workers: int = 1, worker_concurrency: int = 1) -> None:  # fmt: skip
     logs = Path(tempfile.mkdtemp(prefix="phs-bench-"))
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     burst = events(count, records, secret)
@@ -206,10 +207,10 @@ def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: 
             processes.append(start(["sandbox", "--port", str(sandbox_port), "--rate-per-minute",
                                     str(RATE_PER_MINUTE), "--burst", str(BURST)], env,
                                    logs / "sandbox.log"))  # fmt: skip
-            processes.append(start(["web", "--port", str(web_port), "--workers", "2"], env,
+            processes.append(start(["web", "--port", str(web_port), "--workers", str(web_workers)], env,
                                    logs / "web.log"))  # fmt: skip
             for n in range(2):
-                processes.append(start(["worker", "--concurrency", "2", "--loglevel", "warning",
+                processes.append(start(["worker", "--concurrency", str(worker_concurrency), "--loglevel", "warning",
                                         f"--hostname=bench{n}@%h"], env, logs / f"worker{n}.log"))  # fmt: skip
             processes.append(start(["beat", "--loglevel", "warning", "--schedule",
                                     str(logs / "beat-schedule")], env, logs / "beat.log"))  # fmt: skip
@@ -244,7 +245,8 @@ def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: 
     naive_per_1000 = baseline["calls"] / baseline["events"] * 1000
     naive_drain = count / (RATE_PER_MINUTE / 60)  # one call per event at the rate limit
     print(f"mode {mode}: {count} events over {records} records of {len(MODELS)} models, "
-          f"{concurrency} concurrent senders; logs in {logs}")  # fmt: skip
+          f"{concurrency} concurrent senders, {web_workers} receiver process(es), 2 workers x "
+          f"{worker_concurrency}; logs in {logs}")  # fmt: skip
     print(f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
           f"{percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "
           f"{failures} not accepted")  # fmt: skip
@@ -268,8 +270,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--baseline-sample", type=int, default=120)
+    parser.add_argument("--web-workers", type=int, default=1, help="receiver processes")
+    parser.add_argument("--worker-concurrency", type=int, default=1, help="per worker (2 run)")
     args = parser.parse_args()
-    run(args.mode, args.events, args.records, args.concurrency, args.baseline_sample)
+    run(args.mode, args.events, args.records, args.concurrency, args.baseline_sample,
+        args.web_workers, args.worker_concurrency)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ import structlog
 
 from state.connections import Connections
 from state.db import make_engine
-from worker.engine import LocalLocks, PlanhatClients, Runtime, run_flush, run_ingest, run_sweep
+from worker.engine import LocalLocks, PlanhatClients, Runtime, run_flush, run_ingest_many, run_sweep
 from worker.ratelimit import LocalRateLimiter
 from worker.settings import EngineSettings
 
 log = structlog.get_logger(__name__)
+INGEST_BATCH = 200
 
 
 class LocalDispatcher:
@@ -72,15 +73,23 @@ class LocalDispatcher:
 
     def _ingest_loop(self) -> None:
         while True:
-            inbox_id = self._ingest.get()
+            batch = [self._ingest.get()]
+            while len(batch) < INGEST_BATCH:  # take what else is waiting: fewer commits
+                try:
+                    batch.append(self._ingest.get_nowait())
+                except queue.Empty:
+                    break
+            ids = [inbox_id for inbox_id in batch if inbox_id is not None]
             try:
-                if inbox_id is None:
-                    return
-                run_ingest(self._runtime(), inbox_id)
-            except Exception:  # a failed event stays pending: the sweeper retries it
-                log.exception("ingest.failed", inbox_id=inbox_id)
+                if ids:
+                    run_ingest_many(self._runtime(), ids)
+            except Exception:  # failed events stay pending: the sweeper retries them
+                log.exception("ingest.failed", events=len(ids))
             finally:
-                self._ingest.task_done()
+                for _ in batch:
+                    self._ingest.task_done()
+            if len(ids) < len(batch):
+                return  # stop() was called
 
     def _flush(self, connection: str) -> None:
         with self._lock:
