@@ -61,15 +61,26 @@ def events(count: int, records: int, secret: str) -> list[tuple[str, bytes, dict
         version = n // records + 1
         fields: dict[str, Any] = {
             "companies": {"name": f"Company {i}", "phone": str(version)},
-            "licenses": {"companyId": f"srcid-companies-{i}", "_currency": "USD", "mrr": version,
-                         "fromDate": "2026-01-01"},
-            "nps": {"cId": f"srcid-companies-{i}", "email": f"u{i}@example.com",
-                    "score": version % 11},
-        }[model]  # fmt: skip
+            "licenses": {
+                "companyId": f"srcid-companies-{i}",
+                "_currency": "USD",
+                "mrr": version,
+                "fromDate": "2026-01-01",
+            },
+            "nps": {
+                "cId": f"srcid-companies-{i}",
+                "email": f"u{i}@example.com",
+                "score": version % 11,
+            },
+        }[model]
         body = json.dumps(
-            {"model": model, "key": {"sourceId": f"{model}-{i}"}, "fields": fields,
-             "version": version}
-        ).encode()  # fmt: skip
+            {
+                "model": model,
+                "key": {"sourceId": f"{model}-{i}"},
+                "fields": fields,
+                "version": version,
+            }
+        ).encode()
         event_id = f"bench-{uuid.uuid4()}"
         out.append((event_id, body, {}))
     return out
@@ -149,8 +160,13 @@ def _answers(url: str) -> bool:
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([EXE, *args], env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [EXE, *args],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -165,8 +181,19 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 def naive_baseline(sample: list[tuple[str, bytes, dict[str, str]]], logs: Path) -> dict[str, float]:
     """One Planhat call per event through the same client, against the same limits."""
     port = free_port()
-    sandbox = start(["sandbox", "--port", str(port), "--rate-per-minute", str(RATE_PER_MINUTE),
-                     "--burst", str(BURST)], dict(os.environ), logs / "baseline-sandbox.log")  # fmt: skip
+    sandbox = start(
+        [
+            "sandbox",
+            "--port",
+            str(port),
+            "--rate-per-minute",
+            str(RATE_PER_MINUTE),
+            "--burst",
+            str(BURST),
+        ],
+        dict(os.environ),
+        logs / "baseline-sandbox.log",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/_sandbox/stats")
@@ -183,8 +210,15 @@ def naive_baseline(sample: list[tuple[str, bytes, dict[str, str]]], logs: Path) 
     return {"events": len(sample), "seconds": seconds, "calls": calls}
 
 
-def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: int,
-        web_workers: int = 1, worker_concurrency: int = 1) -> None:  # fmt: skip
+def run(
+    mode: str,
+    count: int,
+    records: int,
+    concurrency: int,
+    baseline_sample: int,
+    web_workers: int = 2,
+    worker_concurrency: int = 1,
+) -> None:
     logs = Path(tempfile.mkdtemp(prefix="phs-bench-"))
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     burst = events(count, records, secret)
@@ -201,25 +235,65 @@ def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: 
             redis_server = RedisServer()
             redis_server.start()
             planhat = f"http://127.0.0.1:{sandbox_port}"
-            env |= {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
-                    "PLANHAT_BASE_URL": planhat,
-                    "PLANHAT_SYNC_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}  # fmt: skip
-            processes.append(start(["sandbox", "--port", str(sandbox_port), "--rate-per-minute",
-                                    str(RATE_PER_MINUTE), "--burst", str(BURST)], env,
-                                   logs / "sandbox.log"))  # fmt: skip
-            processes.append(start(["web", "--port", str(web_port), "--workers", str(web_workers)], env,
-                                   logs / "web.log"))  # fmt: skip
+            env |= {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_server.url,
+                "PLANHAT_BASE_URL": planhat,
+                "PLANHAT_SYNC_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            }
+            processes.append(
+                start(
+                    [
+                        "sandbox",
+                        "--port",
+                        str(sandbox_port),
+                        "--rate-per-minute",
+                        str(RATE_PER_MINUTE),
+                        "--burst",
+                        str(BURST),
+                    ],
+                    env,
+                    logs / "sandbox.log",
+                )
+            )
+            processes.append(
+                start(
+                    ["web", "--port", str(web_port), "--workers", str(web_workers)],
+                    env,
+                    logs / "web.log",
+                )
+            )
             for n in range(2):
-                processes.append(start(["worker", "--concurrency", str(worker_concurrency), "--loglevel", "warning",
-                                        f"--hostname=bench{n}@%h"], env, logs / f"worker{n}.log"))  # fmt: skip
-            processes.append(start(["beat", "--loglevel", "warning", "--schedule",
-                                    str(logs / "beat-schedule")], env, logs / "beat.log"))  # fmt: skip
+                processes.append(
+                    start(
+                        [
+                            "worker",
+                            "--concurrency",
+                            str(worker_concurrency),
+                            "--loglevel",
+                            "warning",
+                            f"--hostname=bench{n}@%h",
+                        ],
+                        env,
+                        logs / f"worker{n}.log",
+                    )
+                )
+            processes.append(
+                start(
+                    ["beat", "--loglevel", "warning", "--schedule", str(logs / "beat-schedule")],
+                    env,
+                    logs / "beat.log",
+                )
+            )
         else:
             data = logs / "data"
             database_url = f"sqlite:///{data / 'state.db'}"
             planhat = f"http://127.0.0.1:{web_port + 1}"
-            processes.append(start(["dev", "--port", str(web_port), "--data-dir", str(data)], env,
-                                   logs / "dev.log"))  # fmt: skip
+            processes.append(
+                start(
+                    ["dev", "--port", str(web_port), "--data-dir", str(data)], env, logs / "dev.log"
+                )
+            )
         wait_http(f"{planhat}/_sandbox/stats")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
         time.sleep(1.0)
@@ -244,22 +318,32 @@ def run(mode: str, count: int, records: int, concurrency: int, baseline_sample: 
     baseline = naive_baseline(burst[:baseline_sample], logs)
     naive_per_1000 = baseline["calls"] / baseline["events"] * 1000
     naive_drain = count / (RATE_PER_MINUTE / 60)  # one call per event at the rate limit
-    print(f"mode {mode}: {count} events over {records} records of {len(MODELS)} models, "
-          f"{concurrency} concurrent senders, {web_workers} receiver process(es), 2 workers x "
-          f"{worker_concurrency}; logs in {logs}")  # fmt: skip
-    print(f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
-          f"{percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "
-          f"{failures} not accepted")  # fmt: skip
-    print(f"  drain: {finished - started:.1f} s from the first event, "
-          f"{finished - acknowledged:.1f} s after the last acknowledgement")  # fmt: skip
-    print(f"  Planhat calls: {calls} in all, {calls / count * 1000:.2f} per 1,000 events")
-    print(f"  physical limit: {physical_calls} calls at 5,000 a call ÷ {RATE_PER_MINUTE}/min "
-          f"= {physical:.2f} s")  # fmt: skip
-    print(f"  naive baseline (one call per event, measured on {baseline['events']:.0f} events): "
-          f"{naive_per_1000:.0f} calls per 1,000 events, {baseline['seconds']:.1f} s for the sample; "
-          f"{count} events would take {naive_drain / 60:.1f} min at the rate limit")  # fmt: skip
     print(
-        f"  calls per 1,000 events, naive ÷ planhat-sync: {naive_per_1000 / (calls / count * 1000):,.0f}×"
+        f"mode {mode}: {count} events over {records} records of {len(MODELS)} models, "
+        f"{concurrency} concurrent senders, {web_workers} receiver process(es), 2 workers x "
+        f"{worker_concurrency}; logs in {logs}"
+    )
+    print(
+        f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
+        f"{percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "
+        f"{failures} not accepted"
+    )
+    print(
+        f"  drain: {finished - started:.1f} s from the first event, "
+        f"{finished - acknowledged:.1f} s after the last acknowledgement"
+    )
+    print(f"  Planhat calls: {calls} in all, {calls / count * 1000:.2f} per 1,000 events")
+    print(
+        f"  physical limit: {physical_calls} calls at 5,000 a call ÷ {RATE_PER_MINUTE}/min "
+        f"= {physical:.2f} s"
+    )
+    print(
+        f"  naive baseline (one call per event, measured on {baseline['events']:.0f} events): "
+        f"{naive_per_1000:.0f} calls per 1,000 events, {baseline['seconds']:.1f} s for the sample; "
+        f"{count} events would take {naive_drain / 60:.1f} min at the rate limit"
+    )
+    print(
+        f"  calls per 1,000 events, naive ÷ planhat-sync: {naive_per_1000 / (calls / count * 1000):,.0f} times"
     )
 
 
@@ -270,11 +354,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--baseline-sample", type=int, default=120)
-    parser.add_argument("--web-workers", type=int, default=1, help="receiver processes")
+    parser.add_argument("--web-workers", type=int, default=2, help="receiver processes")
     parser.add_argument("--worker-concurrency", type=int, default=1, help="per worker (2 run)")
     args = parser.parse_args()
-    run(args.mode, args.events, args.records, args.concurrency, args.baseline_sample,
-        args.web_workers, args.worker_concurrency)  # fmt: skip
+    run(
+        args.mode,
+        args.events,
+        args.records,
+        args.concurrency,
+        args.baseline_sample,
+        args.web_workers,
+        args.worker_concurrency,
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
+from sqlmodel.sql.expression import SelectOfScalar
 
 DEFAULT_DATABASE_URL = "sqlite:///planhat-sync.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -58,6 +59,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+Q = TypeVar("Q", bound=SelectOfScalar[Any])
+
+
+def for_update(session: Session, query: Q, *, skip_locked: bool = False) -> Q:
+    """``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite every transaction already holds
+    the write lock from its start (``_sqlite_begin_immediate``)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return query
+    return query.with_for_update(skip_locked=skip_locked)
 
 
 @contextmanager

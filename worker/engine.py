@@ -22,7 +22,7 @@ from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
 from worker.flush import FLUSH_ORDER, FlushReport, flush_batch
-from worker.pipeline import IngestReport, ingest
+from worker.pipeline import IngestReport, ingest, ingest_many
 from worker.ratelimit import RateLimiter, budget_key
 from worker.settings import EngineSettings, MissingTokenError
 
@@ -153,7 +153,7 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
         chunk = inbox_ids[start : start + INGEST_CHUNK]
         try:
             with session_scope(rt.engine) as session:
-                reports = [ingest(session, inbox_id) for inbox_id in chunk]
+                reports = ingest_many(session, chunk)
         except Exception as error:
             log.warning("ingest.chunk_failed", events=len(chunk), error=str(error))
             reports = []

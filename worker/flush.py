@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
@@ -25,12 +24,11 @@ from connectors.planhat.client import PlanhatClient
 from connectors.planhat.errors import FatalError, PlanhatError, RateLimitedError
 from connectors.planhat.models import MODELS, Operation, model_spec
 from connectors.planhat.retry import equal_jitter
-from state.db import is_sqlite, session_scope
+from state.db import for_update, session_scope
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
 from worker.ratelimit import RateLimiter, wait_for_budget
 
 log = structlog.get_logger(__name__)
-Q = TypeVar("Q", bound=SelectOfScalar[Any])
 
 # Records others reference go first: a license names its company, so companies flush
 # before licenses, and a child whose parent is still pending waits for it.
@@ -95,14 +93,6 @@ def _company_key(spec_name: str, fields: dict[str, Any]) -> str | None:
     return None
 
 
-def _locked(session: Session, query: Q, *, skip_locked: bool = False) -> Q:
-    """``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite every transaction already holds
-    the write lock from its start (``state.db``)."""
-    if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
-        return query
-    return query.with_for_update(skip_locked=skip_locked)
-
-
 def _claim(
     session: Session, connection: str, model: str, policy: FlushPolicy, now: datetime
 ) -> tuple[list[Claimed], FlushReport]:
@@ -115,7 +105,7 @@ def _claim(
         .order_by(col(OutboxItem.enqueued_at))
         .limit(policy.batch_size)
     )
-    rows = list(session.exec(_locked(session, query, skip_locked=True)))
+    rows = list(session.exec(for_update(session, query, skip_locked=True)))
     report.full = len(rows) == policy.batch_size
     if not rows:
         return [], report
@@ -304,7 +294,7 @@ def _settle(
         rows = {
             row.key: row
             for row in session.exec(
-                _locked(
+                for_update(
                     session,
                     select(OutboxItem).where(
                         OutboxItem.connection == connection,
@@ -318,7 +308,7 @@ def _settle(
         states = {
             (state.model, state.key): state
             for state in session.exec(
-                _locked(
+                for_update(
                     session,
                     select(RecordState).where(
                         RecordState.connection == connection,

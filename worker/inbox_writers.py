@@ -96,7 +96,10 @@ class PostgresRedisInbox:
         schedule_batch: Callable[[], Awaitable[None]],
         pool_size: int = 10,
     ) -> None:
-        self._pool = AsyncConnectionPool(dsn, min_size=2, max_size=pool_size, open=False)
+        # Autocommit: the INSERT commits as it runs, one round trip instead of two.
+        self._pool = AsyncConnectionPool(
+            dsn, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True}
+        )
         self._redis = redis.asyncio.Redis.from_url(redis_url)
         self._queue = queue
         self._scheduled = scheduled
@@ -110,7 +113,7 @@ class PostgresRedisInbox:
         await self._redis.aclose()
 
     async def store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        async with self._pool.connection() as conn:  # commits on leaving the block
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(INSERT_EVENT, (connection, source, event_id, body))
             row = await cursor.fetchone()
         if row is None:

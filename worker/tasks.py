@@ -92,9 +92,20 @@ class CeleryDispatcher:
             self._celery.send_task("planhat_sync.ingest_batch")
 
     def take_ingest_batch(self, size: int) -> list[int]:
-        self._redis.delete(INGEST_SCHEDULED)  # ids queued from now on schedule a new task
+        """The next ids for the running batch task; [] when it should stop. While it runs
+        its flag stays set, so the receiver schedules no second task for every event."""
         ids = self._redis.lpop(INGEST_QUEUE, size)
-        return [int(i) for i in ids or []]
+        if ids:
+            self._redis.pexpire(INGEST_SCHEDULED, 30_000)
+            return [int(i) for i in ids]
+        # Empty: give up the flag, then look once more. An id pushed in between found the
+        # flag still set and scheduled nothing: this task takes it, unless a new one will.
+        self._redis.delete(INGEST_SCHEDULED)
+        if self._redis.llen(INGEST_QUEUE) and self._redis.set(
+            INGEST_SCHEDULED, 1, nx=True, px=30_000
+        ):
+            return [int(i) for i in self._redis.lpop(INGEST_QUEUE, size) or []]
+        return []
 
     def flush(self, connection: str, delay: float) -> None:
         delay = min(MAX_COUNTDOWN, max(0.0, delay))

@@ -231,3 +231,37 @@ def test_a_bad_version_is_a_mapping_error(engine: Engine, version: object) -> No
     with session_scope(engine) as session:
         [letter] = session.exec(select(DeadLetter)).all()
     assert "version" in letter.reason
+
+
+def test_a_batch_ingests_like_one_event_at_a_time(engine: Engine) -> None:
+    # given the same events, ingested one by one and as one batch
+    from worker.pipeline import ingest_many
+
+    bodies = [
+        standard_body("licenses", "a", 2, mrr=20),
+        standard_body("licenses", "a", 1, mrr=10, product="Pro"),
+        standard_body("licenses", "b", 1, mrr=5),
+        b'{"model": "nope", "key": {"sourceId": "x"}, "version": 1}',
+        standard_body("licenses", "a", 3, status="active"),
+    ]
+    pushed(engine, key="b", version=1, mrr=5)  # b is already in Planhat
+    ids = [store(engine, body) for body in bodies]
+
+    with session_scope(engine) as session:
+        reports = ingest_many(session, ids)
+
+    # then: one row per record, merged per field, b unchanged, the bad event buried
+    assert [r.queued for r in reports] == [0, 1, 1, 0, 1]  # the failed event reports first
+    [row] = outbox(engine)
+    assert (row.key, row.fields, row.version) == (
+        "sourceId=a",
+        {"mrr": 20, "product": "Pro", "status": "active"},
+        3,
+    )
+    with session_scope(engine) as session:
+        statuses = [session.get(InboxEvent, i).status for i in ids]  # type: ignore[union-attr]
+        assert len(session.exec(select(DeadLetter)).all()) == 1
+    assert statuses == ["done", "done", "done", "failed", "done"]
+    # and a second batch of the same ids does nothing
+    with session_scope(engine) as session:
+        assert ingest_many(session, ids) == []
