@@ -325,7 +325,8 @@ def run(
     )
     print(
         f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
-        f"{percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "
+        f"{percentile(latencies, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 99) * 1000:.1f} ms, "
         f"{failures} not accepted"
     )
     print(
@@ -343,7 +344,8 @@ def run(
         f"{count} events would take {naive_drain / 60:.1f} min at the rate limit"
     )
     print(
-        f"  calls per 1,000 events, naive ÷ planhat-sync: {naive_per_1000 / (calls / count * 1000):,.0f} times"
+        "  calls per 1,000 events, naive ÷ planhat-sync: "
+        f"{naive_per_1000 / (calls / count * 1000):,.0f} times"
     )
 
 
