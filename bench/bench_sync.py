@@ -318,10 +318,14 @@ def run(
     baseline = naive_baseline(burst[:baseline_sample], logs)
     naive_per_1000 = baseline["calls"] / baseline["events"] * 1000
     naive_drain = count / (RATE_PER_MINUTE / 60)  # one call per event at the rate limit
+    shape = (
+        f"{web_workers} receiver process(es), 2 workers x {worker_concurrency}"
+        if mode == "redis"
+        else "one planhat-sync dev process (SQLite, in-process queue)"
+    )
     print(
         f"mode {mode}: {count} events over {records} records of {len(MODELS)} models, "
-        f"{concurrency} concurrent senders, {web_workers} receiver process(es), 2 workers x "
-        f"{worker_concurrency}; logs in {logs}"
+        f"{concurrency} concurrent senders, {shape}; logs in {logs}"
     )
     print(
         f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
@@ -354,7 +358,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["redis", "embedded"], default="redis")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--records", type=int, default=1_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent senders")
     parser.add_argument("--baseline-sample", type=int, default=120)
     parser.add_argument("--web-workers", type=int, default=2, help="receiver processes")
     parser.add_argument("--worker-concurrency", type=int, default=1, help="per worker (2 run)")
