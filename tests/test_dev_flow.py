@@ -24,6 +24,7 @@ from connectors.planhat.client import PlanhatClient
 from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import migrate, session_scope
@@ -79,15 +80,7 @@ class Embedded:
 
     def send(self, connection: str, secret: str, event_id: str, event: dict[str, Any]) -> int:
         body = json.dumps(event).encode()
-        stamp = int(time.time())
-        from connectors.standard.verify import sign
-
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": event_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(secret, event_id, stamp, body),
-        }
+        headers = signed_headers(secret, event_id, body, int(time.time()))
         return self.http.post(
             f"/webhooks/{connection}/standard", content=body, headers=headers
         ).status_code

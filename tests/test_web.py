@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from connectors.standard.verify import sign
+from connectors.standard.verify import sign, signed_headers
 from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import make_engine, migrate, session_scope
@@ -34,12 +34,7 @@ BODY = json.dumps(
 def signed(
     body: bytes = BODY, secret: str = SECRET, event_id: str = "evt_1", at: int = NOW
 ) -> dict[str, str]:
-    return {
-        "content-type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign(secret, event_id, at, body),
-    }
+    return signed_headers(secret, event_id, body, at)
 
 
 class Receiver:

@@ -26,10 +26,10 @@ from sqlalchemy import Engine
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServer
-from connectors.standard.verify import sign
+from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant
 from state.crypto import secret_box
-from state.db import migrate
+from state.db import migrate, session_scope
 from state.inbox import has_pending
 from worker.embedded import Sweeper, embedded_runtime
 from worker.inbox_writers import ThreadedInbox
@@ -64,19 +64,11 @@ def standard_secret(data_dir: Path) -> str:
 
 
 def post_signed(url: str, secret: str, event_id: str, body: bytes) -> httpx.Response:
-    stamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": sign(secret, event_id, stamp, body),
-    }
+    headers = signed_headers(secret, event_id, body, int(time.time()))
     return httpx.post(url, content=body, headers=headers, timeout=10)
 
 
 def _drained(engine: Engine, dispatcher_idle: Any) -> bool:
-    from state.db import session_scope
-
     with session_scope(engine) as session:
         return not has_pending(session, "default") and bool(dispatcher_idle())
 

@@ -25,6 +25,7 @@ from connectors.planhat.errors import FatalError, PlanhatError, RateLimitedError
 from connectors.planhat.models import MODELS, Operation, model_spec
 from connectors.planhat.retry import equal_jitter
 from state.db import for_update, session_scope
+from state.records import pending_rows, record_states
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
 from worker.ratelimit import RateLimiter, wait_for_budget
 
@@ -110,14 +111,10 @@ def _claim(
     if not rows:
         return [], report
     states = {
-        state.key: state
-        for state in session.exec(
-            select(RecordState).where(
-                RecordState.connection == connection,
-                RecordState.model == model,
-                col(RecordState.key).in_([row.key for row in rows]),
-            )
-        )
+        key: state
+        for (_, key), state in record_states(
+            session, connection, [model], [row.key for row in rows]
+        ).items()
     }
     parents = {key for row in rows if (key := _company_key(model, row.fields))}
     pending_parents = set()
@@ -291,33 +288,9 @@ def _settle(
         keys = [item.key for item in claimed]
         # Locked until commit: an ingest merging a newer change into one of these rows
         # waits, so a row is never deleted under a revision we did not send.
-        rows = {
-            row.key: row
-            for row in session.exec(
-                for_update(
-                    session,
-                    select(OutboxItem).where(
-                        OutboxItem.connection == connection,
-                        OutboxItem.model == model,
-                        col(OutboxItem.key).in_(keys),
-                    ),
-                )
-            )
-        }
+        rows = pending_rows(session, connection, model, keys)
         parents = [k for item in claimed if (k := _company_key(model, item.fields))]
-        states = {
-            (state.model, state.key): state
-            for state in session.exec(
-                for_update(
-                    session,
-                    select(RecordState).where(
-                        RecordState.connection == connection,
-                        col(RecordState.model).in_([model, "companies"]),
-                        col(RecordState.key).in_(keys + parents),
-                    ),
-                )
-            )
-        }
+        states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
         for item, result in zip(claimed, results, strict=True):
             row = rows.get(item.key)
             newer = row is not None and row.revision != item.revision

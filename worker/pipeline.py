@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from connectors.change import Change, MappingError, fields_hash
 from connectors.sources import SOURCES
 from state.db import for_update
+from state.records import pending_rows, record_states
 from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
 
 log = structlog.get_logger(__name__)
@@ -221,25 +222,12 @@ def ingest_many(session: Session, inbox_ids: Sequence[int]) -> list[IngestReport
     states: dict[tuple[str, str, str], RecordState] = {}
     pending: dict[tuple[str, str, str], OutboxItem | None] = {}
     for (connection, model), record_keys in keys.items():
-        for state in session.exec(
-            select(RecordState).where(
-                RecordState.connection == connection,
-                RecordState.model == model,
-                col(RecordState.key).in_(record_keys),
-            )
-        ):
-            states[(connection, model, state.key)] = state
-        for row in session.exec(
-            for_update(
-                session,
-                select(OutboxItem).where(
-                    OutboxItem.connection == connection,
-                    OutboxItem.model == model,
-                    col(OutboxItem.key).in_(record_keys),
-                ),
-            )
-        ):
-            pending[(connection, model, row.key)] = row
+        for (_, record_key), state in record_states(
+            session, connection, [model], record_keys
+        ).items():
+            states[(connection, model, record_key)] = state
+        for record_key, row in pending_rows(session, connection, model, record_keys).items():
+            pending[(connection, model, record_key)] = row
     for event, changes in mapped:
         verdicts: Counter[str] = Counter()
         models: set[str] = set()
