@@ -6,7 +6,6 @@ Services that are down skip these tests on a developer's machine and fail them i
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,42 +13,23 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from connectors.change import Change, fields_hash
 from state.db import make_engine, migrate, session_scope
 from state.inbox import store_event
+from tests.engine.harness import RedisServer, require_services
+from tests.engine.services import TEST_REDIS_URL, fresh_postgres_database, service_missing
 from worker.pipeline import offer
 
-PG_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = ("inbox_event", "record_state", "outbox", "dead_letter", "cursor", "connection")
-
-
-def service_missing(what: str, error: Exception) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is not reachable in CI: {error}")
-    pytest.skip(f"{what} is not reachable here: {error}")
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
-    name = f"phs_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        service_missing("PostgreSQL", error)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("phs_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -88,6 +68,16 @@ def redis_client() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (for the end-to-end tests), stopped afterwards."""
+    require_services()
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 def change(model: str = "licenses", key: str = "sub_1", version: int = 1, **fields: Any) -> Change:

@@ -14,9 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,13 @@ from typing import Any
 import pytest
 import redis
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, func, text
+from sqlalchemy import func
 from sqlmodel import select
 
-from state.db import make_engine, migrate, session_scope
+from state.db import make_engine, session_scope
 from state.inbox import mark_dispatched, store_event
 from state.tables import DeadLetter, InboxEvent, OutboxItem
-from tests.engine.conftest import PG_ADMIN_URL, service_missing
+from tests.engine.services import fresh_postgres_database, service_missing
 from worker.settings import EngineSettings, Settings
 
 
@@ -96,24 +95,9 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database() -> AbstractContextManager[str]:
     """A fresh, migrated PostgreSQL database, dropped afterwards."""
-    name = f"phs_e2e_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        service_missing("PostgreSQL", error)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url)
-    try:
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return fresh_postgres_database("phs_e2e")
 
 
 @dataclass
@@ -176,6 +160,26 @@ class Deployment:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+@contextmanager
+def fresh_deployment(
+    redis: RedisServer, planhat_url: str, logs: Path, env_extra: dict[str, str]
+) -> Iterator[Deployment]:
+    """A Deployment (nothing started yet) on a fresh, migrated PostgreSQL database; its
+    processes are stopped and the database dropped afterwards."""
+    with postgres_database() as database_url:
+        deployment = Deployment(
+            database_url=database_url,
+            redis=redis,
+            planhat_url=planhat_url,
+            logs=logs,
+            env_extra=env_extra,
+        )
+        try:
+            yield deployment
+        finally:
+            deployment.stop_all()
 
 
 def send_events(database_url: str, redis_url: str, events: list[tuple[str, str, bytes]]) -> int:

@@ -20,21 +20,11 @@ from tests.engine.harness import (
     RedisServer,
     drained,
     engine_state,
-    postgres_database,
-    require_services,
+    fresh_deployment,
     send_events,
     standard,
     wait_until,
 )
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    require_services()
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -47,19 +37,14 @@ def planhat_like(start_sandbox: Callable[[SandboxConfig], BackgroundSandbox]) ->
 def system(
     redis_server: RedisServer, planhat_like: BackgroundSandbox, tmp_path: Path
 ) -> Iterator[Deployment]:
-    with postgres_database() as database_url:
-        deployment = Deployment(
-            database_url=database_url,
-            redis=redis_server,
-            planhat_url=planhat_like.url,
-            logs=tmp_path,
-            # Two records a call, so the run needs far more calls than one burst allows.
-            env_extra={"PLANHAT_SYNC_BATCH_SIZE": "2"},
-        )
-        try:
-            yield deployment
-        finally:
-            deployment.stop_all()
+    with fresh_deployment(
+        redis_server,
+        planhat_like.url,
+        tmp_path,
+        # Two records a call, so the run needs far more calls than one burst allows.
+        env_extra={"PLANHAT_SYNC_BATCH_SIZE": "2"},
+    ) as deployment:
+        yield deployment
 
 
 def companies(connection: str, count: int) -> list[tuple[str, str, bytes]]:

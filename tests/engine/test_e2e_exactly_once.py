@@ -26,8 +26,7 @@ from tests.engine.harness import (
     RedisServer,
     drained,
     engine_state,
-    postgres_database,
-    require_services,
+    fresh_deployment,
     send_events,
     standard,
     wait_until,
@@ -116,33 +115,16 @@ def planhat_puts(sandbox: BackgroundSandbox) -> dict[str, int]:
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    require_services()
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def deployment(
     redis_server: RedisServer,
     start_sandbox: Callable[[SandboxConfig], BackgroundSandbox],
     tmp_path: Path,
 ) -> Iterator[tuple[Deployment, BackgroundSandbox]]:
     sandbox = start_sandbox(SandboxConfig(rate_per_minute=1e9, burst=10**6))
-    with postgres_database() as database_url:
-        system = Deployment(
-            database_url=database_url,
-            redis=redis_server,
-            planhat_url=sandbox.url,
-            logs=tmp_path,
-            env_extra={"PLANHAT_SYNC_BATCH_SIZE": str(BATCH)},
-        )
-        try:
-            yield system, sandbox
-        finally:
-            system.stop_all()
+    with fresh_deployment(
+        redis_server, sandbox.url, tmp_path, env_extra={"PLANHAT_SYNC_BATCH_SIZE": str(BATCH)}
+    ) as system:
+        yield system, sandbox
 
 
 def test_every_record_ends_at_its_newest_version_exactly_once_and_cheaply(

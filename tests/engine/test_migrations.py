@@ -3,7 +3,6 @@ idempotent; concurrent starts take turns; ``planhat-sync migrate`` runs them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,14 +12,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
 import state.tables  # noqa: F401 - registers the tables on SQLModel.metadata
 from state.db import alembic_config, make_engine, migrate, session_scope
 from state.tables import Connection
-from tests.engine.conftest import PG_ADMIN_URL, TABLES, service_missing
+from tests.engine.conftest import TABLES
+from tests.engine.services import fresh_postgres_database
 from worker.cli import app
 
 HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
@@ -59,20 +59,8 @@ def table_names(url: str) -> set[str]:
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """An empty PostgreSQL database of this test's own (not migrated), dropped afterwards."""
-    name = f"phs_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        admin.dispose()
-        service_missing("PostgreSQL", error)
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database("phs_mig", migrated=False) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

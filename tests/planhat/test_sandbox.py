@@ -6,78 +6,21 @@ facts in shared/reference/planhat-api.md), not what our client makes of it.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
-
 import httpx
 import pytest
 
 from connectors.planhat.models import MODELS
 from connectors.planhat.sandbox.server import BackgroundSandbox
-
-Record = dict[str, Any]
-
-OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
-MISSING_ID = "0" * 24
-BULK_ANSWER_KEYS = {
-    "created",
-    "createdErrors",
-    "insertsKeys",
-    "updated",
-    "updatedErrors",
-    "updatesKeys",
-    "nonupdates",
-    "modified",
-    "upsertedIds",
-    "permissionErrors",
-}
-
-
-@pytest.fixture
-def api(sandbox: BackgroundSandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": "Bearer t"}) as client:
-        yield client
-
-
-def create(api: httpx.Client, model: str, record: Record) -> Record:
-    response = api.post(f"/{model}", json=record)
-    assert response.status_code == 200, response.text
-    created: Record = response.json()
-    return created
-
-
-def company(api: httpx.Client, tag: str, **fields: Any) -> Record:
-    """A company with externalId ``tag`` and sourceId ``src-<tag>``."""
-    return create(
-        api,
-        "companies",
-        {"name": f"Company {tag}", "externalId": tag, "sourceId": f"src-{tag}"} | fields,
-    )
-
-
-def listing(api: httpx.Client, model: str, **params: Any) -> list[Record]:
-    response = api.get(f"/{model}", params=params)
-    assert response.status_code == 200, response.text
-    records: list[Record] = response.json()
-    return records
-
-
-def license_(tag: str, company_ref: str, **fields: Any) -> Record:
-    return {
-        "sourceId": tag,
-        "companyId": company_ref,
-        "_currency": "USD",
-        "fromDate": "2026-01-01",
-        "mrr": 100,
-        **fields,
-    }
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
+from tests.planhat.sandbox_http import (
+    MISSING_ID,
+    OBJECT_ID,
+    Record,
+    company,
+    create,
+    license_,
+    listing,
+    parse_time,
+)
 
 # --- create, get, update, delete ---------------------------------------------------------
 

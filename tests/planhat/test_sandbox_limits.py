@@ -7,12 +7,9 @@ nothing here waits on time.
 
 from __future__ import annotations
 
-import base64
 import math
 import socket
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,45 +18,14 @@ from connectors.planhat.sandbox import SandboxConfig, create_app
 from connectors.planhat.sandbox.limiter import TokenBucket
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.conftest import sandbox_stats
-
-Record = dict[str, Any]
-Start = Callable[[SandboxConfig], BackgroundSandbox]
-
-
-TOKEN = "t"
-
-
-def client_for(sandbox: BackgroundSandbox, token: str = TOKEN) -> httpx.Client:
-    return httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def api(sandbox: BackgroundSandbox) -> Iterator[httpx.Client]:
-    with client_for(sandbox) as client:
-        yield client
-
-
-def create(api: httpx.Client, model: str, record: Record) -> Record:
-    response = api.post(f"/{model}", json=record)
-    assert response.status_code == 200, response.text
-    created: Record = response.json()
-    return created
-
-
-def company(api: httpx.Client, tag: str, **fields: Any) -> Record:
-    return create(api, "companies", {"name": f"Company {tag}", "externalId": tag} | fields)
-
-
-def listing(api: httpx.Client, model: str, **params: Any) -> list[Record]:
-    response = api.get(f"/{model}", params=params)
-    assert response.status_code == 200, response.text
-    records: list[Record] = response.json()
-    return records
-
-
-def basic(credentials: str) -> str:
-    return "Basic " + base64.b64encode(credentials.encode()).decode()
-
+from tests.planhat.sandbox_http import (
+    Start,
+    basic,
+    client_for,
+    company_without_source_id,
+    create,
+    listing,
+)
 
 # --- auth --------------------------------------------------------------------------------
 
@@ -121,7 +87,7 @@ def test_any_non_empty_token_is_accepted_when_none_are_configured(
 
 def test_the_sandbox_routes_need_no_token(guarded: BackgroundSandbox) -> None:
     with client_for(guarded, "good") as api:
-        company(api, "acme")
+        company_without_source_id(api, "acme")
 
     stats = httpx.get(f"{guarded.url}/_sandbox/stats")
     reset = httpx.post(f"{guarded.url}/_sandbox/reset")
@@ -312,7 +278,7 @@ def test_a_fail_rate_outside_0_to_1_is_refused(fail_rate: float) -> None:
 
 
 def test_stats_count_requests_by_route(sandbox: BackgroundSandbox, api: httpx.Client) -> None:
-    acme = company(api, "acme")
+    acme = company_without_source_id(api, "acme")
     api.get(f"/companies/{acme['_id']}")
     api.get("/companies/extid-acme")
     api.put("/licenses", json=[])
@@ -331,7 +297,7 @@ def test_stats_count_requests_by_route(sandbox: BackgroundSandbox, api: httpx.Cl
 
 
 def test_reset_clears_records_and_counters(sandbox: BackgroundSandbox, api: httpx.Client) -> None:
-    company(api, "acme")
+    company_without_source_id(api, "acme")
     api.get("/companies")
 
     response = httpx.post(f"{sandbox.url}/_sandbox/reset")
@@ -355,8 +321,8 @@ def on_file(path: Path) -> SandboxConfig:
 def test_records_survive_a_restart_on_the_same_file(start_sandbox: Start, tmp_path: Path) -> None:
     first = start_sandbox(on_file(tmp_path / "p.db"))
     with client_for(first) as api:
-        acme = company(api, "acme", sourceId="s-acme")
-        beta = company(api, "beta")
+        acme = company_without_source_id(api, "acme", sourceId="s-acme")
+        beta = company_without_source_id(api, "beta")
         api.put("/companies/extid-acme", json={"phone": "1"}).raise_for_status()
         project = create(api, "projects", {"name": "P", "companyId": "extid-beta"})
         before = listing(api, "companies")
@@ -377,8 +343,8 @@ def test_records_survive_a_restart_on_the_same_file(start_sandbox: Start, tmp_pa
 def test_deletes_survive_a_restart(start_sandbox: Start, tmp_path: Path) -> None:
     first = start_sandbox(on_file(tmp_path / "p.db"))
     with client_for(first) as api:
-        company(api, "acme")
-        beta = company(api, "beta")
+        company_without_source_id(api, "acme")
+        beta = company_without_source_id(api, "beta")
         api.delete("/companies/extid-acme").raise_for_status()
     first.stop()
 
@@ -391,7 +357,7 @@ def test_deletes_survive_a_restart(start_sandbox: Start, tmp_path: Path) -> None
 def test_a_reset_empties_the_file_too(start_sandbox: Start, tmp_path: Path) -> None:
     first = start_sandbox(on_file(tmp_path / "p.db"))
     with client_for(first) as api:
-        company(api, "acme")
+        company_without_source_id(api, "acme")
     httpx.post(f"{first.url}/_sandbox/reset").raise_for_status()
     first.stop()
 

@@ -2,60 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import httpx
 import pytest
 
-from connectors.planhat.sandbox import SandboxConfig
-from connectors.planhat.sandbox.server import BackgroundSandbox
-
-Record = dict[str, Any]
-Start = Callable[[SandboxConfig], BackgroundSandbox]
-
-
-TOKEN = "t"
-
-
-def client_for(sandbox: BackgroundSandbox, token: str = TOKEN) -> httpx.Client:
-    return httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def api(sandbox: BackgroundSandbox) -> Iterator[httpx.Client]:
-    with client_for(sandbox) as client:
-        yield client
-
-
-def create(api: httpx.Client, model: str, record: Record) -> Record:
-    response = api.post(f"/{model}", json=record)
-    assert response.status_code == 200, response.text
-    created: Record = response.json()
-    return created
-
-
-def company(api: httpx.Client, tag: str, **fields: Any) -> Record:
-    return create(api, "companies", {"name": f"Company {tag}", "externalId": tag} | fields)
-
-
-def listing(api: httpx.Client, model: str, **params: Any) -> list[Record]:
-    response = api.get(f"/{model}", params=params)
-    assert response.status_code == 200, response.text
-    records: list[Record] = response.json()
-    return records
-
-
-def basic(credentials: str) -> str:
-    return "Basic " + base64.b64encode(credentials.encode()).decode()
-
+from tests.planhat.sandbox_http import (
+    Record,
+    company_without_source_id,
+    create,
+    listing,
+)
 
 # --- quirks ------------------------------------------------------------------------------
 
 
 def test_tickets_are_bulk_only(api: httpx.Client) -> None:
-    acme = company(api, "acme")
+    acme = company_without_source_id(api, "acme")
     ticket = {"sourceId": "t1", "email": "ada@acme.com", "companyId": "extid-acme", "title": "T"}
 
     assert api.post("/tickets", json=ticket).status_code == 404
@@ -72,7 +33,7 @@ def test_tickets_are_bulk_only(api: httpx.Client) -> None:
 
 
 def test_a_ticket_without_email_is_silently_dropped(api: httpx.Client) -> None:
-    company(api, "acme")
+    company_without_source_id(api, "acme")
 
     response = api.put("/tickets", json=[{"sourceId": "t1", "companyId": "extid-acme"}])
 
@@ -95,8 +56,8 @@ def test_custom_fields_have_no_bulk_upsert(api: httpx.Client) -> None:
 def test_an_enduser_without_company_is_placed_by_its_email_domain(
     api: httpx.Client, write: str
 ) -> None:
-    company(api, "other", domains=["other.com"])
-    acme = company(api, "acme", domains=["acme.com"])
+    company_without_source_id(api, "other", domains=["other.com"])
+    acme = company_without_source_id(api, "acme", domains=["acme.com"])
     enduser = {"sourceId": "u1", "email": "ada@Acme.com"}
 
     if write == "create":
@@ -108,7 +69,7 @@ def test_an_enduser_without_company_is_placed_by_its_email_domain(
 
 
 def test_an_enduser_no_company_can_take_is_silently_ignored(api: httpx.Client) -> None:
-    company(api, "acme", domains=["acme.com"])
+    company_without_source_id(api, "acme", domains=["acme.com"])
 
     response = api.put("/endusers", json=[{"sourceId": "u1", "email": "ada@elsewhere.com"}])
 
@@ -122,8 +83,8 @@ def test_an_enduser_no_company_can_take_is_silently_ignored(api: httpx.Client) -
 def test_a_partial_update_of_an_enduser_keeps_its_company(api: httpx.Client) -> None:
     # The domain is a fallback for placing a new enduser; an update naming no company
     # must not move one that is already placed.
-    home = company(api, "home")
-    company(api, "acme", domains=["acme.com"])
+    home = company_without_source_id(api, "home")
+    company_without_source_id(api, "acme", domains=["acme.com"])
     enduser = create(api, "endusers", {"email": "ada@home.com", "companyId": "extid-home"})
 
     response = api.put(f"/endusers/{enduser['_id']}", json={"email": "ada@acme.com"})
@@ -167,7 +128,7 @@ def test_a_list_sorts_by_a_field_up_or_down(api: httpx.Client) -> None:
 
 
 def test_a_list_with_select_returns_only_id_and_the_selected_fields(api: httpx.Client) -> None:
-    company(api, "acme", phone="1")
+    company_without_source_id(api, "acme", phone="1")
 
     [record] = listing(api, "companies", select="name")
 
@@ -176,7 +137,7 @@ def test_a_list_with_select_returns_only_id_and_the_selected_fields(api: httpx.C
 
 def test_a_list_filters_by_company_references(api: httpx.Client) -> None:
     for tag in ("a", "b", "c"):
-        company(api, tag)
+        company_without_source_id(api, tag)
         create(api, "projects", {"name": f"P{tag}", "companyId": f"extid-{tag}"})
 
     filtered = listing(api, "projects", companyId="extid-a,extid-c")
