@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from connectors import standard
+from connectors import standard, stripe
 from connectors.change import Change, MappingError
 from connectors.webhooks import SignatureError
 
@@ -36,4 +36,5 @@ class Source(Protocol):
 
 SOURCES: dict[str, Source] = {
     standard.SOURCE.name: standard.SOURCE,
+    stripe.SOURCE.name: stripe.SOURCE,
 }

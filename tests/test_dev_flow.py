@@ -39,6 +39,7 @@ from worker.web import create_web_app
 
 SECRET_A = "whsec_" + base64.b64encode(b"tenant-a-secret-000000000").decode()
 SECRET_B = "whsec_" + base64.b64encode(b"tenant-b-secret-000000000").decode()
+STRIPE_SECRET = "whsec_stripe_test_secret"
 UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=10**6)
 
 
@@ -55,7 +56,7 @@ class Embedded:
             name="default",
             planhat_base_url=self.planhat_a.url,
             planhat_token="token-a",
-            secrets={"standard": SECRET_A},
+            secrets={"standard": SECRET_A, "stripe": STRIPE_SECRET},
         )
 
         def connections(engine: Engine) -> Connections:

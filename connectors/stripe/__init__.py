@@ -1,0 +1,24 @@
+"""The ``stripe`` source: Stripe webhooks → Planhat companies, endusers, licenses, churn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from connectors.change import Change
+from connectors.stripe import mapping, verify
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSource:
+    name: str = "stripe"
+    secret_env: str = "STRIPE_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
+        return verify.verify(headers, body, secret, now)
+
+    def changes(self, body: bytes, event_id: str) -> list[Change]:
+        return mapping.changes(body, event_id)
+
+
+SOURCE = StripeSource()
