@@ -201,6 +201,8 @@ def test_a_body_over_the_limit_is_413_and_stores_nothing(receiver: Receiver) -> 
     [
         ("/webhooks/nobody/standard", "unknown connection 'nobody'"),
         ("/webhooks/default/zendesk", "unknown source 'zendesk'"),
+        ("/webhooks/%00evil/standard", "unknown connection"),
+        ("/webhooks/" + "x" * 300 + "/standard", "unknown connection"),
     ],
 )
 def test_an_unknown_connection_or_source_is_404(receiver: Receiver, path: str, reason: str) -> None:
@@ -208,6 +210,14 @@ def test_an_unknown_connection_or_source_is_404(receiver: Receiver, path: str, r
 
     assert answer.status_code == 404
     assert reason in answer.json()["error"]
+    assert receiver.stored() == 0
+
+
+def test_an_event_id_that_cannot_be_a_key_is_400(receiver: Receiver) -> None:
+    answer = receiver.post(headers=signed(event_id="has space"))
+
+    assert answer.status_code == 400
+    assert "event id" in answer.json()["error"]
     assert receiver.stored() == 0
 
 

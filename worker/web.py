@@ -11,6 +11,7 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,12 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from connectors.change import MappingError
 from connectors.sources import SOURCES
 from connectors.webhooks import SignatureError
+from state.connections import NAME as CONNECTION_NAME
 from state.connections import Connections
 from worker.inbox_writers import Inbox
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+EVENT_ID = re.compile(r"^[\x21-\x7e]{1,255}$")  # it becomes a database key: no NULs, no spaces
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -51,6 +54,8 @@ def create_web_app(
         kind = SOURCES.get(source)
         if kind is None:
             return _error(404, f"unknown source {source!r} (known: {', '.join(sorted(SOURCES))})")
+        if not CONNECTION_NAME.match(connection):
+            return _error(404, f"unknown connection {connection[:64]!r}")
         found, tenant = connections.cached(connection)
         if not found:
             tenant = await run_in_threadpool(connections.get, connection)
@@ -72,6 +77,8 @@ def create_web_app(
             return _error(401, f"signature refused: {error}")
         except MappingError as error:
             return _error(400, str(error))
+        if not EVENT_ID.match(event_id):
+            return _error(400, "the event id must be 1-255 printable characters")
         inbox_id = await inbox.store(connection, source, event_id, body)
         if inbox_id is None:
             return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
