@@ -33,7 +33,6 @@ from worker.engine import (
 from worker.ratelimit import RedisRateLimiter
 from worker.settings import EngineSettings, Settings
 
-QUEUES = ("ingest", "flush", "poll")
 INGEST_QUEUE = "phs:ingest-queue"
 INGEST_SCHEDULED = "phs:ingest-scheduled"
 INGEST_BATCH = 500
