@@ -14,7 +14,7 @@ from connectors.stripe.mapping import changes, item_mrr
 from connectors.stripe.verify import sign, verify
 from connectors.webhooks import SignatureError
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe"
 EVENTS = FIXTURES / "stripe-events-2020-08-27"
 SECRET = "whsec_test_secret"
 NOW = 1_700_000_000
