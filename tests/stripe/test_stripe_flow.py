@@ -35,9 +35,10 @@ def post_stripe(system: Embedded, name: str) -> int:
     return answer.status_code
 
 
-def test_a_customer_and_its_subscription_reach_planhat(embedded: Embedded) -> None:
+def test_a_customer_its_subscription_and_a_paid_invoice_reach_planhat(embedded: Embedded) -> None:
     assert post_stripe(embedded, "customer.subscription.created") == 202  # before its customer
     assert post_stripe(embedded, "customer.created") == 202
+    assert post_stripe(embedded, "invoice.paid") == 202
     assert post_stripe(embedded, "charge.refunded") == 202  # not mapped yet: kept, no change
     assert post_stripe(embedded, "customer.created") == 200  # a redelivery
 
@@ -46,6 +47,14 @@ def test_a_customer_and_its_subscription_reach_planhat(embedded: Embedded) -> No
     with PlanhatClient("check", base_url=embedded.planhat_a.url) as planhat:
         company = planhat.get("companies", "extid-cus_00000000000000")
         license_ = planhat.get("licenses", "srcid-si_00000000000000")
+        invoice = planhat.get("invoices", "extid-in_000000000000000000000000")
+        sale = planhat.get("sales", "srcid-stripe-sale-il_000000000000000000000000")
+    assert (invoice["cId"], invoice["amountPaid"], invoice["date"]) == (company["_id"], 20.0, 19077)
+    assert (sale["companyId"], sale["value"], sale["salesDate"]) == (
+        company["_id"],
+        20.0,
+        "2022-03-26",
+    )
     assert license_["companyId"] == company["_id"]
     assert (license_["mrr"], license_["_currency"], license_["renewalDate"]) == (
         15.0,
