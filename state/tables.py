@@ -46,7 +46,7 @@ class InboxEvent(SQLModel, table=True):
     event_id: str = Field(max_length=255)  # the source's id: dedup key
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)
-    status: str = Field(default="pending", max_length=16)  # pending | done | failed
+    status: str = Field(default="pending", max_length=16)  # pending|done|ignored|failed
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     # When a task for it was last sent to the broker: the sweeper resends rows whose task

@@ -56,7 +56,7 @@ def ingest(session: Session, inbox_id: int, *, again: bool = False) -> IngestRep
     """Turn one stored event into outbox rows. Idempotent: a done event is skipped unless
     ``again`` (replay), and replaying what Planhat already has queues nothing."""
     event = session.get(InboxEvent, inbox_id, with_for_update=True)
-    if event is None or (event.status == "done" and not again):
+    if event is None or (event.status != "pending" and not again):
         return _nothing()
     changes = _map(session, event)
     if changes is None:
@@ -68,7 +68,7 @@ def ingest(session: Session, inbox_id: int, *, again: bool = False) -> IngestRep
         verdicts[verdict] += 1
         if verdict is Verdict.QUEUED:
             models.add(change.model)
-    _done(session, event)
+    _done(session, event, changes)
     return IngestReport(
         connection=event.connection, verdicts=dict(verdicts), models=frozenset(models)
     )
@@ -103,8 +103,11 @@ def _map(session: Session, event: InboxEvent) -> list[Change] | None:
         return None
 
 
-def _done(session: Session, event: InboxEvent) -> None:
-    event.status, event.error, event.processed_at = "done", None, utcnow()
+def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
+    # An event the mapping has nothing to say about (a Stripe event type not mapped) is
+    # kept and marked "ignored": accepted, not an error, and replayable if that changes.
+    status = "done" if changes else "ignored"
+    event.status, event.error, event.processed_at = status, None, utcnow()
     event.attempts += 1
     session.add(event)
 
@@ -239,7 +242,7 @@ def ingest_many(session: Session, inbox_ids: Sequence[int]) -> list[IngestReport
             verdicts[verdict] += 1
             if verdict is Verdict.QUEUED:
                 models.add(change.model)
-        _done(session, event)
+        _done(session, event, changes)
         reports.append(
             IngestReport(
                 connection=event.connection, verdicts=dict(verdicts), models=frozenset(models)

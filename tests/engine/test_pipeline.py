@@ -265,3 +265,31 @@ def test_a_batch_ingests_like_one_event_at_a_time(engine: Engine) -> None:
     # and a second batch of the same ids does nothing
     with session_scope(engine) as session:
         assert ingest_many(session, ids) == []
+
+
+def test_an_event_with_nothing_to_map_is_kept_as_ignored_and_a_failed_one_is_buried_once(
+    engine: Engine,
+) -> None:
+    from state.inbox import store_event
+
+    with session_scope(engine) as session:  # a Stripe event type we do not map
+        unmapped = store_event(
+            session,
+            connection="default",
+            source="stripe",
+            event_id="evt_refund",
+            body=b'{"id": "evt_refund", "type": "charge.refunded", "created": 1, "data": {}}',
+        )
+    assert unmapped is not None
+    bad = store(engine, b'{"model": "nope", "key": {"sourceId": "x"}, "version": 1}')
+    for inbox_id in (unmapped, bad, bad):  # the last: a duplicate task for a buried event
+        with session_scope(engine) as session:
+            ingest(session, inbox_id)
+
+    with session_scope(engine) as session:
+        letters = session.exec(select(DeadLetter)).all()
+        ignored = session.get(InboxEvent, unmapped)
+    assert len(letters) == 1
+    assert ignored is not None
+    assert (ignored.status, ignored.error) == ("ignored", None)
+    assert outbox(engine) == []
