@@ -103,6 +103,12 @@ class Connections:
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
         self._lock = threading.Lock()
 
+    def names(self) -> list[str]:
+        """Every connection: ``default`` and the stored ones."""
+        with session_scope(self._engine) as session:
+            stored = list(session.exec(select(Connection.name)))
+        return sorted({"default", *stored})
+
     def cached(self, name: str) -> tuple[bool, Tenant | None]:
         """(found in the cache, the tenant): no I/O, for the receiver's event loop."""
         with self._lock:

@@ -93,7 +93,7 @@ def _secrets(pairs: list[str]) -> dict[str, str]:
         source, sep, value = pair.partition("=")
         if not sep or not value:
             raise typer.BadParameter(f"{pair!r}: expected SOURCE=SECRET")
-        if source not in SOURCES:
+        if source.partition(":")[0] not in SOURCES:  # e.g. stripe, or stripe:api_key
             raise typer.BadParameter(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
         secrets[source] = value
     return secrets

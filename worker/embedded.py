@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import structlog
 
 from state.connections import Connections
 from state.db import make_engine
-from worker.engine import LocalLocks, PlanhatClients, Runtime, run_flush, run_ingest_many, run_sweep
+from worker.engine import (
+    LocalLocks,
+    PlanhatClients,
+    Runtime,
+    run_flush,
+    run_ingest_many,
+    run_poll,
+    run_sweep,
+)
 from worker.ratelimit import LocalRateLimiter
 from worker.settings import EngineSettings
 
@@ -105,18 +114,28 @@ class LocalDispatcher:
 
 
 class Sweeper(threading.Thread):
-    def __init__(self, runtime: Runtime, interval: float) -> None:
+    """Beat's work in process: sweeps, and polls of source APIs (Stripe's events)."""
+
+    def __init__(
+        self, runtime: Runtime, interval: float, stripe_api_base: str | None = None
+    ) -> None:
         super().__init__(name="sweeper", daemon=True)
         self._runtime = runtime
         self._interval = interval
+        self._stripe_api_base = stripe_api_base
         self._stop = threading.Event()
 
     def run(self) -> None:
         # First pass at start: whatever a previous run acknowledged but never finished.
         run_sweep(self._runtime, lost_after=0.0)
+        last_poll = 0.0
         while not self._stop.wait(self._interval):
             try:
                 run_sweep(self._runtime)
+                due = time.monotonic() - last_poll >= self._runtime.config.poll_interval
+                if self._stripe_api_base and due:
+                    last_poll = time.monotonic()
+                    run_poll(self._runtime, self._stripe_api_base)
             except Exception:
                 log.exception("sweep.failed")
 

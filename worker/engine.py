@@ -92,13 +92,13 @@ class PlanhatClients:
     """One Planhat client per (base URL, token), shared by the connections that use it."""
 
     def __init__(self, connections: Connections) -> None:
-        self._connections = connections
+        self.connections = connections
         self._clients: dict[tuple[str, str], PlanhatClient] = {}
         self._lock = threading.Lock()
 
     def planhat(self, connection: str) -> tuple[PlanhatClient, str]:
         """The client for ``connection`` and the rate budget it draws from."""
-        tenant = self._connections.get(connection)
+        tenant = self.connections.get(connection)
         if tenant is None:
             raise LookupError(f"no connection named {connection!r}")
         if not tenant.planhat_token:
@@ -267,3 +267,24 @@ def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
     for connection in connections:
         rt.dispatcher.flush(connection, 0.0)
     return len(lost), len(connections)
+
+
+def run_poll(rt: Runtime, stripe_api_base: str) -> int:
+    """Poll Stripe's events API for every connection that has a Stripe API key."""
+    from connectors.stripe.poll import stripe_client
+    from worker.poll import poll_stripe
+    from worker.settings import STRIPE_API_KEY
+
+    new = 0
+    connections = rt.clients.connections
+    for name in connections.names():
+        tenant = connections.get(name)
+        api_key = tenant.secrets.get(STRIPE_API_KEY) if tenant else None
+        if not api_key:
+            continue
+        try:
+            with stripe_client(api_key, stripe_api_base) as client:
+                new += poll_stripe(rt.engine, name, client, rt.dispatcher.ingest)
+        except Exception as error:  # the next poll tries again from the same cursor
+            log.warning("poll.failed", connection=name, error=str(error))
+    return new

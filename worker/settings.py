@@ -11,9 +11,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import SOURCES
+from connectors.stripe.poll import STRIPE_API
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
 from worker.flush import FlushPolicy
+
+# A connection's Stripe API key sits among its secrets under this name.
+STRIPE_API_KEY = "stripe:api_key"
 
 # Sent when no token is set and the base URL is this machine's sandbox, which accepts any
 # non-empty bearer token. Never sent anywhere else.
@@ -28,6 +32,7 @@ class Settings(BaseSettings):
     planhat_sync_log_level: str = "warning"
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
+    stripe_api_base: str = STRIPE_API  # a local fake in tests
 
     def default_tenant(self) -> Tenant:
         """The ``default`` connection, from the environment."""
@@ -40,6 +45,8 @@ class Settings(BaseSettings):
             for source in SOURCES.values()
             if (value := os.environ.get(source.secret_env))
         }
+        if os.environ.get("STRIPE_API_KEY"):  # lets beat poll Stripe's events API
+            secrets[STRIPE_API_KEY] = os.environ["STRIPE_API_KEY"]
         return Tenant(
             name="default",
             planhat_base_url=self.planhat_base_url,
@@ -87,6 +94,7 @@ class EngineSettings(BaseSettings):
     backoff_base: float = 2.0
     backoff_cap: float = 600.0
     sweep_interval: float = 15.0  # seconds between sweeps (beat)
+    poll_interval: float = 60.0  # seconds between polls of source APIs (beat)
     lost_after: float = 120.0  # a pending event's task is presumed lost after this long
     # Planhat allows ~200 calls/min per token with bursts of 50; we stay a little under, so
     # another client on the same token or clock skew does not push us over.

@@ -28,6 +28,7 @@ from worker.engine import (
     run_flush,
     run_ingest,
     run_ingest_many,
+    run_poll,
     run_sweep,
 )
 from worker.ratelimit import RedisRateLimiter
@@ -55,12 +56,14 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
             "planhat_sync.flush": {"queue": "flush"},
             # Periodic jobs (the sweeper now, the pollers later) share the poll queue.
             "planhat_sync.sweep": {"queue": "poll"},
+            "planhat_sync.poll": {"queue": "poll"},
         },
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep": {"task": "planhat_sync.sweep", "schedule": config.sweep_interval},
+            "poll": {"task": "planhat_sync.poll", "schedule": config.poll_interval},
         },
     )
     return app
@@ -174,3 +177,8 @@ def flush_connection(connection: str) -> None:
 @app.task(name="planhat_sync.sweep")
 def sweep() -> None:
     run_sweep(runtime())
+
+
+@app.task(name="planhat_sync.poll")
+def poll() -> None:
+    run_poll(runtime(), settings.stripe_api_base)
