@@ -126,17 +126,24 @@ def plan_chunks(
         positions = {chunk.by_key[k] for k in keys if k in chunk.by_key}
         fits = chunk.size + size <= max_bytes
         if len(positions) == 1 and fits:
-            # Same record as an item already here: merge, so the payload names it once.
-            position = positions.pop()
-            chunk.payload[position] = _merge(chunk.payload[position], record)
-            chunk.members[position].append(index)
-            chunk.size += size
-            for key in keys:
-                chunk.by_key.setdefault(key, position)
-            continue
-        # A record whose keys point at two items (sourceId of one, externalId of another)
-        # can be neither merged nor added without naming a key twice: it opens a new chunk,
-        # which also keeps its write after theirs.
+            # Same record as an item already here: merge, so the payload names it once,
+            # unless the merged record's keys (a new companyId moves its external key)
+            # would name another item's key.
+            position = next(iter(positions))
+            merged = _merge(chunk.payload[position], record)
+            merged_keys = record_keys(spec, merged)
+            if all(chunk.by_key.get(k, position) == position for k in merged_keys):
+                for key in record_keys(spec, chunk.payload[position]):
+                    chunk.by_key.pop(key, None)
+                chunk.payload[position] = merged
+                chunk.members[position].append(index)
+                chunk.size += size
+                for key in merged_keys:
+                    chunk.by_key[key] = position
+                continue
+        # A record whose keys point at two items (sourceId of one, externalId of another),
+        # or whose merge would, can be neither merged nor added without naming a key twice:
+        # it opens a new chunk, which also keeps its write after theirs.
         if positions or len(chunk.payload) >= max_items or not fits:
             chunk = Chunk()
             chunks.append(chunk)

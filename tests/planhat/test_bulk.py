@@ -386,6 +386,14 @@ def test_plan_chunks_properties(records: list[Record], max_items: int) -> None:
 
 
 @given(records=_with_external, max_items=st.integers(min_value=1, max_value=6))
+@example(  # a merge that moves an item's external key onto another item's (found by CI)
+    records=[
+        {"sourceId": "s1", "mrr": 0, "companyId": "c2", "externalId": "e1"},
+        {"sourceId": "s2", "mrr": 0, "companyId": "c1", "externalId": "e1"},
+        {"sourceId": "s1", "mrr": 0, "companyId": "c1"},
+    ],
+    max_items=5000,
+)
 @example(  # one item keyed by sourceId, one by externalId, then a record naming both
     records=[
         {"sourceId": "s1"},
