@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from state.db import make_engine, migrate
 
 # Tests that are not about rate limits must never meet one.
 UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=1_000_000)
@@ -50,6 +53,16 @@ def start_sandbox() -> Iterator[Callable[[SandboxConfig], BackgroundSandbox]]:
 def client(sandbox: BackgroundSandbox) -> Iterator[PlanhatClient]:
     with PlanhatClient("test-token", base_url=sandbox.url, retry=FAST_RETRY) as planhat:
         yield planhat
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated state store on SQLite in the test's own folder."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    migrate(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 def sandbox_stats(sandbox: BackgroundSandbox) -> dict[str, object]:

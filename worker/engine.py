@@ -17,14 +17,16 @@ from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
+from connectors.stripe.poll import stripe_client
 from state.connections import Connections
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
 from worker.flush import FLUSH_ORDER, FlushReport, flush_batch
 from worker.pipeline import IngestReport, ingest, ingest_many
+from worker.poll import poll_stripe
 from worker.ratelimit import RateLimiter, budget_key
-from worker.settings import EngineSettings, MissingTokenError
+from worker.settings import STRIPE_API_KEY, EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 
@@ -271,10 +273,6 @@ def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
 
 def run_poll(rt: Runtime, stripe_api_base: str) -> int:
     """Poll Stripe's events API for every connection that has a Stripe API key."""
-    from connectors.stripe.poll import stripe_client
-    from worker.poll import poll_stripe
-    from worker.settings import STRIPE_API_KEY
-
     new = 0
     connections = rt.clients.connections
     for name in connections.names():

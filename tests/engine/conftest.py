@@ -49,15 +49,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Any) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path}/state.db"
-    migrate(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(TEST_REDIS_URL)
     try:

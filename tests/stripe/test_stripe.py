@@ -24,6 +24,14 @@ def event_body(name: str) -> bytes:
     return (EVENTS / f"{name}.json").read_bytes()
 
 
+def latest_event(kind: str, resource: str) -> bytes:
+    """An event around fixtures3.json's object: the latest API version's payload shape."""
+    resources = json.loads((FIXTURES / "stripe-objects-latest" / "fixtures3.json").read_text())
+    event = {"id": f"evt_{resource}", "type": kind, "created": 1721954060,
+             "data": {"object": resources["resources"][resource]}}  # fmt: skip
+    return json.dumps(event).encode()
+
+
 def mapped(body: bytes) -> list[tuple[str, str, str, dict[str, Any], int]]:
     return [(c.model, c.key_field, c.key, dict(c.fields), c.version) for c in changes(body, "e")]
 
@@ -147,13 +155,7 @@ def test_a_cancelled_subscription_ends_its_licenses_and_records_churn() -> None:
 
 
 def test_the_latest_api_version_reads_the_period_from_the_item() -> None:
-    subscription = json.loads((FIXTURES / "stripe-objects-latest" / "fixtures3.json").read_text())[
-        "resources"
-    ]["subscription"]
-    body = json.dumps(
-        {"id": "evt_1", "type": "customer.subscription.updated", "created": 1721954060,
-         "data": {"object": subscription}}
-    ).encode()  # fmt: skip
+    body = latest_event("customer.subscription.updated", "subscription")
 
     [(model, _, key, fields, _)] = mapped(body)
 
@@ -227,14 +229,7 @@ def test_a_failed_payment_marks_the_invoice_and_makes_no_sale() -> None:
 
 def test_a_subscription_invoice_names_its_subscription_in_both_api_versions() -> None:
     [(_, _, _, old, _)] = mapped(event_body("invoice.created"))
-    invoice = json.loads((FIXTURES / "stripe-objects-latest" / "fixtures3.json").read_text())[
-        "resources"
-    ]["invoice"]
-    body = json.dumps(
-        {"id": "evt_2", "type": "invoice.finalized", "created": 1721954060,
-         "data": {"object": invoice}}
-    ).encode()  # fmt: skip
-    [(_, _, key, new, _)] = mapped(body)
+    [(_, _, key, new, _)] = mapped(latest_event("invoice.finalized", "invoice"))
 
     assert old["subscription"] == "sub_000000000000000000000000"
     assert (key, new["subscription"], new["dueDate"]) == (

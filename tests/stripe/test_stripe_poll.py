@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlmodel import select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.stripe.poll import events_since, stripe_client
-from state.db import make_engine, migrate, session_scope
+from state.db import session_scope
 from state.inbox import store_event
 from state.tables import Cursor, InboxEvent
 from tests.stripe.test_stripe import event_body
@@ -62,12 +61,8 @@ def customers(count: int, start: int = 1_700_000_000) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path}/state.db"
-    migrate(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
+def engine(sqlite_engine: Engine) -> Engine:
+    return sqlite_engine
 
 
 def stored_ids(engine: Engine) -> list[str]:
