@@ -34,7 +34,14 @@ def app_from_environment() -> FastAPI:
     On PostgreSQL the hot path stays on the event loop (``PostgresRedisInbox``); on any
     other database it runs SQLAlchemy on worker threads."""
     from worker.inbox_writers import PostgresRedisInbox, ThreadedInbox
-    from worker.tasks import INGEST_QUEUE, INGEST_SCHEDULED, CeleryDispatcher, app, connections
+    from worker.tasks import (
+        INGEST_FLAG_MS,
+        INGEST_QUEUE,
+        INGEST_SCHEDULED,
+        CeleryDispatcher,
+        app,
+        connections,
+    )
     from worker.tasks import settings as worker_settings
     from worker.web import create_web_app
 
@@ -51,6 +58,7 @@ def app_from_environment() -> FastAPI:
             worker_settings.redis_url,
             queue=INGEST_QUEUE,
             scheduled=INGEST_SCHEDULED,
+            scheduled_ms=INGEST_FLAG_MS,
             schedule_batch=schedule_batch,
         )
 

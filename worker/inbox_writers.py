@@ -93,6 +93,7 @@ class PostgresRedisInbox:
         *,
         queue: str,
         scheduled: str,
+        scheduled_ms: int,
         schedule_batch: Callable[[], Awaitable[None]],
         pool_size: int = 10,
     ) -> None:
@@ -103,6 +104,7 @@ class PostgresRedisInbox:
         self._redis = redis.asyncio.Redis.from_url(redis_url)
         self._queue = queue
         self._scheduled = scheduled
+        self._scheduled_ms = scheduled_ms
         self._schedule_batch = schedule_batch
 
     async def open(self) -> None:
@@ -122,7 +124,7 @@ class PostgresRedisInbox:
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.rpush(self._queue, inbox_id)
-            pipe.set(self._scheduled, 1, nx=True, px=30_000)
+            pipe.set(self._scheduled, 1, nx=True, px=self._scheduled_ms)
             _, scheduled_now = await pipe.execute()
             if scheduled_now:
                 await self._schedule_batch()

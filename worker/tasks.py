@@ -37,6 +37,10 @@ from worker.settings import EngineSettings, Settings
 INGEST_QUEUE = "phs:ingest-queue"
 INGEST_SCHEDULED = "phs:ingest-scheduled"
 INGEST_BATCH = 500
+# How long the "a batch task is scheduled or running" flag lives without a refresh: the
+# longest a queued id waits if the task holding it died (its worker killed, or the send
+# of the task failed). A running task refreshes it at every batch.
+INGEST_FLAG_MS = 10_000
 VISIBILITY_TIMEOUT = 3600  # seconds; MAX_COUNTDOWN stays far below it
 
 
@@ -88,7 +92,7 @@ class CeleryDispatcher:
             return
         pipe = self._redis.pipeline(transaction=False)  # one round trip for both
         pipe.rpush(INGEST_QUEUE, *inbox_ids)
-        pipe.set(INGEST_SCHEDULED, 1, nx=True, px=30_000)
+        pipe.set(INGEST_SCHEDULED, 1, nx=True, px=INGEST_FLAG_MS)
         _, scheduled_now = pipe.execute()
         if scheduled_now:
             self._celery.send_task("planhat_sync.ingest_batch")
@@ -98,13 +102,13 @@ class CeleryDispatcher:
         its flag stays set, so the receiver schedules no second task for every event."""
         ids = self._redis.lpop(INGEST_QUEUE, size)
         if ids:
-            self._redis.pexpire(INGEST_SCHEDULED, 30_000)
+            self._redis.pexpire(INGEST_SCHEDULED, INGEST_FLAG_MS)
             return [int(i) for i in ids]
         # Empty: give up the flag, then look once more. An id pushed in between found the
         # flag still set and scheduled nothing: this task takes it, unless a new one will.
         self._redis.delete(INGEST_SCHEDULED)
         if self._redis.llen(INGEST_QUEUE) and self._redis.set(
-            INGEST_SCHEDULED, 1, nx=True, px=30_000
+            INGEST_SCHEDULED, 1, nx=True, px=INGEST_FLAG_MS
         ):
             return [int(i) for i in self._redis.lpop(INGEST_QUEUE, size) or []]
         return []

@@ -58,6 +58,7 @@ def companies(connection: str, count: int) -> list[tuple[str, str, bytes]]:
     ]
 
 
+@pytest.mark.timeout(600)  # its own waits have deadlines; a recovery may take minutes
 def test_two_workers_share_one_budget_and_almost_never_meet_a_429(
     system: Deployment, planhat_like: BackgroundSandbox
 ) -> None:
@@ -94,6 +95,7 @@ def test_two_workers_share_one_budget_and_almost_never_meet_a_429(
     assert engine_state(system.database_url)["dead"] == 0
 
 
+@pytest.mark.timeout(600)  # its own waits have deadlines; a recovery may take minutes
 def test_a_429_storm_ends_with_everything_written_and_no_dead_letter(
     system: Deployment, planhat_like: BackgroundSandbox
 ) -> None:

@@ -127,6 +127,7 @@ def deployment(
         yield system, sandbox
 
 
+@pytest.mark.timeout(600)  # its own waits have deadlines; a recovery may take minutes
 def test_every_record_ends_at_its_newest_version_exactly_once_and_cheaply(
     deployment: tuple[Deployment, BackgroundSandbox],
 ) -> None:
@@ -158,6 +159,7 @@ def test_every_record_ends_at_its_newest_version_exactly_once_and_cheaply(
     assert check_planhat(sandbox.url) == MODELS
 
 
+@pytest.mark.timeout(600)  # its own waits have deadlines; a recovery may take minutes
 def test_nothing_is_lost_when_a_worker_is_killed_mid_flush_and_redis_restarts(
     deployment: tuple[Deployment, BackgroundSandbox],
 ) -> None:
