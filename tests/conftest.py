@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,6 +64,25 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(url)
     yield engine
     engine.dispose()
+
+
+def free_port_pair() -> int:
+    """A free port whose next port is free too (``planhat-sync dev`` puts the sandbox on
+    port + 1). Both are probed by binding, so a port the system hands out is not reused."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
 
 
 def sandbox_stats(sandbox: BackgroundSandbox) -> dict[str, object]:

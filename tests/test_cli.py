@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests.conftest import free_port_pair
 from tests.planhat.samples import change, sample
 from worker.cli import app
 
@@ -158,19 +158,12 @@ def test_an_action_that_needs_an_id_says_so(sandbox: BackgroundSandbox) -> None:
     assert "needs an ID" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("planhat-sync")), *args]
 
 
 def test_the_readme_flow_sandbox_in_one_terminal_planhat_in_another() -> None:
-    port = _free_port()
+    port = free_port_pair()
     server = subprocess.Popen(
         _command("sandbox", "--port", str(port)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -202,7 +195,7 @@ def test_the_readme_flow_sandbox_in_one_terminal_planhat_in_another() -> None:
 def test_dev_shows_the_flow_on_embedded_defaults(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANHAT_", "DATABASE_"))}
     env.pop("STANDARD_WEBHOOK_SECRET", None)
-    args = ["dev", "--no-serve", "--port", str(_free_port()), "--data-dir", str(tmp_path)]
+    args = ["dev", "--no-serve", "--port", str(free_port_pair()), "--data-dir", str(tmp_path)]
     first = subprocess.run(_command(*args), env=env, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
     assert "Sent 5 signed events to the receiver: 5 accepted" in first.stdout

@@ -30,6 +30,7 @@ from state.crypto import SecretBox
 from state.db import migrate, session_scope
 from state.inbox import has_pending
 from state.tables import OutboxItem
+from tests.conftest import free_port_pair
 from tests.planhat.samples import sample
 from worker.dev import post_signed
 from worker.embedded import embedded_runtime
@@ -158,20 +159,11 @@ def test_two_connections_never_reach_each_others_planhat(embedded: Embedded) -> 
         assert [c["sourceId"] for c in planhat_b.list("companies")] == ["only-b"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_dev_killed_and_started_again_loses_nothing_it_acknowledged(tmp_path: Path) -> None:
     exe = str(Path(sys.executable).with_name("planhat-sync"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANHAT_", "DATABASE_"))}
     env.pop("STANDARD_WEBHOOK_SECRET", None)
-    port = _free_port()
+    port = free_port_pair()
     args = [exe, "dev", "--port", str(port), "--data-dir", str(tmp_path)]
     process = subprocess.Popen(
         args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
