@@ -10,9 +10,10 @@ from typing import Protocol
 
 from connectors import standard, stripe
 from connectors.change import Change, MappingError
+from connectors.options import Option, OptionError, for_source
 from connectors.webhooks import SignatureError
 
-__all__ = ["SOURCES", "MappingError", "SignatureError", "Source"]
+__all__ = ["SOURCES", "MappingError", "OptionError", "SignatureError", "Source", "source_options"]
 
 
 class Source(Protocol):
@@ -29,8 +30,14 @@ class Source(Protocol):
         Raises ``SignatureError`` (constant-time comparisons only)."""
         ...
 
-    def changes(self, body: bytes, event_id: str) -> list[Change]:
-        """The changes a stored event stands for (pure: no I/O)."""
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """The mapping choices a connection may change (``<source>.<name>``)."""
+        ...
+
+    def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+        """The changes a stored event stands for (pure: no I/O). ``options`` holds every
+        option of this source, checked, defaults filled (``source_options``)."""
         ...
 
 
@@ -38,3 +45,18 @@ SOURCES: dict[str, Source] = {
     standard.SOURCE.name: standard.SOURCE,
     stripe.SOURCE.name: stripe.SOURCE,
 }
+
+
+def source_options(source: Source, given: Mapping[str, str]) -> dict[str, str]:
+    """``source``'s options out of a connection's flat options (``stripe.trials`` …)."""
+    return for_source(source.name, source.options, given)
+
+
+def check_options(given: Mapping[str, str]) -> None:
+    """Raise ``OptionError`` unless every ``<source>.<option>`` names a known one, validly."""
+    for key in given:
+        name = key.partition(".")[0]
+        if name not in SOURCES:
+            raise OptionError(f"{key!r}: no source named {name!r} (known: {', '.join(SOURCES)})")
+    for source in SOURCES.values():
+        source_options(source, given)

@@ -30,6 +30,8 @@ class Tenant:
     planhat_base_url: str
     planhat_token: str = field(repr=False)
     secrets: Mapping[str, str] = field(repr=False)  # source → webhook secret
+    # Mapping options, "<source>.<option>" → value (connectors/options.py); not secret.
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 def add_connection(
@@ -40,6 +42,7 @@ def add_connection(
     planhat_base_url: str,
     planhat_token: str,
     secrets: Mapping[str, str],
+    options: Mapping[str, str] | None = None,
 ) -> None:
     if not NAME.match(name):
         raise ValueError("a connection name is 1-64 of a-z, 0-9, _ and -, starting alphanumeric")
@@ -52,6 +55,7 @@ def add_connection(
                 planhat_base_url=planhat_base_url,
                 planhat_token=box.seal(planhat_token),
                 secrets=box.seal(json.dumps(dict(secrets))),
+                options=dict(options or {}),
             )
         )
 
@@ -73,6 +77,7 @@ def list_connections(engine: Engine, box: SecretBox | None) -> list[dict[str, ob
             "name": row.name,
             "planhat_base_url": row.planhat_base_url,
             "sources": sorted(_open_secrets(box, row)) if box else "(locked)",
+            "options": row.options or {},
             "created_at": row.created_at.isoformat(),
         }
         for row in rows
@@ -127,6 +132,11 @@ class Connections:
             self._cache[name] = (now, tenant)
         return tenant
 
+    def options(self, name: str) -> Mapping[str, str]:
+        """The connection's mapping options (none for an unknown connection)."""
+        tenant = self.get(name)
+        return tenant.options if tenant is not None else {}
+
     def _load(self, name: str) -> Tenant | None:
         with session_scope(self._engine) as session:
             row = session.get(Connection, name)
@@ -138,4 +148,5 @@ class Connections:
             planhat_base_url=row.planhat_base_url,
             planhat_token=box.open(row.planhat_token) if row.planhat_token else "",
             secrets=_open_secrets(box, row),
+            options=row.options or {},
         )

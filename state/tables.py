@@ -27,6 +27,8 @@ class Connection(SQLModel, table=True):
     # Encrypted at rest; None: the token comes from the environment (PLANHAT_API_TOKEN).
     planhat_token: str | None = None
     secrets: str | None = None  # encrypted JSON: {source: secret}
+    # Mapping options, {"stripe.company_key": "metadata.account_id"}: not secret, plain.
+    options: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from state.db import make_engine, migrate
 from worker import dlq, logs
-from worker.settings import EngineSettings, Settings
+from worker.settings import EngineSettings, Settings, env_options
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: writes that failed for good.")
 
@@ -93,7 +93,9 @@ def dlq_retry(
         typer.echo("error: give a dead letter ID or --all", err=True)
         raise typer.Exit(2)
     try:
-        outcomes = dlq.retry(_engine(_engine_ready()), None if retry_all else [letter_id or 0])
+        engine = _engine(_engine_ready())
+        chosen = None if retry_all else [letter_id or 0]
+        outcomes = dlq.retry(engine, chosen, default_options=env_options())
     except LookupError as error:
         typer.echo(f"error: {error.args[0]}", err=True)
         raise typer.Exit(1) from None
@@ -125,7 +127,8 @@ def replay_command(
         raise typer.Exit(2) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    report = dlq.replay(_engine(_engine_ready()), since=when, source=source)
+    engine = _engine(_engine_ready())
+    report = dlq.replay(engine, since=when, source=source, default_options=env_options())
     typer.echo(json.dumps(report))
     _ask_for_flush(set(report["connections"]))
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 
 from connectors.planhat.client import DEFAULT_BASE_URL
-from connectors.sources import SOURCES
+from connectors.sources import SOURCES, OptionError, check_options
 from state.connections import add_connection, list_connections, remove_connection
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
@@ -107,6 +107,20 @@ def _secrets(pairs: list[str]) -> dict[str, str]:
     return secrets
 
 
+def _options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not value:
+            raise typer.BadParameter(f"{pair!r}: expected SOURCE.OPTION=VALUE")
+        options[key] = value
+    try:
+        check_options(options)
+    except OptionError as error:
+        raise typer.BadParameter(str(error)) from None
+    return options
+
+
 @connections_app.command("add")
 def connections_add(
     name: Annotated[str, typer.Argument(help="The name in the webhook URL.")],
@@ -114,6 +128,10 @@ def connections_add(
     planhat_base_url: Annotated[str, typer.Option(help="Its Planhat region.")] = DEFAULT_BASE_URL,
     secret: Annotated[
         list[str] | None, typer.Option(help="SOURCE=SECRET, one per source (repeatable).")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(help="SOURCE.OPTION=VALUE, a mapping option (repeatable; see README)."),
     ] = None,
 ) -> None:
     """Add a tenant; its token and secrets are sealed with PLANHAT_SYNC_SECRET_KEY."""
@@ -127,6 +145,7 @@ def connections_add(
             planhat_base_url=planhat_base_url,
             planhat_token=planhat_token,
             secrets=_secrets(secret or []),
+            options=_options(option or []),
         )
     except (ValueError, SecretKeyError) as error:
         typer.echo(f"error: {error}", err=True)

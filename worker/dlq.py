@@ -8,6 +8,7 @@ stored, never by re-sending to the receiver (signatures and timestamps expire).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,7 +48,12 @@ class RetryOutcome:
     result: str  # "queued", "stale", "unchanged", "event re-run"
 
 
-def retry(engine: Engine, letter_ids: list[int] | None) -> list[RetryOutcome]:
+def retry(
+    engine: Engine,
+    letter_ids: list[int] | None,
+    *,
+    default_options: Mapping[str, str] | None = None,
+) -> list[RetryOutcome]:
     """Send dead letters back (all of them when ``letter_ids`` is None)."""
     outcomes: list[RetryOutcome] = []
     with session_scope(engine) as session:
@@ -60,17 +66,23 @@ def retry(engine: Engine, letter_ids: list[int] | None) -> list[RetryOutcome]:
             raise LookupError(f"no dead letter with id {', '.join(map(str, sorted(missing)))}")
         for letter in letters:
             assert letter.id is not None
-            outcomes.append(RetryOutcome(letter.id, letter.connection, _retry_one(session, letter)))
+            outcomes.append(
+                RetryOutcome(
+                    letter.id, letter.connection, _retry_one(session, letter, default_options)
+                )
+            )
             session.delete(letter)
     return outcomes
 
 
-def _retry_one(session: Session, letter: DeadLetter) -> str:
+def _retry_one(
+    session: Session, letter: DeadLetter, default_options: Mapping[str, str] | None
+) -> str:
     if not letter.model:  # the event itself failed to map: run it again
         event = session.get(InboxEvent, letter.inbox_id) if letter.inbox_id else None
         if event is None:
             raise LookupError(f"dead letter {letter.id}: its stored event is gone")
-        ingest(session, event.id or 0, again=True)
+        ingest(session, event.id or 0, again=True, default_options=default_options)
         return "event re-run"
     change = Change(
         model=letter.model,
@@ -92,7 +104,13 @@ def drop(engine: Engine, letter_id: int) -> None:
         session.delete(letter)
 
 
-def replay(engine: Engine, *, since: datetime, source: str | None = None) -> dict[str, Any]:
+def replay(
+    engine: Engine,
+    *,
+    since: datetime,
+    source: str | None = None,
+    default_options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Re-run stored events received since ``since`` through mapping and diff. What Planhat
     already has is dropped by the diff, so replaying it makes no call."""
     with session_scope(engine) as session:
@@ -104,7 +122,7 @@ def replay(engine: Engine, *, since: datetime, source: str | None = None) -> dic
     connections: set[str] = set()
     for inbox_id in ids:
         with session_scope(engine) as session:
-            report = ingest(session, inbox_id, again=True)
+            report = ingest(session, inbox_id, again=True, default_options=default_options)
         queued += report.queued
         if report.models:
             connections.add(report.connection)

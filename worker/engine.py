@@ -134,8 +134,9 @@ def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
 
 
 def run_ingest(rt: Runtime, inbox_id: int) -> IngestReport:
+    defaults = rt.clients.connections.options("default")
     with session_scope(rt.engine) as session:
-        report = ingest(session, inbox_id)
+        report = ingest(session, inbox_id, default_options=defaults)
     if report.models:
         rt.dispatcher.flush(report.connection, rt.config.flush_window)
     return report
@@ -151,18 +152,19 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     the inbox for the sweeper. Returns how many changes were queued."""
     queued = 0
     to_flush: set[str] = set()
+    defaults = rt.clients.connections.options("default")
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
         try:
             with session_scope(rt.engine) as session:
-                reports = ingest_many(session, chunk)
+                reports = ingest_many(session, chunk, default_options=defaults)
         except Exception as error:
             log.warning("ingest.chunk_failed", events=len(chunk), error=str(error))
             reports = []
             for inbox_id in chunk:
                 try:
                     with session_scope(rt.engine) as session:
-                        reports.append(ingest(session, inbox_id))
+                        reports.append(ingest(session, inbox_id, default_options=defaults))
                 except Exception:
                     log.exception("ingest.failed", inbox_id=inbox_id)
         for report in reports:

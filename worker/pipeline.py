@@ -23,10 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connectors.change import Change, MappingError, fields_hash
-from connectors.sources import SOURCES
+from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
-from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
+from state.tables import Connection, DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -52,13 +52,19 @@ def _nothing(connection: str = "") -> IngestReport:
     return IngestReport(connection=connection, verdicts={}, models=frozenset())
 
 
-def ingest(session: Session, inbox_id: int, *, again: bool = False) -> IngestReport:
+def ingest(
+    session: Session,
+    inbox_id: int,
+    *,
+    again: bool = False,
+    default_options: Mapping[str, str] | None = None,
+) -> IngestReport:
     """Turn one stored event into outbox rows. Idempotent: a done event is skipped unless
     ``again`` (replay), and replaying what Planhat already has queues nothing."""
     event = session.get(InboxEvent, inbox_id, with_for_update=True)
     if event is None or (event.status != "pending" and not again):
         return _nothing()
-    changes = _map(session, event)
+    changes = _map(session, event, default_options)
     if changes is None:
         return _nothing(event.connection)
     verdicts: Counter[str] = Counter()
@@ -74,15 +80,18 @@ def ingest(session: Session, inbox_id: int, *, again: bool = False) -> IngestRep
     )
 
 
-def _map(session: Session, event: InboxEvent) -> list[Change] | None:
+def _map(
+    session: Session, event: InboxEvent, default_options: Mapping[str, str] | None
+) -> list[Change] | None:
     """The event's changes, or None after burying an event that cannot be mapped: a bad
     mapping never gets better by retrying; the dead letter is replayable once it is fixed."""
     source = SOURCES.get(event.source)
     try:
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
-        return source.changes(event.body, event.event_id)
-    except MappingError as error:
+        given = source_options(source, _options(session, event.connection, default_options))
+        return source.changes(event.body, event.event_id, given)
+    except (MappingError, OptionError) as error:
         event.status, event.error, event.processed_at = "failed", str(error), utcnow()
         session.add(event)
         session.add(
@@ -101,6 +110,18 @@ def _map(session: Session, event: InboxEvent) -> list[Change] | None:
         )
         log.warning("ingest.mapping_failed", inbox_id=event.id, error=str(error))
         return None
+
+
+def _options(
+    session: Session, connection: str, default_options: Mapping[str, str] | None
+) -> Mapping[str, str]:
+    """A connection's mapping options, read in this transaction (never a second one: on
+    SQLite that would wait for the lock this one holds). The ``default`` connection
+    without a stored row takes ``default_options`` (from the environment)."""
+    row = session.get(Connection, connection)
+    if row is not None:
+        return row.options or {}
+    return (default_options or {}) if connection == "default" else {}
 
 
 def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
@@ -194,7 +215,9 @@ def _apply(
     return Verdict.QUEUED, pending
 
 
-def ingest_many(session: Session, inbox_ids: Sequence[int]) -> list[IngestReport]:
+def ingest_many(
+    session: Session, inbox_ids: Sequence[int], *, default_options: Mapping[str, str] | None = None
+) -> list[IngestReport]:
     """``ingest`` for a batch in one transaction, loading rows in bulk: one query for the
     events, one per model for record states and one for pending rows, instead of several
     round trips per change. Same rules, same results (``_apply``). A concurrent insert
@@ -213,7 +236,7 @@ def ingest_many(session: Session, inbox_ids: Sequence[int]) -> list[IngestReport
     mapped: list[tuple[InboxEvent, list[Change]]] = []
     reports: list[IngestReport] = []
     for event in events:
-        changes = _map(session, event)
+        changes = _map(session, event, default_options)
         if changes is None:
             reports.append(_nothing(event.connection))
         else:

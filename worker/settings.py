@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
-from connectors.sources import SOURCES
+from connectors.sources import SOURCES, check_options
 from connectors.stripe.poll import STRIPE_API
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
@@ -52,6 +52,7 @@ class Settings(BaseSettings):
             planhat_base_url=self.planhat_base_url,
             planhat_token=token,
             secrets=secrets,
+            options=env_options(),
         )
 
     def planhat_token(self) -> str:
@@ -64,6 +65,20 @@ class Settings(BaseSettings):
             "PLANHAT_API_TOKEN is not set. Create one in Planhat (Settings → Service "
             "Accounts), or point PLANHAT_BASE_URL at a sandbox (planhat-sync sandbox)."
         )
+
+
+def env_options() -> dict[str, str]:
+    """The ``default`` connection's mapping options: ``STRIPE_COMPANY_KEY`` sets
+    ``stripe.company_key``, and so on for every option a source declares. Checked here, so
+    a bad value stops the process at start rather than failing events later."""
+    options = {
+        f"{source.name}.{option.name}": value
+        for source in SOURCES.values()
+        for option in source.options
+        if (value := os.environ.get(option.env_name(source.name)))
+    }
+    check_options(options)
+    return options
 
 
 class MissingTokenError(RuntimeError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from connectors.change import MappingError
-from connectors.sources import SOURCES
+from connectors.sources import SOURCES, OptionError, Source, source_options
 from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
 from state.connections import Connections
@@ -72,7 +72,7 @@ def create_web_app(
             return _error(413, f"the body is over {max_body_bytes} bytes")
         try:
             event_id = kind.verify(request.headers, body, secret, clock())
-            changes = kind.changes(body, event_id)
+            changes = kind.changes(body, event_id, _options(kind, tenant.options))
         except SignatureError as error:
             return _error(401, f"signature refused: {error}")
         except MappingError as error:
@@ -100,6 +100,16 @@ def create_web_app(
         return JSONResponse({"ok": True})
 
     return app
+
+
+def _options(source: Source, given: Mapping[str, str]) -> Mapping[str, str]:
+    # A connection whose options are wrong is our problem, not the sender's: the event is
+    # still kept, read with the defaults here, and the worker buries it saying which
+    # option is wrong (replayable once it is fixed).
+    try:
+        return source_options(source, given)
+    except OptionError:
+        return {}
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

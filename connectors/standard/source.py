@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connectors.change import Change
+from connectors.options import Option
 from connectors.standard.mapping import parse
 from connectors.standard.verify import verify
 
@@ -14,11 +15,12 @@ from connectors.standard.verify import verify
 class StandardSource:
     name: str = "standard"
     secret_env: str = "STANDARD_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+    options: tuple[Option, ...] = ()  # the body names Planhat's fields itself
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
         return verify(headers, body, secret, now)
 
-    def changes(self, body: bytes, event_id: str) -> list[Change]:
+    def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
         return parse(body, event_id)
 
 

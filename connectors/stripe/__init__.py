@@ -1,4 +1,5 @@
-"""The ``stripe`` source: Stripe webhooks → Planhat companies, endusers, licenses, churn."""
+"""The ``stripe`` source: Stripe webhooks → Planhat companies, endusers, licenses, churn,
+invoices and sales."""
 
 from __future__ import annotations
 
@@ -6,19 +7,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connectors.change import Change
+from connectors.options import Option
 from connectors.stripe import mapping, verify
+from connectors.stripe.common import OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
 class StripeSource:
     name: str = "stripe"
     secret_env: str = "STRIPE_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+    options: tuple[Option, ...] = OPTIONS
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
         return verify.verify(headers, body, secret, now)
 
-    def changes(self, body: bytes, event_id: str) -> list[Change]:
-        return mapping.changes(body, event_id)
+    def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+        return mapping.changes(body, event_id, options)
 
 
 SOURCE = StripeSource()
