@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from connectors import standard, stripe
+from connectors import chargebee, standard, stripe
 from connectors.change import Change, MappingError
 from connectors.options import Option, OptionError, for_source
 from connectors.webhooks import SignatureError
@@ -20,9 +20,8 @@ class Source(Protocol):
     @property
     def name(self) -> str: ...
 
-    @property
-    def secret_env(self) -> str:
-        """The environment variable holding the ``default`` connection's secret."""
+    def env_secret(self, environ: Mapping[str, str]) -> str | None:
+        """The ``default`` connection's secret, from the environment (or None)."""
         ...
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
@@ -44,6 +43,7 @@ class Source(Protocol):
 SOURCES: dict[str, Source] = {
     standard.SOURCE.name: standard.SOURCE,
     stripe.SOURCE.name: stripe.SOURCE,
+    chargebee.SOURCE.name: chargebee.SOURCE,
 }
 
 

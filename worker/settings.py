@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         secrets = {
             source.name: value
             for source in SOURCES.values()
-            if (value := os.environ.get(source.secret_env))
+            if (value := source.env_secret(os.environ))
         }
         if os.environ.get("STRIPE_API_KEY"):  # lets beat poll Stripe's events API
             secrets[STRIPE_API_KEY] = os.environ["STRIPE_API_KEY"]

@@ -14,8 +14,10 @@ from connectors.standard.verify import verify
 @dataclass(frozen=True, slots=True)
 class StandardSource:
     name: str = "standard"
-    secret_env: str = "STANDARD_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
     options: tuple[Option, ...] = ()  # the body names Planhat's fields itself
+
+    def env_secret(self, environ: Mapping[str, str]) -> str | None:
+        return environ.get("STANDARD_WEBHOOK_SECRET")
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
         return verify(headers, body, secret, now)

@@ -15,8 +15,10 @@ from connectors.stripe.common import OPTIONS
 @dataclass(frozen=True, slots=True)
 class StripeSource:
     name: str = "stripe"
-    secret_env: str = "STRIPE_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
     options: tuple[Option, ...] = OPTIONS
+
+    def env_secret(self, environ: Mapping[str, str]) -> str | None:
+        return environ.get("STRIPE_WEBHOOK_SECRET")
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
         return verify.verify(headers, body, secret, now)

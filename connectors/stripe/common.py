@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from connectors.billing import TRIALS, Record, present
 from connectors.change import Change
 from connectors.options import Option, company_reference
 
@@ -27,13 +27,7 @@ OPTIONS = (
         "'product' (the product's name when expanded, else its id), 'price' (the price id) "
         "or 'lookup_key' (the price's lookup key, else the product)",
     ),
-    Option(
-        "trials",
-        "zero",
-        r"zero|full|skip",
-        "a trialing subscription is a license with MRR 0 ('zero'), with its price's MRR "
-        "('full'), or no license until the trial converts ('skip')",
-    ),
+    TRIALS,
 )
 
 
@@ -54,23 +48,21 @@ class StripeOptions:
 
 Mapper = Callable[[Event, StripeOptions], list[Change]]
 
-# Fields sent even when empty, so a value that went away is cleared in Planhat (an undone
-# scheduled cancellation leaves no end date). Other empty fields are left out.
-CLEARABLE = frozenset({"toDate"})
-
-
-def iso_day(seconds: int | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
-
 
 def change(event: Event, model: str, key_field: str, key: str, fields: dict[str, Any]) -> Change:
     return Change(
         model=model,
         key_field=key_field,
         key=key,
-        fields={k: v for k, v in fields.items() if v is not None or k in CLEARABLE},
+        fields=present(fields),
         version=int(event["created"]),
         event_id=str(event["id"]),
     )
+
+
+def changes_of(event: Event, records: list[Record]) -> list[Change]:
+    """Billing records as changes: invoices keyed by ``extId``, the rest by ``sourceId``."""
+    return [
+        change(event, model, "extId" if model == "invoices" else "sourceId", key, fields)
+        for model, key, fields in records
+    ]

@@ -1,0 +1,210 @@
+"""What a billing system's subscription means in Planhat, whichever system it comes from.
+
+Each billing source reads its own payload into a ``Subscription`` and an ``Invoice``; the
+rules here turn them into Planhat records, the same for Stripe and Chargebee:
+
+- one license per recurring item, MRR normalised to a month (currency units);
+- an ended subscription ends its licenses (``renewalStatus: lost``, ``toDate``) and makes
+  one churn record with the MRR lost, its products and the reasons given; a trial that
+  ends unpaid is no churn;
+- a scheduled cancellation sets ``toDate`` and ``autoRenews: false``; undone, ``toDate`` is
+  cleared (sent as null);
+- a paused subscription earns nothing: MRR 0 while paused;
+- a trial is a license with MRR 0 (``trials=zero``), with its price's MRR (``full``) or
+  no license until it converts (``skip``);
+- an invoice becomes a Planhat invoice (``extId``/``cId``, day-number dates); once paid,
+  its one-off lines become sales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.options import Option
+
+# Months in one billing interval; MRR = amount per interval ÷ months.
+MONTHS_PER = {"day": 12 / 365, "week": 12 / 52, "month": 1.0, "year": 12.0}
+
+# Fields sent even when empty, so a value that went away is cleared in Planhat (an undone
+# scheduled cancellation leaves no end date). Other empty fields are left out.
+CLEARABLE = frozenset({"toDate"})
+
+TRIALS = Option(
+    "trials",
+    "zero",
+    r"zero|full|skip",
+    "a subscription in trial is a license with MRR 0 ('zero'), with its price's MRR "
+    "('full'), or no license until the trial converts ('skip')",
+)
+
+Record = tuple[str, str, dict[str, Any]]  # (model, sourceId, fields)
+
+
+def iso_day(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+
+
+def day_number(seconds: int | None) -> int | None:
+    """Planhat invoice dates are whole days since 1970-01-01 (planhat-api.md)."""
+    return None if seconds is None else int(seconds) // 86_400
+
+
+def monthly(amount_cents: float, unit: str | None, count: int | None) -> float:
+    """An amount per billing interval (cents) as a monthly amount in currency units."""
+    months = MONTHS_PER.get(unit or "month", 1.0) * (count or 1)
+    return round(amount_cents / 100 / months, 2)
+
+
+def present(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields to send: empty ones left out, except those that clear a value."""
+    return {k: v for k, v in fields.items() if v is not None or k in CLEARABLE}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    key: str  # the license's sourceId
+    product: str | None
+    mrr: float  # what it earns a month when active, currency units
+    period_end: int | None = None  # unix seconds: the renewal date
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    churn_key: str  # the churn record's sourceId
+    company: str  # the company reference: extid-… or srcid-…
+    currency: str
+    status: str | None  # the billing system's word, shown in Planhat
+    started: int | None
+    items: Sequence[Item]
+    ended: bool = False
+    ended_at: int | None = None
+    in_trial: bool = False  # in trial now, or it ended during the trial
+    paused: bool = False
+    scheduled_end: int | None = None  # a cancellation to come
+    reasons: Sequence[str] = field(default_factory=tuple)
+    comment: str | None = None
+    earning_mrr: float | None = None  # the billing system's own MRR figure, cents, if sent
+
+
+def _item_mrrs(subscription: Subscription, earns: bool) -> list[float]:
+    """Each item's MRR; the billing system's own total (after discounts), when it sends
+    one for an earning subscription, is shared out in proportion, rounding on the last."""
+    computed = [item.mrr for item in subscription.items]
+    if not earns:
+        return [0.0] * len(computed)
+    total = sum(computed)
+    if subscription.earning_mrr is None or not total or not computed:
+        return computed
+    target = round(subscription.earning_mrr / 100, 2)
+    shares = [round(mrr * target / total, 2) for mrr in computed[:-1]]
+    return [*shares, round(target - sum(shares), 2)]
+
+
+def subscription_records(subscription: Subscription, trials: str) -> list[Record]:
+    """The licenses (and churn) a subscription stands for, by the rules above."""
+    if subscription.in_trial and trials == "skip":
+        return []
+    earns = not subscription.paused and (not subscription.in_trial or trials == "full")
+    ended = subscription.ended
+    records: list[Record] = []
+    lost = 0.0
+    for item, mrr in zip(subscription.items, _item_mrrs(subscription, earns), strict=True):
+        to_date = iso_day(subscription.ended_at if ended else subscription.scheduled_end)
+        fields = {
+            "companyId": subscription.company,
+            "product": item.product,
+            "_currency": subscription.currency,
+            "mrr": mrr,
+            "fromDate": iso_day(subscription.started),
+            "toDate": to_date,
+            "renewalDate": iso_day(item.period_end),
+            "autoRenews": to_date is None,
+            "renewalStatus": "lost" if ended else "ongoing",
+            "status": "paused" if subscription.paused and not ended else subscription.status,
+        }
+        lost += mrr
+        records.append(("licenses", item.key, present(fields)))
+    if ended and not subscription.in_trial:
+        churn = {
+            "companyId": subscription.company,
+            "churnDate": iso_day(subscription.ended_at),
+            "value": round(lost, 2),
+            "currency": subscription.currency or None,
+            "products": [item.product for item in subscription.items if item.product],
+            "reasons": list(subscription.reasons) or None,
+            "comment": subscription.comment,
+        }
+        records.append(("churn", subscription.churn_key, present(churn)))
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    description: str | None
+    amount_cents: int
+    quantity: int | None
+    sale_key: str | None = None  # a one-off line's sale sourceId; None: recurring
+    product: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    key: str  # extId
+    company: str  # cId reference
+    currency: str
+    number: str | None
+    status: str | None
+    total_cents: int
+    due_cents: int
+    paid_cents: int
+    date: int | None
+    due_date: int | None
+    paid_at: int | None
+    subscription: str | None
+    lines: Sequence[Line]
+
+
+def invoice_records(invoice: Invoice, fallback_paid_at: int) -> list[Record]:
+    """A Planhat invoice; when paid, a sale per one-off line. Planhat documents only
+    ``extId``, ``cId``, ``currency`` and day-number dates for invoices: the other field
+    names follow what Planhat's own invoice screen shows (number, status, amounts, lines).
+    The invoice's record key is its ``extId``, the sales' their ``sourceId``."""
+    fields = {
+        "cId": invoice.company,
+        "currency": invoice.currency,
+        "number": invoice.number,
+        "status": invoice.status,
+        "amountTotal": invoice.total_cents / 100,
+        "amountDue": invoice.due_cents / 100,
+        "amountPaid": invoice.paid_cents / 100,
+        "date": day_number(invoice.date),
+        "dueDate": day_number(invoice.due_date),
+        "paidDate": day_number(invoice.paid_at),
+        "subscription": invoice.subscription,
+        "lineItems": [
+            {"description": line.description, "amount": line.amount_cents / 100,
+             "quantity": line.quantity}
+            for line in invoice.lines
+        ],
+    }  # fmt: skip
+    records: list[Record] = [("invoices", invoice.key, present(fields))]
+    if invoice.status != "paid":
+        return records
+    for line in invoice.lines:
+        if line.sale_key is None or not line.amount_cents:
+            continue
+        sale = {
+            "companyId": invoice.company,
+            "_currency": invoice.currency,
+            "salesDate": iso_day(invoice.paid_at or fallback_paid_at),
+            "value": line.amount_cents / 100,
+            "product": line.product,
+            "description": line.description,
+        }
+        records.append(("sales", line.sale_key, present(sale)))
+    return records
