@@ -101,7 +101,7 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
 
     runtime, dispatcher = embedded_runtime(database_url, connections, config)
     dispatcher.start()
-    sweeper = Sweeper(runtime, config.sweep_interval, settings.stripe_api_base)
+    sweeper = Sweeper(runtime, config.sweep_interval, settings.source_apis())
     sweeper.start()
     app = create_web_app(
         connections=connections(runtime.engine),

@@ -26,6 +26,7 @@ from worker.engine import (
     run_poll,
     run_sweep,
 )
+from worker.poll import SourceApis
 from worker.ratelimit import LocalRateLimiter
 from worker.settings import EngineSettings
 
@@ -114,15 +115,14 @@ class LocalDispatcher:
 
 
 class Sweeper(threading.Thread):
-    """Beat's work in process: sweeps, and polls of source APIs (Stripe's events)."""
+    """Beat's work in process: sweeps, and polls of source APIs (Stripe's and Chargebee's
+    events; none when ``apis`` is None)."""
 
-    def __init__(
-        self, runtime: Runtime, interval: float, stripe_api_base: str | None = None
-    ) -> None:
+    def __init__(self, runtime: Runtime, interval: float, apis: SourceApis | None = None) -> None:
         super().__init__(name="sweeper", daemon=True)
         self._runtime = runtime
         self._interval = interval
-        self._stripe_api_base = stripe_api_base
+        self._apis = apis
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -133,9 +133,9 @@ class Sweeper(threading.Thread):
             try:
                 run_sweep(self._runtime)
                 due = time.monotonic() - last_poll >= self._runtime.config.poll_interval
-                if self._stripe_api_base and due:
+                if self._apis and due:
                     last_poll = time.monotonic()
-                    run_poll(self._runtime, self._stripe_api_base)
+                    run_poll(self._runtime, self._apis)
             except Exception:
                 log.exception("sweep.failed")
 

@@ -17,16 +17,15 @@ from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
-from connectors.stripe.poll import stripe_client
 from state.connections import Connections
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
 from worker.flush import FLUSH_ORDER, FlushReport, flush_batch
 from worker.pipeline import IngestReport, ingest, ingest_many
-from worker.poll import poll_stripe
+from worker.poll import SourceApis, feeds, poll
 from worker.ratelimit import RateLimiter, budget_key
-from worker.settings import STRIPE_API_KEY, EngineSettings, MissingTokenError
+from worker.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 
@@ -273,18 +272,16 @@ def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
     return len(lost), len(connections)
 
 
-def run_poll(rt: Runtime, stripe_api_base: str) -> int:
-    """Poll Stripe's events API for every connection that has a Stripe API key."""
+def run_poll(rt: Runtime, apis: SourceApis) -> int:
+    """Poll the events API of every source a connection has an API key for."""
     new = 0
     connections = rt.clients.connections
     for name in connections.names():
         tenant = connections.get(name)
-        api_key = tenant.secrets.get(STRIPE_API_KEY) if tenant else None
-        if not api_key:
-            continue
-        try:
-            with stripe_client(api_key, stripe_api_base) as client:
-                new += poll_stripe(rt.engine, name, client, rt.dispatcher.ingest)
-        except Exception as error:  # the next poll tries again from the same cursor
-            log.warning("poll.failed", connection=name, error=str(error))
+        for feed, client in feeds(tenant.secrets if tenant else {}, apis):
+            try:
+                with client:
+                    new += poll(rt.engine, name, feed, client, rt.dispatcher.ingest)
+            except Exception as error:  # the next poll tries again from the same cursor
+                log.warning("poll.failed", source=feed.source, connection=name, error=str(error))
     return new

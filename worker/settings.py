@@ -15,13 +15,18 @@ from connectors.stripe.poll import STRIPE_API
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
 from worker.flush import FlushPolicy
-
-# A connection's Stripe API key sits among its secrets under this name.
-STRIPE_API_KEY = "stripe:api_key"
+from worker.poll import CHARGEBEE_API_KEY, CHARGEBEE_SITE, STRIPE_API_KEY, SourceApis
 
 # Sent when no token is set and the base URL is this machine's sandbox, which accepts any
 # non-empty bearer token. Never sent anywhere else.
 SANDBOX_TOKEN = "sandbox"  # noqa: S105 - not a secret: the sandbox takes any token
+
+
+API_SECRETS = {
+    STRIPE_API_KEY: "STRIPE_API_KEY",
+    CHARGEBEE_API_KEY: "CHARGEBEE_API_KEY",
+    CHARGEBEE_SITE: "CHARGEBEE_SITE",
+}
 
 
 class Settings(BaseSettings):
@@ -33,6 +38,7 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
     stripe_api_base: str = STRIPE_API  # a local fake in tests
+    chargebee_api_base: str | None = None  # default: https://<CHARGEBEE_SITE>.chargebee.com
 
     def default_tenant(self) -> Tenant:
         """The ``default`` connection, from the environment."""
@@ -45,8 +51,10 @@ class Settings(BaseSettings):
             for source in SOURCES.values()
             if (value := source.env_secret(os.environ))
         }
-        if os.environ.get("STRIPE_API_KEY"):  # lets beat poll Stripe's events API
-            secrets[STRIPE_API_KEY] = os.environ["STRIPE_API_KEY"]
+        # Source API credentials let beat poll their events APIs (worker/poll.py).
+        for key, variable in API_SECRETS.items():
+            if os.environ.get(variable):
+                secrets[key] = os.environ[variable]
         return Tenant(
             name="default",
             planhat_base_url=self.planhat_base_url,
@@ -54,6 +62,9 @@ class Settings(BaseSettings):
             secrets=secrets,
             options=env_options(),
         )
+
+    def source_apis(self) -> SourceApis:
+        return SourceApis(stripe=self.stripe_api_base, chargebee=self.chargebee_api_base)
 
     def planhat_token(self) -> str:
         """The token to send: the configured one, or the sandbox's when talking to it."""

@@ -185,4 +185,4 @@ def sweep() -> None:
 
 @app.task(name="planhat_sync.poll")
 def poll() -> None:
-    run_poll(runtime(), settings.stripe_api_base)
+    run_poll(runtime(), settings.source_apis())
