@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.stripe.verify import sign
+from state.db import session_scope
+from state.tables import InboxEvent
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import STRIPE_SECRET, Embedded
 
@@ -78,3 +81,46 @@ def test_a_stripe_event_with_a_bad_signature_is_refused_and_not_stored(
     embedded.drain()
     with PlanhatClient("check", base_url=embedded.planhat_a.url) as planhat:
         assert list(planhat.list("companies")) == []
+
+
+def _refused(kind: str, body: bytes) -> tuple[bytes, dict[str, str]]:
+    now = int(time.time())
+    headers = {"content-type": "application/json"}
+    signature = {
+        "wrong secret": sign("whsec_wrong", now, body),
+        "tampered body": sign(STRIPE_SECRET, now, body),
+        "stale timestamp": sign(STRIPE_SECRET, now - 301, body),
+        "malformed header": "v1=abc,t=yesterday",
+    }.get(kind)
+    if signature:
+        headers["stripe-signature"] = signature
+    if kind == "tampered body":
+        body = body.replace(b"cus_00000000000000", b"cus_00000000000001")
+    return body, headers
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["wrong secret", "tampered body", "stale timestamp", "missing header", "malformed header"],
+)
+def test_a_refused_stripe_event_is_a_401_and_stores_nothing(embedded: Embedded, kind: str) -> None:
+    body, headers = _refused(kind, event_body("customer.created"))
+
+    answer = embedded.http.post("/webhooks/default/stripe", content=body, headers=headers)
+
+    assert answer.status_code == 401
+    assert answer.json()["error"].startswith("signature refused")
+    with session_scope(embedded.runtime.engine) as session:
+        assert session.exec(select(InboxEvent)).first() is None
+
+
+def test_a_stripe_event_type_not_mapped_is_accepted_and_recorded_as_ignored(
+    embedded: Embedded,
+) -> None:
+    assert post_stripe(embedded, "charge.refunded") == 202
+
+    embedded.drain()
+
+    with session_scope(embedded.runtime.engine) as session:
+        [event] = session.exec(select(InboxEvent))
+    assert (event.event_id, event.status, event.error) == ("evt_charge.refunded", "ignored", None)
