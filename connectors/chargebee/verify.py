@@ -37,4 +37,6 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
         event_id = json.loads(body)["id"]
     except (ValueError, KeyError, TypeError):
         raise SignatureError("an authenticated body that is not a Chargebee event") from None
-    return str(event_id)
+    if not isinstance(event_id, str) or not event_id:
+        raise SignatureError("a Chargebee event's id must be a non-empty string")
+    return event_id

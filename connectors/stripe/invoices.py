@@ -15,16 +15,22 @@ def _invoice_subscription(invoice: Event) -> str | None:
 
 
 def _one_off(line: Event) -> bool:
-    """A line that is not part of a subscription (an invoice item, a one-time price)."""
-    price = line.get("price") or {}
+    """A line that is not part of a subscription (an invoice item, a one-time price), and
+    not a proration. Basil and later say so in ``parent``; before, in ``type``/``price``."""
     parent = line.get("parent") or {}
     if parent.get("type") == "subscription_item_details" or line.get("subscription_item"):
         return False
-    return line.get("type") == "invoiceitem" or price.get("type") == "one_time"
+    item_details = parent.get("invoice_item_details") or {}
+    if line.get("proration") or item_details.get("proration"):
+        return False
+    if parent.get("type") == "invoice_item_details":
+        return True
+    return line.get("type") == "invoiceitem" or (line.get("price") or {}).get("type") == "one_time"
 
 
 def _line(line: Event) -> Line:
-    product = (line.get("price") or {}).get("product")
+    price_details = (line.get("pricing") or {}).get("price_details") or {}
+    product = price_details.get("product") or (line.get("price") or {}).get("product")
     return Line(
         description=line.get("description"),
         amount_cents=line.get("amount") or 0,

@@ -84,7 +84,10 @@ def read_subscription(event: Event, options: StripeOptions) -> Subscription:
         company=options.company(subscription["customer"]),
         currency=str(_price(items[0]).get("currency", "")).upper() if items else "",
         status=subscription.get("status"),
-        started=subscription.get("start_date") or subscription.get("created"),
+        # "start" in payloads older than 2019-10-17; then start_date.
+        started=subscription.get("start_date")
+        or subscription.get("start")
+        or subscription.get("created"),
         items=[
             Item(
                 key=item["id"],
