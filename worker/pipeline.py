@@ -196,8 +196,11 @@ def _apply(
         if change.version >= versions.get(name, change.version):
             merged[name], versions[name] = value, change.version
     version = max(pending.version, change.version)
-    if merged == pending.fields and version == pending.version:
-        return Verdict.UNCHANGED, pending  # a duplicate of what is already pending
+    # A duplicate of what is pending. Equal values alone are not enough: a newer change
+    # with the same value must still raise its field's version, or an older change that
+    # arrives later would win that field.
+    if (merged, versions, version) == (pending.fields, pending.field_versions, pending.version):
+        return Verdict.UNCHANGED, pending
     if state is not None and _same_as_pushed(state, merged):
         # Changed and changed back before the flush: nothing left to write.
         state.version = max(state.version, version)

@@ -210,6 +210,24 @@ def test_every_permutation_of_three_changes_coalesces_alike(sqlite_engine: Engin
     assert seen == {((("mrr", 2), ("product", "A"), ("status", "x")), 3)}
 
 
+def test_a_newer_change_with_the_same_value_still_outranks_an_older_one(
+    sqlite_engine: Engine,
+) -> None:
+    # Found by Hypothesis: the v5 change repeats the pending value, and must still raise
+    # the field's version, or the older v4 arriving last would win.
+    queue(
+        sqlite_engine,
+        change(version=3, mrr=0),
+        change(version=6),
+        change(version=5, mrr=0),
+        change(version=4, mrr=1),
+    )
+
+    [row] = outbox(sqlite_engine)
+
+    assert (row.fields, row.field_versions, row.version) == ({"mrr": 0}, {"mrr": 5}, 6)
+
+
 def test_version_strings_order_as_times(engine: Engine) -> None:
     older = store(engine, standard_body("licenses", "s", "2026-01-01T00:00:00Z", mrr=1))
     newer = store(engine, standard_body("licenses", "s", "2026-01-02T00:00:00+00:00", mrr=2))
