@@ -9,6 +9,8 @@ rules here turn them into Planhat records, the same for Stripe and Chargebee:
   ends unpaid is no churn;
 - a scheduled cancellation sets ``toDate`` and ``autoRenews: false``; undone, ``toDate`` is
   cleared (sent as null);
+- an item taken off a subscription ends its license (``lost``, status ``removed``): a
+  contraction, not churn;
 - a paused subscription earns nothing: MRR 0 while paused;
 - a trial is a license with MRR 0 (``trials=zero``), with its price's MRR (``full``) or
   no license until it converts (``skip``);
@@ -89,6 +91,8 @@ class Subscription:
     reasons: Sequence[str] = field(default_factory=tuple)
     comment: str | None = None
     earning_mrr: float | None = None  # the billing system's own MRR figure, cents, if sent
+    removed: Sequence[Item] = ()  # items taken off the subscription by this change
+    changed_at: int | None = None  # when (the event's time)
 
 
 def _item_mrrs(subscription: Subscription, earns: bool) -> list[float]:
@@ -128,6 +132,20 @@ def subscription_records(subscription: Subscription, trials: str) -> list[Record
             "status": "paused" if subscription.paused and not ended else subscription.status,
         }
         lost += mrr
+        records.append(("licenses", item.key, present(fields)))
+    for item in subscription.removed:  # a contraction, not churn: the license just ends
+        fields = {
+            "companyId": subscription.company,
+            "product": item.product,
+            "_currency": subscription.currency,
+            "mrr": item.mrr,
+            "fromDate": iso_day(subscription.started),
+            "toDate": iso_day(subscription.changed_at),
+            "renewalDate": iso_day(item.period_end),
+            "autoRenews": False,
+            "renewalStatus": "lost",
+            "status": "removed",
+        }
         records.append(("licenses", item.key, present(fields)))
     if ended and not subscription.in_trial:
         churn = {

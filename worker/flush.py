@@ -27,6 +27,7 @@ from connectors.planhat.retry import equal_jitter
 from state.db import for_update, session_scope
 from state.records import pending_rows, record_states
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
+from worker.parents import WAITING, company_key, wake_children
 from worker.ratelimit import RateLimiter, wait_for_budget
 
 log = structlog.get_logger(__name__)
@@ -81,19 +82,6 @@ class Claimed:
     attempts: int
 
 
-def _company_key(spec_name: str, fields: dict[str, Any]) -> str | None:
-    """The record key of the company a record references by keyable, if any."""
-    company_key = model_spec(spec_name).company_key
-    ref = fields.get(company_key) if company_key else None
-    if not isinstance(ref, str):
-        return None
-    if ref.startswith("extid-"):
-        return f"externalId={ref[6:]}"
-    if ref.startswith("srcid-"):
-        return f"sourceId={ref[6:]}"
-    return None
-
-
 def _claim(
     session: Session, connection: str, model: str, policy: FlushPolicy, now: datetime
 ) -> tuple[list[Claimed], FlushReport]:
@@ -116,7 +104,7 @@ def _claim(
             session, connection, [model], [row.key for row in rows]
         ).items()
     }
-    parents = {key for row in rows if (key := _company_key(model, row.fields))}
+    parents = {key for row in rows if (key := company_key(model, row.fields))}
     pending_parents = set()
     if parents:
         pending_parents = set(
@@ -138,7 +126,7 @@ def _claim(
             session.delete(row)  # stale, or Planhat already has it: no call
             report.dropped += 1
             continue
-        if _company_key(model, row.fields) in pending_parents:
+        if company_key(model, row.fields) in pending_parents:
             row.next_attempt_at = now + timedelta(seconds=1)  # after its company's flush
             session.add(row)
             report.deferred += 1
@@ -289,7 +277,7 @@ def _settle(
         # Locked until commit: an ingest merging a newer change into one of these rows
         # waits, so a row is never deleted under a revision we did not send.
         rows = pending_rows(session, connection, model, keys)
-        parents = [k for item in claimed if (k := _company_key(model, item.fields))]
+        parents = [k for item in claimed if (k := company_key(model, item.fields))]
         states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
         for item, result in zip(claimed, results, strict=True):
             row = rows.get(item.key)
@@ -316,8 +304,10 @@ def _settle(
             if row is None:
                 continue
             reason = f"Planhat {result.outcome}: {result.message or 'no reason given'}"
-            parent = _company_key(model, item.fields)
+            parent = company_key(model, item.fields)
             parent_unknown = parent is not None and ("companies", parent) not in states
+            if parent_unknown:  # found again by wake_children when the company arrives
+                reason = f"{WAITING}: {reason}"
             if newer:
                 row.claimed_until = None  # the newer data may fix it: try that first
             elif parent_unknown and row.attempts + 1 < policy.parent_wait_attempts:
@@ -333,3 +323,6 @@ def _settle(
                 report.dead += 1
                 continue
             session.add(row)
+        if model == "companies":
+            written = [item.key for item, result in zip(claimed, results, strict=True) if result.ok]
+            wake_children(session, connection, written, now)

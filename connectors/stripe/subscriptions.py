@@ -69,6 +69,15 @@ def _ended(event: Event, subscription: Event) -> bool:
     )
 
 
+def _item(item: Event, options: StripeOptions, period_end: int | None) -> Item:
+    return Item(
+        key=item["id"],
+        product=product_name(item, options.product_name),
+        mrr=item_mrr(item),
+        period_end=item.get("current_period_end") or period_end,
+    )
+
+
 def read_subscription(event: Event, options: StripeOptions) -> Subscription:
     subscription = event["data"]["object"]
     items = subscription["items"]["data"]
@@ -79,6 +88,10 @@ def read_subscription(event: Event, options: StripeOptions) -> Subscription:
     scheduled = subscription.get("cancel_at")
     if not scheduled and subscription.get("cancel_at_period_end"):
         scheduled = (items[0].get("current_period_end") if items else None) or period_end
+    # An update lists the items as they were in previous_attributes: those gone now ended.
+    before = ((event["data"].get("previous_attributes") or {}).get("items") or {}).get("data")
+    now_ids = {item["id"] for item in items}
+    removed = [item for item in before or [] if item.get("id") not in now_ids]
     return Subscription(
         churn_key=f"stripe-churn-{subscription['id']}",
         company=options.company(subscription["customer"]),
@@ -88,15 +101,7 @@ def read_subscription(event: Event, options: StripeOptions) -> Subscription:
         started=subscription.get("start_date")
         or subscription.get("start")
         or subscription.get("created"),
-        items=[
-            Item(
-                key=item["id"],
-                product=product_name(item, options.product_name),
-                mrr=item_mrr(item),
-                period_end=item.get("current_period_end") or period_end,
-            )
-            for item in items
-        ],
+        items=[_item(item, options, period_end) for item in items],
         ended=ended,
         ended_at=ended_at or subscription.get("canceled_at") or int(event["created"]),
         in_trial=subscription.get("status") == "trialing"
@@ -107,6 +112,8 @@ def read_subscription(event: Event, options: StripeOptions) -> Subscription:
         scheduled_end=scheduled or None,
         reasons=[r for r in (details.get("reason"), details.get("feedback")) if r],
         comment=details.get("comment"),
+        removed=[_item(item, options, period_end) for item in removed],
+        changed_at=int(event["created"]),
     )
 
 

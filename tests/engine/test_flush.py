@@ -171,6 +171,28 @@ def test_an_unknown_parent_is_retried_before_the_record_is_buried(
     assert (second.written, second.dead) == (1, 0)
 
 
+def test_children_buried_for_want_of_their_company_come_back_when_it_arrives(
+    engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient, limiter: LocalRateLimiter
+) -> None:
+    # given one license buried and one backing off, both for a company not yet sent
+    patient = FlushPolicy(backoff_base=60, backoff_cap=60, parent_wait_attempts=2)
+    queue(engine, license_("l1", "c-late"))
+    flush(engine, planhat, limiter, "licenses", POLICY)  # parent_wait_attempts=1: buried
+    queue(engine, license_("l2", "c-late"))
+    waiting = flush(engine, planhat, limiter, "licenses", patient)  # backs off for 60 s
+    [letter] = letters(engine)
+    assert letter.reason.startswith("its company is not in Planhat (yet)")
+    assert waiting.deferred == 1
+    # when the company arrives and is written
+    queue(engine, company("c-late"))
+    flush(engine, planhat, limiter, "companies")
+    # then both go out on the next flush, with no dlq retry and no 60 s wait
+    report = flush(engine, planhat, limiter, "licenses", patient)
+    assert (report.written, report.dead) == (2, 0)
+    assert letters(engine) == []
+    assert {r["sourceId"] for r in planhat.list("licenses")} == {"l1", "l2"}
+
+
 def test_a_429_pauses_the_shared_budget_and_costs_no_attempt(
     engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient, limiter: LocalRateLimiter
 ) -> None:

@@ -349,3 +349,34 @@ def test_a_bad_stored_option_buries_the_event(sqlite_engine: Engine) -> None:
     assert "stripe.trials='sometimes' is not valid" in dead.reason
     assert dead.reason.startswith("mapping failed: ")
     assert (stored.status, stored.error) == ("failed", dead.reason.removeprefix("mapping failed: "))
+
+
+# --- an item taken off the subscription -----------------------------------------------
+
+
+def test_an_item_taken_off_the_subscription_ends_its_license_without_churn() -> None:
+    body = event("customer.subscription.updated")
+    [kept] = body["data"]["object"]["items"]["data"]
+    gone = json.loads(json.dumps(kept))
+    gone["id"], gone["price"]["unit_amount"] = "si_gone", 500
+    body["data"]["previous_attributes"] = {"items": {"object": "list", "data": [kept, gone]}}
+
+    found = records(body)
+
+    assert [(model, key) for model, _, key, _ in found] == [
+        ("licenses", "si_00000000000000"),
+        ("licenses", "si_gone"),
+    ]
+    assert found[0][3]["renewalStatus"] == "ongoing"
+    assert found[1][3] == {
+        "companyId": f"extid-{CUS}",
+        "product": "prod_00000000000000",
+        "_currency": "USD",
+        "mrr": 5.0,
+        "fromDate": "2022-03-26",
+        "toDate": "2022-03-26",
+        "renewalDate": "2022-04-26",
+        "autoRenews": False,
+        "renewalStatus": "lost",
+        "status": "removed",
+    }
