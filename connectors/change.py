@@ -21,6 +21,12 @@ class MappingError(ValueError):
     """An event that cannot become changes; the message says why."""
 
 
+class RecordRejected(MappingError):
+    """A well-formed event whose record cannot go to Planhat (a survey score outside 0-10,
+    no e-mail). The receiver still accepts and keeps the event; the pipeline makes it a
+    dead letter with this reason, which a replay re-runs once the cause is fixed."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     model: str  # Planhat API path name: "licenses"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from connectors import chargebee, standard, stripe
+from connectors import chargebee, standard, stripe, surveymonkey, typeform
 from connectors.change import Change, MappingError
 from connectors.options import Option, OptionError, for_source
 from connectors.webhooks import SignatureError
@@ -30,6 +30,12 @@ class Source(Protocol):
         ...
 
     @property
+    def needs_detail(self) -> bool:
+        """Its events are thin: the worker completes each from the source's API before
+        mapping, and ``changes`` reads that stored detail instead of the body."""
+        ...
+
+    @property
     def options(self) -> tuple[Option, ...]:
         """The mapping choices a connection may change (``<source>.<name>``)."""
         ...
@@ -44,6 +50,8 @@ SOURCES: dict[str, Source] = {
     standard.SOURCE.name: standard.SOURCE,
     stripe.SOURCE.name: stripe.SOURCE,
     chargebee.SOURCE.name: chargebee.SOURCE,
+    typeform.SOURCE.name: typeform.SOURCE,
+    surveymonkey.SOURCE.name: surveymonkey.SOURCE,
 }
 
 

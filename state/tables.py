@@ -47,6 +47,9 @@ class InboxEvent(SQLModel, table=True):
     source: str = Field(max_length=32)
     event_id: str = Field(max_length=255)  # the source's id: dedup key
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # For a thin event (SurveyMonkey's callbacks): what the worker fetched from the source's
+    # API to complete it; mapped instead of the body, so a replay reads the same thing.
+    detail: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     received_at: datetime = Field(default_factory=utcnow)
     status: str = Field(default="pending", max_length=16)  # pending|done|ignored|failed
     attempts: int = 0

@@ -99,7 +99,9 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     def connections(engine: Engine) -> Connections:
         return Connections(engine, box=lambda: box, default=lambda: tenant)
 
-    runtime, dispatcher = embedded_runtime(database_url, connections, config)
+    runtime, dispatcher = embedded_runtime(
+        database_url, connections, config, settings.source_apis()
+    )
     dispatcher.start()
     sweeper = Sweeper(runtime, config.sweep_interval, settings.source_apis())
     sweeper.start()

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from connectors.change import Change
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent
-from worker.pipeline import Verdict, ingest, offer
+from worker.pipeline import Verdict, awaiting_detail, ingest, offer
 
 
 def list_dead_letters(engine: Engine, *, limit: int = 1000) -> list[DeadLetter]:
@@ -82,6 +82,10 @@ def _retry_one(
         event = session.get(InboxEvent, letter.inbox_id) if letter.inbox_id else None
         if event is None:
             raise LookupError(f"dead letter {letter.id}: its stored event is gone")
+        if awaiting_detail(event):  # never completed: fetch again, then ingest
+            event.status, event.dispatched_at, event.error = "pending", None, None
+            session.add(event)
+            return "event sent back to be completed"
         ingest(session, event.id or 0, again=True, default_options=default_options)
         return "event re-run"
     change = Change(

@@ -144,7 +144,10 @@ class Sweeper(threading.Thread):
 
 
 def embedded_runtime(
-    database_url: str, connections: Callable[..., Connections], config: EngineSettings
+    database_url: str,
+    connections: Callable[..., Connections],
+    config: EngineSettings,
+    apis: SourceApis | None = None,
 ) -> tuple[Runtime, LocalDispatcher]:
     engine = make_engine(database_url)
     holder: list[Runtime] = []
@@ -156,6 +159,7 @@ def embedded_runtime(
         locks=LocalLocks(),
         clients=PlanhatClients(connections(engine)),
         config=config,
+        apis=apis or SourceApis(),
     )
     holder.append(runtime)
     return runtime, dispatcher

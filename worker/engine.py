@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis
@@ -21,10 +21,12 @@ from state.connections import Connections
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
+from worker.details import complete
 from worker.flush import FLUSH_ORDER, FlushReport, flush_batch
 from worker.pipeline import IngestReport, ingest, ingest_many
 from worker.poll import SourceApis, feeds, poll
 from worker.ratelimit import RateLimiter, budget_key
+from worker.respondents import Directories
 from worker.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
@@ -121,6 +123,9 @@ class Runtime:
     locks: Locks
     clients: PlanhatClients
     config: EngineSettings
+    # Planhat endusers by e-mail and companies by domain, for survey respondents.
+    directories: Directories = field(default_factory=Directories)
+    apis: SourceApis = field(default_factory=SourceApis)  # local fakes in tests
 
 
 def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
@@ -133,6 +138,7 @@ def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
 
 
 def run_ingest(rt: Runtime, inbox_id: int) -> IngestReport:
+    complete(rt.engine, rt.clients.connections, rt.apis, [inbox_id])
     defaults = rt.clients.connections.options("default")
     with session_scope(rt.engine) as session:
         report = ingest(session, inbox_id, default_options=defaults)
@@ -151,6 +157,7 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     the inbox for the sweeper. Returns how many changes were queued."""
     queued = 0
     to_flush: set[str] = set()
+    complete(rt.engine, rt.clients.connections, rt.apis, inbox_ids)
     defaults = rt.clients.connections.options("default")
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
@@ -218,6 +225,7 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
                     model=model,
                     budget=budget,
                     policy=policy,
+                    directories=rt.directories,
                 )
                 if report.sent or report.dropped or report.deferred:
                     reports.append(report)
@@ -278,7 +286,9 @@ def run_poll(rt: Runtime, apis: SourceApis) -> int:
     connections = rt.clients.connections
     for name in connections.names():
         tenant = connections.get(name)
-        for feed, client in feeds(tenant.secrets if tenant else {}, apis):
+        if tenant is None:
+            continue
+        for feed, client in feeds(tenant, apis):
             try:
                 with client:
                     new += poll(rt.engine, name, feed, client, rt.dispatcher.ingest)

@@ -24,11 +24,13 @@ from connectors.planhat.client import PlanhatClient
 from connectors.planhat.errors import FatalError, PlanhatError, RateLimitedError
 from connectors.planhat.models import MODELS, Operation, model_spec
 from connectors.planhat.retry import equal_jitter
+from connectors.surveys import FALLBACK_COMPANY
 from state.db import for_update, session_scope
 from state.records import pending_rows, record_states
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
 from worker.parents import WAITING, company_key, wake_children
 from worker.ratelimit import RateLimiter, wait_for_budget
+from worker.respondents import Budget, Directories, NoBudget, link, needs_linking
 
 log = structlog.get_logger(__name__)
 
@@ -138,7 +140,11 @@ def _claim(
                 key=row.key,
                 key_field=row.key_field,
                 revision=row.revision,
-                record={row.key_field: row.key_value, **row.fields},
+                # "~" fields are planhat-sync's own hints (connectors/surveys.py): never sent
+                record={
+                    row.key_field: row.key_value,
+                    **{k: v for k, v in row.fields.items() if not k.startswith("~")},
+                },
                 fields=dict(row.fields),
                 version=row.version,
                 attempts=row.attempts,
@@ -210,8 +216,10 @@ def flush_batch(
     budget: str,
     policy: FlushPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    directories: Directories | None = None,
 ) -> FlushReport:
-    """Claim, send and settle one batch of ``model`` for ``connection``."""
+    """Claim, send and settle one batch of ``model`` for ``connection``. With
+    ``directories``, survey NPS records are linked to their enduser and company first."""
     if not model_spec(model).supports(Operation.UPSERT):
         policy = replace(policy, batch_size=1)  # one record per budgeted call
     with session_scope(engine) as session:
@@ -219,6 +227,25 @@ def flush_batch(
     if not claimed:
         return report
     bound = log.bind(connection=connection, model=model, records=len(claimed))
+    if directories is not None and any(needs_linking(model, item.fields) for item in claimed):
+        try:
+            claimed = _link(engine, planhat, directories, connection, claimed, report,
+                            Budget(limiter, budget, policy.max_budget_wait, sleep))  # fmt: skip
+        except NoBudget as error:
+            _release(engine, connection, model, claimed, delay=error.wait)
+            report.deferred += len(claimed)
+            report.retry_in = error.wait
+            return report
+        except PlanhatError as error:  # reading the directory or creating endusers failed
+            report.dead = _release(
+                engine, connection, model, claimed, delay=0, error=str(error), policy=policy
+            )
+            report.deferred += len(claimed) - report.dead
+            report.retry_in = policy.backoff(1)
+            report.errors.append(str(error))
+            return report
+        if not claimed:
+            return report
     wait = wait_for_budget(limiter, budget, max_wait=policy.max_budget_wait, sleep=sleep)
     if wait > 0:
         _release(engine, connection, model, claimed, delay=wait)
@@ -260,6 +287,42 @@ def flush_batch(
     _settle(engine, connection, model, claimed, results, policy, report)
     bound.info("flush.done", written=report.written, dead=report.dead, deferred=report.deferred)
     return report
+
+
+def _link(
+    engine: Engine,
+    planhat: PlanhatClient,
+    directories: Directories,
+    connection: str,
+    claimed: list[Claimed],
+    report: FlushReport,
+    budget: Budget,
+) -> list[Claimed]:
+    """Link survey NPS records to their enduser and company (worker/respondents.py); those
+    that cannot be become dead letters saying why. Returns the ones to send."""
+    emails = [str(item.fields["email"]) for item in claimed if needs_linking("nps", item.fields)]
+    directory = directories.get(connection, planhat, budget, emails)
+    linked = link(
+        directory,
+        planhat,
+        budget,
+        [item.record for item in claimed],
+        [item.fields.get(FALLBACK_COMPANY) for item in claimed],
+    )
+    report.calls += 1 if linked.created else 0
+    if linked.refused:
+        with session_scope(engine) as session:
+            for index, reason in linked.refused.items():
+                row = session.get(OutboxItem, (connection, "nps", claimed[index].key))
+                if row is not None and row.revision == claimed[index].revision:
+                    row.attempts += 1
+                    _bury(session, row, reason)
+                    report.dead += 1
+    return [
+        replace(item, record=record)
+        for index, (item, record) in enumerate(zip(claimed, linked.records, strict=True))
+        if index not in linked.refused
+    ]
 
 
 def _settle(

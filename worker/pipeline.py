@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from connectors.change import Change, MappingError, fields_hash
+from connectors.change import Change, MappingError, RecordRejected, fields_hash
 from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
@@ -64,6 +64,8 @@ def ingest(
     event = session.get(InboxEvent, inbox_id, with_for_update=True)
     if event is None or (event.status != "pending" and not again):
         return _nothing()
+    if awaiting_detail(event):
+        return _nothing(event.connection)
     changes = _map(session, event, default_options)
     if changes is None:
         return _nothing(event.connection)
@@ -80,6 +82,13 @@ def ingest(
     )
 
 
+def awaiting_detail(event: InboxEvent) -> bool:
+    """A thin event the worker has not completed from its source's API yet: it stays
+    pending (the engine fetches, then ingests; the sweeper retries a failed fetch)."""
+    source = SOURCES.get(event.source)
+    return source is not None and source.needs_detail and event.detail is None
+
+
 def _map(
     session: Session, event: InboxEvent, default_options: Mapping[str, str] | None
 ) -> list[Change] | None:
@@ -90,26 +99,40 @@ def _map(
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
         given = source_options(source, _options(session, event.connection, default_options))
-        return source.changes(event.body, event.event_id, given)
+        body = event.detail if source.needs_detail else event.body
+        if body is None:  # not completed from the source's API yet: the caller waits
+            raise MappingError("the event's detail was not fetched from the source's API")
+        return source.changes(body, event.event_id, given)
     except (MappingError, OptionError) as error:
-        event.status, event.error, event.processed_at = "failed", str(error), utcnow()
-        session.add(event)
-        session.add(
-            DeadLetter(
-                connection=event.connection,
-                model="",
-                key=f"event:{event.source}:{event.event_id}",
-                key_field="",
-                key_value="",
-                version=0,
-                reason=f"mapping failed: {error}",
-                attempts=event.attempts + 1,
-                event_id=event.event_id,
-                inbox_id=event.id,
-            )
-        )
-        log.warning("ingest.mapping_failed", inbox_id=event.id, error=str(error))
+        # The record's own fault (RecordRejected) is said as it is.
+        rejected = isinstance(error, RecordRejected)
+        reason = str(error) if rejected else f"mapping failed: {error}"
+        bury_event(session, event, reason, error=str(error))
         return None
+
+
+def bury_event(
+    session: Session, event: InboxEvent, reason: str, *, error: str | None = None
+) -> None:
+    """A dead letter for the event itself (it cannot become changes): ``dlq retry`` runs
+    the event again once the cause is fixed. ``error`` goes on the event (else ``reason``)."""
+    event.status, event.error, event.processed_at = "failed", error or reason, utcnow()
+    session.add(event)
+    session.add(
+        DeadLetter(
+            connection=event.connection,
+            model="",
+            key=f"event:{event.source}:{event.event_id}",
+            key_field="",
+            key_value="",
+            version=0,
+            reason=reason,
+            attempts=event.attempts + 1,
+            event_id=event.event_id,
+            inbox_id=event.id,
+        )
+    )
+    log.warning("ingest.event_buried", inbox_id=event.id, reason=reason)
 
 
 def _options(
@@ -239,6 +262,8 @@ def ingest_many(
     mapped: list[tuple[InboxEvent, list[Change]]] = []
     reports: list[IngestReport] = []
     for event in events:
+        if awaiting_detail(event):
+            continue
         changes = _map(session, event, default_options)
         if changes is None:
             reports.append(_nothing(event.connection))

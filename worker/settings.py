@@ -12,10 +12,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import SOURCES, check_options
 from connectors.stripe.poll import STRIPE_API
+from connectors.surveymonkey.api import SURVEYMONKEY_API
+from connectors.typeform.poll import TYPEFORM_API
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
 from worker.flush import FlushPolicy
-from worker.poll import CHARGEBEE_API_KEY, CHARGEBEE_SITE, STRIPE_API_KEY, SourceApis
+from worker.poll import (
+    CHARGEBEE_API_KEY,
+    CHARGEBEE_SITE,
+    STRIPE_API_KEY,
+    SURVEYMONKEY_ACCESS_TOKEN,
+    TYPEFORM_API_KEY,
+    SourceApis,
+)
 
 # Sent when no token is set and the base URL is this machine's sandbox, which accepts any
 # non-empty bearer token. Never sent anywhere else.
@@ -26,6 +35,8 @@ API_SECRETS = {
     STRIPE_API_KEY: "STRIPE_API_KEY",
     CHARGEBEE_API_KEY: "CHARGEBEE_API_KEY",
     CHARGEBEE_SITE: "CHARGEBEE_SITE",
+    TYPEFORM_API_KEY: "TYPEFORM_API_TOKEN",
+    SURVEYMONKEY_ACCESS_TOKEN: "SURVEYMONKEY_ACCESS_TOKEN",
 }
 
 
@@ -39,6 +50,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     stripe_api_base: str = STRIPE_API  # a local fake in tests
     chargebee_api_base: str | None = None  # default: https://<CHARGEBEE_SITE>.chargebee.com
+    typeform_api_base: str = TYPEFORM_API
+    surveymonkey_api_base: str = SURVEYMONKEY_API
 
     def default_tenant(self) -> Tenant:
         """The ``default`` connection, from the environment."""
@@ -64,7 +77,12 @@ class Settings(BaseSettings):
         )
 
     def source_apis(self) -> SourceApis:
-        return SourceApis(stripe=self.stripe_api_base, chargebee=self.chargebee_api_base)
+        return SourceApis(
+            stripe=self.stripe_api_base,
+            chargebee=self.chargebee_api_base,
+            typeform=self.typeform_api_base,
+            surveymonkey=self.surveymonkey_api_base,
+        )
 
     def planhat_token(self) -> str:
         """The token to send: the configured one, or the sandbox's when talking to it."""

@@ -152,6 +152,7 @@ def runtime() -> Runtime:
                     locks=RedisLocks(client),
                     clients=PlanhatClients(connections(engine)),
                     config=config,
+                    apis=settings.source_apis(),
                 ),
             )
         return _runtime[1]

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from connectors.change import MappingError
+from connectors.change import MappingError, RecordRejected
 from connectors.sources import SOURCES, OptionError, Source, source_options
 from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
@@ -75,6 +75,8 @@ def create_web_app(
             changes = kind.changes(body, event_id, _options(kind, tenant.options))
         except SignatureError as error:
             return _error(401, f"signature refused: {error}")
+        except RecordRejected:
+            changes = []  # well-formed: kept, and the worker makes it a dead letter
         except MappingError as error:
             return _error(400, str(error))
         if not EVENT_ID.match(event_id):

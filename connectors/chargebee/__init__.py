@@ -16,6 +16,7 @@ from connectors.options import Option
 class ChargebeeSource:
     name: str = "chargebee"
     options: tuple[Option, ...] = OPTIONS
+    needs_detail: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         username = environ.get("CHARGEBEE_WEBHOOK_USERNAME")

@@ -15,6 +15,7 @@ from connectors.standard.verify import verify
 class StandardSource:
     name: str = "standard"
     options: tuple[Option, ...] = ()  # the body names Planhat's fields itself
+    needs_detail: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STANDARD_WEBHOOK_SECRET")

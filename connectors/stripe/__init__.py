@@ -16,6 +16,7 @@ from connectors.stripe.common import OPTIONS
 class StripeSource:
     name: str = "stripe"
     options: tuple[Option, ...] = OPTIONS
+    needs_detail: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STRIPE_WEBHOOK_SECRET")

@@ -1,0 +1,71 @@
+"""Complete a SurveyMonkey event: its callback names a response but carries no answers.
+
+``GET /v3/surveys/{survey_id}/responses/{response_id}/details`` gives the answers as ids;
+``GET /v3/surveys/{survey_id}/details`` says what those ids are (which question, which
+choice); https://developer.surveymonkey.com/api/v3/#api-endpoints-survey-responses.
+The worker fetches both before mapping (outside any transaction) and keeps them with the
+stored event, so mapping stays pure and a replay reads what was fetched.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+
+SURVEYMONKEY_API = "https://api.surveymonkey.com"
+RESPONSE_EVENTS = frozenset({"response_completed", "response_updated"})
+SURVEY_TTL = 600.0  # seconds a survey's details are reused
+
+
+def surveymonkey_client(access_token: str, base_url: str = SURVEYMONKEY_API) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        follow_redirects=False,
+    )
+
+
+class Surveys:
+    """Survey details by (base URL, survey id), cached: they change rarely."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client: httpx.Client, survey_id: str) -> Any:
+        key = (str(client.base_url), survey_id)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and time.monotonic() - hit[0] < SURVEY_TTL:
+            return hit[1]
+        response = client.get(f"/v3/surveys/{survey_id}/details")
+        response.raise_for_status()
+        survey = response.json()
+        with self._lock:
+            self._cache[key] = (time.monotonic(), survey)
+        return survey
+
+
+SURVEYS = Surveys()
+
+
+def detail(client: httpx.Client, body: bytes) -> bytes:
+    """The document the mapping reads: ``{"event", "response", "survey"}`` (just the event
+    for event types that name no response)."""
+    event = json.loads(body)
+    if event.get("event_type") not in RESPONSE_EVENTS:
+        return json.dumps({"event": event}).encode()
+    survey_id = str(event["resources"]["survey_id"])
+    response = client.get(f"/v3/surveys/{survey_id}/responses/{event['object_id']}/details")
+    response.raise_for_status()
+    document = {
+        "event": event,
+        "response": response.json(),
+        "survey": SURVEYS.get(client, survey_id),
+    }
+    return json.dumps(document).encode()
