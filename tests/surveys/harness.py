@@ -101,7 +101,12 @@ def _unix(iso: str) -> int:
 
 
 class Surveys:
-    def __init__(self, tmp_path: Path, options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        options: dict[str, str] | None = None,
+        config: EngineSettings | None = None,
+    ) -> None:
         self.planhat = BackgroundSandbox(UNLIMITED).start()
         self.fake = FakeSources()
         self.sources = BackgroundServer(self.fake.app).start()
@@ -125,7 +130,7 @@ class Surveys:
             return Connections(engine, box=lambda: box, default=lambda: tenant)
 
         apis = SourceApis(typeform=self.sources.url, surveymonkey=self.sources.url)
-        config = EngineSettings(flush_window=0.05, sweep_interval=1.0)
+        config = config or EngineSettings(flush_window=0.05, sweep_interval=1.0)
         self.runtime: Runtime
         self.dispatcher: LocalDispatcher
         self.runtime, self.dispatcher = embedded_runtime(url, connections, config, apis)
