@@ -144,11 +144,16 @@ def link(
         if company:
             to_create.setdefault(email, company)
         else:
-            source = record.get("source") or "<source>"
+            source = record.get("source")
+            remedy = (
+                f"set {source}.fallback_company"
+                if source in ("typeform", "surveymonkey")
+                else "send the record with its cId"
+            )
             refused[index] = (
                 f"no Planhat enduser has the e-mail {email} and no company has the domain "
-                f"{domain}; add the domain to its company in Planhat, or set "
-                f"{source}.fallback_company, then retry this dead letter"
+                f"{domain}; add the domain to its company in Planhat, or {remedy}, then "
+                "retry this dead letter"
             )
     created = 0
     if to_create:
