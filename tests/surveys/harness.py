@@ -106,11 +106,12 @@ class Surveys:
         tmp_path: Path,
         options: dict[str, str] | None = None,
         config: EngineSettings | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.planhat = BackgroundSandbox(UNLIMITED).start()
         self.fake = FakeSources()
         self.sources = BackgroundServer(self.fake.app).start()
-        url = f"sqlite:///{tmp_path}/state.db"
+        url = database_url or f"sqlite:///{tmp_path}/state.db"
         migrate(url)
         box = SecretBox(Fernet.generate_key().decode())
         tenant = Tenant(

@@ -11,17 +11,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.services import fresh_postgres_database
 from tests.surveys.harness import FIXTURES, FORM, Surveys, typeform_event
 from worker import dlq
 from worker.engine import run_poll
 from worker.respondents import Directories
 
 
-@pytest.fixture
-def surveys(tmp_path: Path) -> Iterator[Surveys]:
-    system = Surveys(tmp_path)
-    yield system
-    system.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def surveys(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Surveys]:
+    """The embedded engine on SQLite, and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        system = Surveys(tmp_path)
+        yield system
+        system.close()
+        return
+    with fresh_postgres_database("phs_surveys") as url:
+        system = Surveys(tmp_path, database_url=url)
+        yield system
+        system.close()
 
 
 def test_a_response_lands_on_its_respondents_enduser_and_company(surveys: Surveys) -> None:
