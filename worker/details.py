@@ -39,6 +39,10 @@ def fetch_surveymonkey(secrets: Mapping[str, str], apis: SourceApis, body: bytes
             "no SurveyMonkey access token to fetch the response with: set "
             "SURVEYMONKEY_ACCESS_TOKEN (default) or --secret surveymonkey:access_token=…"
         )
+    try:
+        surveymonkey.callback(body)
+    except ValueError as error:  # never gets better by asking again
+        raise CannotComplete(str(error)) from None
     with surveymonkey.surveymonkey_client(token, apis.surveymonkey) as client:
         try:
             return surveymonkey.detail(client, body)

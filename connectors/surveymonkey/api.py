@@ -54,14 +54,24 @@ class Surveys:
 SURVEYS = Surveys()
 
 
+def callback(body: bytes) -> tuple[Any, str, str]:
+    """The callback, its survey id and response id; ValueError if it names neither."""
+    try:
+        event = json.loads(body)
+        if event.get("event_type") not in RESPONSE_EVENTS:
+            return event, "", ""
+        return event, str(event["resources"]["survey_id"]), str(event["object_id"])
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"the callback names no survey and response: {error!r}") from None
+
+
 def detail(client: httpx.Client, body: bytes) -> bytes:
     """The document the mapping reads: ``{"event", "response", "survey"}`` (just the event
     for event types that name no response)."""
-    event = json.loads(body)
+    event, survey_id, response_id = callback(body)
     if event.get("event_type") not in RESPONSE_EVENTS:
         return json.dumps({"event": event}).encode()
-    survey_id = str(event["resources"]["survey_id"])
-    response = client.get(f"/v3/surveys/{survey_id}/responses/{event['object_id']}/details")
+    response = client.get(f"/v3/surveys/{survey_id}/responses/{response_id}/details")
     response.raise_for_status()
     document = {
         "event": event,

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.surveymonkey.verify import sign as sm_sign
 from tests.engine.services import fresh_postgres_database
-from tests.surveys.harness import FIXTURES, FORM, Surveys, typeform_event
+from tests.surveys.harness import FIXTURES, FORM, SM_SECRET, Surveys, typeform_event
 from worker import dlq
 from worker.engine import run_poll
 from worker.respondents import Directories
@@ -234,3 +235,20 @@ def test_responses_no_webhook_delivered_arrive_by_polling_once(surveys: Surveys)
         "sam@initech.example": companies["initech.example"],
     }
     assert surveys.letters() == []
+
+
+def test_a_surveymonkey_callback_naming_no_response_is_a_dead_letter_not_a_loop(
+    surveys: Surveys,
+) -> None:
+    body = json.dumps({"event_id": "1", "event_type": "response_completed"}).encode()
+    headers = {"content-type": "application/json", "sm-signature": sm_sign(SM_SECRET, body)}
+
+    answer = surveys.http.post("/webhooks/default/surveymonkey", content=body, headers=headers)
+    surveys.drain()
+
+    assert answer.status_code == 202
+    [letter] = surveys.letters()
+    assert letter.reason.startswith(
+        "could not complete the event: the callback names no survey and response"
+    )
+    assert surveys.fake.calls == []
