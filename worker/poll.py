@@ -126,15 +126,3 @@ def poll(
         submit(new)
     log.info("poll", source=feed.source, connection=connection, fetched=len(events), new=len(new))
     return len(new)
-
-
-def poll_stripe(
-    engine: Engine, connection: str, client: httpx.Client, submit: Callable[[list[int]], None]
-) -> int:
-    return poll(engine, connection, STRIPE, client, submit)
-
-
-def poll_chargebee(
-    engine: Engine, connection: str, client: httpx.Client, submit: Callable[[list[int]], None]
-) -> int:
-    return poll(engine, connection, CHARGEBEE, client, submit)

@@ -18,7 +18,7 @@ from state.inbox import store_event
 from state.tables import Cursor, InboxEvent
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import Embedded
-from worker.poll import poll_stripe
+from worker.poll import STRIPE, poll
 
 
 class FakeStripe:
@@ -85,8 +85,8 @@ def test_polling_stores_each_event_once_and_moves_the_cursor(engine: Engine) -> 
     handed_on: list[int] = []
 
     with stripe.client() as client:
-        first = poll_stripe(engine, "default", client, handed_on.extend)
-        again = poll_stripe(engine, "default", client, handed_on.extend)
+        first = poll(engine, "default", STRIPE, client, handed_on.extend)
+        again = poll(engine, "default", STRIPE, client, handed_on.extend)
 
     assert (first, again) == (250, 0)
     assert len(handed_on) == 250
@@ -111,7 +111,7 @@ def test_an_event_a_webhook_already_delivered_is_not_stored_twice(engine: Engine
         )
 
     with FakeStripe(events).client() as client:
-        new = poll_stripe(engine, "default", client, lambda ids: None)
+        new = poll(engine, "default", STRIPE, client, lambda ids: None)
 
     assert new == 4
     assert stored_ids(engine) == [f"evt_poll_{n}" for n in range(5)]
@@ -122,8 +122,8 @@ def test_events_no_webhook_delivered_reach_planhat_by_polling_once(tmp_path: Pat
     try:
         stripe = FakeStripe(customers(30))
         with stripe.client() as client:
-            poll_stripe(system.runtime.engine, "default", client, system.dispatcher.ingest)
-            poll_stripe(system.runtime.engine, "default", client, system.dispatcher.ingest)
+            poll(system.runtime.engine, "default", STRIPE, client, system.dispatcher.ingest)
+            poll(system.runtime.engine, "default", STRIPE, client, system.dispatcher.ingest)
         system.drain()
         with PlanhatClient("check", base_url=system.planhat_a.url) as planhat:
             companies = [c["externalId"] for c in planhat.list("companies")]
