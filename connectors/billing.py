@@ -20,7 +20,7 @@ rules here turn them into Planhat records, the same for Stripe and Chargebee:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +65,33 @@ def monthly(amount_cents: float, unit: str | None, count: int | None) -> float:
 def present(fields: dict[str, Any]) -> dict[str, Any]:
     """The fields to send: empty ones left out, except those that clear a value."""
     return {k: v for k, v in fields.items() if v is not None or k in CLEARABLE}
+
+
+def company_reference(company_key: str, customer_id: str) -> tuple[str, str]:
+    """How the records of a billing customer point at its Planhat company.
+
+    With ``company_key=id`` the company's ``externalId`` is the customer id. With a path
+    (``metadata.account_id``) the company's ``externalId`` is that value (so a company
+    another integration created with it is the one updated) and the customer id goes in
+    ``sourceId``; licenses, invoices and churn, which carry only the customer id, then
+    refer to ``srcid-<customer id>`` (planhat-api.md: reference fields accept keyables).
+    Returns (the company change's key field, the reference children use).
+    """
+    if company_key == "id":
+        return "externalId", f"extid-{customer_id}"
+    return "sourceId", f"srcid-{customer_id}"
+
+
+def dig(record: Mapping[str, object], path: str) -> str | None:
+    """The value at a dotted ``path`` (``metadata.account_id``) as text, or None."""
+    value: object = record
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    if value is None or value == "" or isinstance(value, Mapping | list):
+        return None
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,15 @@ from connectors.billing import (
     Line,
     Record,
     Subscription,
+    company_reference,
+    dig,
     invoice_records,
     monthly,
     present,
     subscription_records,
 )
 from connectors.change import Change, MappingError
-from connectors.options import Option, company_reference, dig
+from connectors.options import Option
 
 Resource = dict[str, Any]
 

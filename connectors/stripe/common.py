@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.billing import TRIALS, Record, present
+from connectors.billing import TRIALS, Record, company_reference, present
 from connectors.change import Change
-from connectors.options import Option, company_reference
+from connectors.options import Option
 
 Event = dict[str, Any]
 OPTIONS = (

@@ -8,9 +8,15 @@ current period lives on its items; before, on the subscription itself
 
 from __future__ import annotations
 
-from connectors.billing import Item, Subscription, monthly, subscription_records
+from connectors.billing import (
+    Item,
+    Subscription,
+    company_reference,
+    dig,
+    monthly,
+    subscription_records,
+)
 from connectors.change import Change
-from connectors.options import company_reference, dig
 from connectors.stripe.common import Event, StripeOptions, change, changes_of
 
 
