@@ -300,7 +300,11 @@ def _link(
 ) -> list[Claimed]:
     """Link survey NPS records to their enduser and company (worker/respondents.py); those
     that cannot be become dead letters saying why. Returns the ones to send."""
-    emails = [str(item.fields["email"]) for item in claimed if needs_linking("nps", item.fields)]
+    emails = [
+        str(item.fields["email"]).lower().strip()
+        for item in claimed
+        if needs_linking("nps", item.fields)
+    ]
     directory = directories.get(connection, planhat, budget, emails)
     linked = link(
         directory,

@@ -135,7 +135,7 @@ def link(
     for index, record in enumerate(records):
         if not needs_linking("nps", record):
             continue
-        email = str(record["email"])
+        email = str(record["email"]).lower().strip()
         known = directory.endusers.get(email)
         if known and known[1]:
             continue
@@ -174,12 +174,13 @@ def link(
                 said = result.message or result.outcome
                 why = f"Planhat did not create the enduser {email}: {said}"
                 for index, record in enumerate(records):
-                    if record.get("email") == email and needs_linking("nps", record):
+                    same = str(record.get("email", "")).lower().strip() == email
+                    if same and needs_linking("nps", record):
                         refused[index] = why
     linked = []
     for index, record in enumerate(records):
         if index not in refused and needs_linking("nps", record):
-            enduser_id, company = directory.endusers[str(record["email"])]
+            enduser_id, company = directory.endusers[str(record["email"]).lower().strip()]
             record = {**record, "euId": enduser_id, "cId": company}
         linked.append(dict(record))
     return Linked(records=linked, refused=refused, created=created)

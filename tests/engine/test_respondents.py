@@ -97,3 +97,17 @@ def test_link_creates_missing_endusers_in_one_call_and_refuses_what_no_company_t
     )
     assert linked.refused[3].startswith("Planhat did not create the enduser lee@nowhere.example")
     assert sandbox_stats(sandbox)["by_route"]["PUT /endusers"] == 1
+
+
+def test_an_email_matches_its_enduser_whatever_its_case(
+    sandbox: BackgroundSandbox, planhat: PlanhatClient
+) -> None:
+    acme = planhat.create("companies", {"name": "Acme", "domains": ["acme.example"]})["_id"]
+    ada = planhat.create("endusers", {"email": "ada@acme.example", "companyId": acme})["_id"]
+    directory = Directories().get("default", planhat, budget(), [])
+    record = {"sourceId": "n-1", "email": "Ada@ACME.example", "score": 9}
+
+    linked = link(directory, planhat, budget(), [record], [None])
+
+    assert (linked.created, linked.refused) == (0, {})
+    assert (linked.records[0]["cId"], linked.records[0]["euId"]) == (acme, ada)
