@@ -45,6 +45,23 @@ TRIALS = Option(
 Record = tuple[str, str, dict[str, Any]]  # (model, sourceId, fields)
 
 
+@dataclass(frozen=True, slots=True)
+class BillingOptions:
+    """A billing connection's mapping options (each source declares their values)."""
+
+    company_key: str
+    product_name: str
+    trials: str
+
+    @classmethod
+    def of(cls, declared: Sequence[Option], given: Mapping[str, str]) -> BillingOptions:
+        return cls(**{o.name: given.get(o.name, o.default) for o in declared})
+
+    def company(self, customer_id: str) -> str:
+        """The reference children use for this customer's company."""
+        return company_reference(self.company_key, customer_id)[1]
+
+
 def iso_day(seconds: int | None) -> str | None:
     if seconds is None:
         return None

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
-from state.db import make_engine, migrate
+from state.db import make_engine, migrate, session_scope
+from state.inbox import has_pending
+from state.tables import OutboxItem
+from worker.embedded import LocalDispatcher
 
 # Tests that are not about rate limits must never meet one.
 UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=1_000_000)
@@ -90,3 +95,22 @@ def sandbox_stats(sandbox: BackgroundSandbox) -> dict[str, object]:
     response.raise_for_status()
     stats: dict[str, object] = response.json()
     return stats
+
+
+def drain_embedded(
+    engine: Engine,
+    dispatcher: LocalDispatcher,
+    connections: Sequence[str] = ("default",),
+    timeout: float = 30,
+) -> None:
+    """Wait until the embedded engine has nothing left to do: no pending event on these
+    connections, an empty outbox, an idle dispatcher."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(engine) as session:
+            busy = any(has_pending(session, name) for name in connections)
+            busy = busy or session.exec(select(OutboxItem)).first() is not None
+        if not busy and dispatcher.idle():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the embedded engine did not drain")

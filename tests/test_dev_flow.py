@@ -18,7 +18,6 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
-from sqlmodel import select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.models import MODELS, Operation
@@ -27,10 +26,8 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
-from state.db import migrate, session_scope
-from state.inbox import has_pending
-from state.tables import OutboxItem
-from tests.conftest import free_port_pair
+from state.db import migrate
+from tests.conftest import drain_embedded, free_port_pair
 from tests.planhat.samples import sample
 from worker.dev import post_signed
 from worker.embedded import embedded_runtime
@@ -88,15 +85,9 @@ class Embedded:
         ).status_code
 
     def drain(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope(self.runtime.engine) as session:
-                busy = has_pending(session, "default") or has_pending(session, "tenant-b")
-                busy = busy or session.exec(select(OutboxItem)).first() is not None
-            if not busy and self.dispatcher.idle():
-                return
-            time.sleep(0.05)
-        raise AssertionError("the embedded engine did not drain")
+        drain_embedded(
+            self.runtime.engine, self.dispatcher, ("default", "tenant-b"), timeout=timeout
+        )
 
     def close(self) -> None:
         self.dispatcher.stop()

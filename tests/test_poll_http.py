@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServe
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import migrate, session_scope
-from state.inbox import has_pending, store_event
-from state.tables import Cursor, InboxEvent, OutboxItem
+from state.inbox import store_event
+from state.tables import Cursor, InboxEvent
+from tests.conftest import drain_embedded
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import UNLIMITED
 from worker.embedded import LocalDispatcher, embedded_runtime
@@ -136,15 +136,7 @@ class Polled:
         self.apis = SourceApis(stripe=self.sources.url, chargebee=self.sources.url)
 
     def drain(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope(self.runtime.engine) as session:
-                busy = has_pending(session, "default")
-                busy = busy or session.exec(select(OutboxItem)).first() is not None
-            if not busy and self.dispatcher.idle():
-                return
-            time.sleep(0.05)
-        raise AssertionError("the embedded engine did not drain")
+        drain_embedded(self.runtime.engine, self.dispatcher, timeout=timeout)
 
     def close(self) -> None:
         self.dispatcher.stop()

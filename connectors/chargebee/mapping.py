@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.billing import (
     TRIALS,
+    BillingOptions,
     Invoice,
     Item,
     Line,
@@ -72,20 +73,6 @@ RECURRING_ITEMS = frozenset({"plan", "addon"})
 
 
 @dataclass(frozen=True, slots=True)
-class ChargebeeOptions:
-    company_key: str = "id"
-    product_name: str = "item_price"
-    trials: str = "zero"
-
-    @classmethod
-    def of(cls, options: Mapping[str, str]) -> ChargebeeOptions:
-        return cls(**{o.name: options.get(o.name, o.default) for o in OPTIONS})
-
-    def company(self, customer_id: str) -> str:
-        return company_reference(self.company_key, customer_id)[1]
-
-
-@dataclass(frozen=True, slots=True)
 class _Event:
     id: str
     occurred_at: int
@@ -110,7 +97,7 @@ class _Event:
         ]
 
 
-def customer_changes(event: _Event, customer: Resource, options: ChargebeeOptions) -> list[Change]:
+def customer_changes(event: _Event, customer: Resource, options: BillingOptions) -> list[Change]:
     person = " ".join(p for p in (customer.get("first_name"), customer.get("last_name")) if p)
     name = customer.get("company") or person or customer.get("email") or customer["id"]
     key_field, reference = company_reference(options.company_key, customer["id"])
@@ -143,7 +130,7 @@ def _items(subscription: Resource) -> list[Resource]:
     return [i for i in (plan, *addons) if i.get("item_price_id")]
 
 
-def _item(subscription: Resource, item: Resource, options: ChargebeeOptions) -> Item:
+def _item(subscription: Resource, item: Resource, options: BillingOptions) -> Item:
     price_id = str(item["item_price_id"])
     amount = item.get("amount")
     if amount is None:
@@ -159,7 +146,7 @@ def _item(subscription: Resource, item: Resource, options: ChargebeeOptions) -> 
     )
 
 
-def read_subscription(subscription: Resource, options: ChargebeeOptions, now: int) -> Subscription:
+def read_subscription(subscription: Resource, options: BillingOptions, now: int) -> Subscription:
     status = subscription.get("status")
     ended = status == "cancelled"
     cancelled_at, trial_end = subscription.get("cancelled_at"), subscription.get("trial_end")
@@ -185,7 +172,7 @@ def read_subscription(subscription: Resource, options: ChargebeeOptions, now: in
     )  # fmt: skip
 
 
-def _invoice(invoice: Resource, options: ChargebeeOptions) -> Invoice:
+def _invoice(invoice: Resource, options: BillingOptions) -> Invoice:
     lines = [
         Line(
             description=line.get("description"),
@@ -214,7 +201,7 @@ def _invoice(invoice: Resource, options: ChargebeeOptions) -> Invoice:
     )
 
 
-def event_changes(envelope: Resource, options: ChargebeeOptions) -> list[Change]:
+def event_changes(envelope: Resource, options: BillingOptions) -> list[Change]:
     event = _Event(id=str(envelope["id"]), occurred_at=int(envelope["occurred_at"]))
     content = envelope["content"]
     changes: list[Change] = []
@@ -234,7 +221,7 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str] | None = None
         envelope = json.loads(body)
         if envelope["event_type"] not in MAPPED:
             return []
-        return event_changes(envelope, ChargebeeOptions.of(options or {}))
+        return event_changes(envelope, BillingOptions.of(OPTIONS, options or {}))
     except MappingError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as error:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from connectors.billing import TRIALS, Record, company_reference, present
+from connectors.billing import TRIALS, BillingOptions, Record, present
 from connectors.change import Change
 from connectors.options import Option
 
@@ -31,22 +30,7 @@ OPTIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StripeOptions:
-    company_key: str = "id"
-    product_name: str = "nickname"
-    trials: str = "zero"
-
-    @classmethod
-    def of(cls, options: Mapping[str, str]) -> StripeOptions:
-        return cls(**{o.name: options.get(o.name, o.default) for o in OPTIONS})
-
-    def company(self, customer_id: str) -> str:
-        """The reference children use for this customer's company."""
-        return company_reference(self.company_key, customer_id)[1]
-
-
-Mapper = Callable[[Event, StripeOptions], list[Change]]
+Mapper = Callable[[Event, BillingOptions], list[Change]]
 
 
 def change(event: Event, model: str, key_field: str, key: str, fields: dict[str, Any]) -> Change:

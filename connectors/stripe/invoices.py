@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from connectors.billing import Invoice, Line, invoice_records
+from connectors.billing import BillingOptions, Invoice, Line, invoice_records
 from connectors.change import Change
-from connectors.stripe.common import Event, StripeOptions, changes_of
+from connectors.stripe.common import Event, changes_of
 
 
 def _invoice_subscription(invoice: Event) -> str | None:
@@ -40,7 +40,7 @@ def _line(line: Event) -> Line:
     )
 
 
-def invoice_changes(event: Event, options: StripeOptions) -> list[Change]:
+def invoice_changes(event: Event, options: BillingOptions) -> list[Change]:
     invoice = event["data"]["object"]
     status = invoice.get("status")
     if event["type"] == "invoice.payment_failed":

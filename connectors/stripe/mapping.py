@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from connectors.billing import BillingOptions
 from connectors.change import Change, MappingError
-from connectors.stripe.common import Mapper, StripeOptions
+from connectors.stripe.common import OPTIONS, Mapper
 from connectors.stripe.invoices import invoice_changes
 from connectors.stripe.subscriptions import customer_changes, subscription_changes
 
@@ -38,7 +39,7 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str] | None = None
     try:
         event = json.loads(body)
         mapper = MAPPERS.get(event["type"])
-        return mapper(event, StripeOptions.of(options or {})) if mapper else []
+        return mapper(event, BillingOptions.of(OPTIONS, options or {})) if mapper else []
     except MappingError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as error:

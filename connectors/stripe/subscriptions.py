@@ -9,6 +9,7 @@ current period lives on its items; before, on the subscription itself
 from __future__ import annotations
 
 from connectors.billing import (
+    BillingOptions,
     Item,
     Subscription,
     company_reference,
@@ -17,10 +18,10 @@ from connectors.billing import (
     subscription_records,
 )
 from connectors.change import Change
-from connectors.stripe.common import Event, StripeOptions, change, changes_of
+from connectors.stripe.common import Event, change, changes_of
 
 
-def customer_changes(event: Event, options: StripeOptions) -> list[Change]:
+def customer_changes(event: Event, options: BillingOptions) -> list[Change]:
     customer = event["data"]["object"]
     name = customer.get("name") or customer.get("email") or customer["id"]
     key_field, reference = company_reference(options.company_key, customer["id"])
@@ -75,7 +76,7 @@ def _ended(event: Event, subscription: Event) -> bool:
     )
 
 
-def _item(item: Event, options: StripeOptions, period_end: int | None) -> Item:
+def _item(item: Event, options: BillingOptions, period_end: int | None) -> Item:
     return Item(
         key=item["id"],
         product=product_name(item, options.product_name),
@@ -84,7 +85,7 @@ def _item(item: Event, options: StripeOptions, period_end: int | None) -> Item:
     )
 
 
-def read_subscription(event: Event, options: StripeOptions) -> Subscription:
+def read_subscription(event: Event, options: BillingOptions) -> Subscription:
     subscription = event["data"]["object"]
     items = subscription["items"]["data"]
     ended = _ended(event, subscription)
@@ -123,7 +124,7 @@ def read_subscription(event: Event, options: StripeOptions) -> Subscription:
     )
 
 
-def subscription_changes(event: Event, options: StripeOptions) -> list[Change]:
+def subscription_changes(event: Event, options: BillingOptions) -> list[Change]:
     """One license per item; when the subscription ends, the licenses end and one churn
     record says what was lost (the rules: connectors/billing.py)."""
     records = subscription_records(read_subscription(event, options), options.trials)

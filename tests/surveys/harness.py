@@ -4,7 +4,6 @@ local fake of Typeform's Responses API and SurveyMonkey's API on one HTTP server
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from connectors.typeform.verify import sign as tf_sign
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import migrate, session_scope
-from state.inbox import has_pending
-from state.tables import DeadLetter, InboxEvent, OutboxItem
+from state.tables import DeadLetter, InboxEvent
+from tests.conftest import drain_embedded
 from tests.test_dev_flow import UNLIMITED
 from worker.embedded import LocalDispatcher, embedded_runtime
 from worker.engine import Runtime
@@ -165,15 +164,7 @@ class Surveys:
         return str(self.client.create("endusers", {"email": email, "companyId": company_id})["_id"])
 
     def drain(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope(self.runtime.engine) as session:
-                busy = has_pending(session, "default")
-                busy = busy or session.exec(select(OutboxItem)).first() is not None
-            if not busy and self.dispatcher.idle():
-                return
-            time.sleep(0.05)
-        raise AssertionError("the embedded engine did not drain")
+        drain_embedded(self.runtime.engine, self.dispatcher, timeout=timeout)
 
     def letters(self) -> list[DeadLetter]:
         with session_scope(self.runtime.engine) as session:
