@@ -29,9 +29,9 @@ local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+local wait = (tat - now) - (burst - 1) * interval
+if wait > 0 then return math.ceil(wait) end
 local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then return math.ceil(allow_at - now) end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
 return 0
 """
@@ -104,11 +104,13 @@ class LocalRateLimiter:
             paused = self._paused_until.get(key, 0.0) - now
             if paused > 0:
                 return paused
-            new_tat = max(self._tat.get(key, now), now) + self._interval
-            allow_at = new_tat - self._burst * self._interval
-            if now < allow_at:
-                return allow_at - now
-            self._tat[key] = new_tat
+            tat = max(self._tat.get(key, now), now)
+            # Said as a difference from now, so a fresh key's wait is exactly
+            # -(burst - 1) * interval: (now + i) - i can round to just above now.
+            wait = (tat - now) - (self._burst - 1) * self._interval
+            if wait > 0:
+                return wait
+            self._tat[key] = tat + self._interval
             return 0.0
 
     def pause(self, key: str, seconds: float) -> None:

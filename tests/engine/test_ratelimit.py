@@ -355,3 +355,15 @@ def test_the_budget_state_expires_from_redis(redis_like: redis.Redis) -> None:
     # nothing lingers for ever: the TAT lives one interval past now plus a second
     assert 1_900 <= ttls[0] <= 2_000
     assert 1_900 <= ttls[1] <= 2_000
+
+
+@pytest.mark.parametrize("now", [0.1, 12_345.678901, 1.7e9 + 0.3])
+def test_the_first_call_of_a_fresh_key_always_goes_whatever_the_float_rounding(
+    now: float,
+) -> None:
+    # Found in CI: with a long interval, (now + interval) - interval rounded to just above
+    # now, and a fresh key with burst 1 was told to wait "0.0 s".
+    for rate in (1e-3, 7e-4, 180.0, 3.0):
+        limiter = LocalRateLimiter(rate_per_minute=rate, burst=1, clock=lambda: now)
+        assert limiter.try_acquire("k") == 0.0
+        assert limiter.try_acquire("k") == pytest.approx(60.0 / rate)
