@@ -42,7 +42,7 @@ TRIALS = Option(
     "('full'), or no license until the trial converts ('skip')",
 )
 
-Record = tuple[str, str, dict[str, Any]]  # (model, sourceId, fields)
+Record = tuple[str, str, dict[str, Any]]  # (model, key: its sourceId, or an invoice extId, fields)
 
 
 @dataclass(frozen=True, slots=True)
