@@ -44,7 +44,8 @@ UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=10**6)
 class Embedded:
     """Two tenants, each with its own Planhat sandbox, on the embedded engine."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, secrets: dict[str, str] | None = None) -> None:
+        """``secrets``: the ``default`` tenant's (else Standard Webhooks and Stripe)."""
         self.planhat_a = BackgroundSandbox(UNLIMITED).start()
         self.planhat_b = BackgroundSandbox(UNLIMITED).start()
         url = f"sqlite:///{tmp_path}/state.db"
@@ -54,7 +55,7 @@ class Embedded:
             name="default",
             planhat_base_url=self.planhat_a.url,
             planhat_token="token-a",
-            secrets={"standard": SECRET_A, "stripe": STRIPE_SECRET},
+            secrets=secrets or {"standard": SECRET_A, "stripe": STRIPE_SECRET},
         )
 
         def connections(engine: Engine) -> Connections:

@@ -10,24 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
-from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.chargebee.verify import basic_auth
 from connectors.planhat.client import PlanhatClient
-from connectors.planhat.sandbox.server import BackgroundSandbox
-from state.connections import Connections, Tenant
-from state.crypto import SecretBox
-from state.db import migrate, session_scope
+from state.db import session_scope
 from state.tables import InboxEvent
 from tests.chargebee.test_chargebee import EVENT_FILES
-from tests.test_dev_flow import UNLIMITED, Embedded
-from worker.embedded import embedded_runtime
-from worker.inbox_writers import ThreadedInbox
-from worker.settings import EngineSettings
-from worker.web import create_web_app
+from tests.test_dev_flow import Embedded
 
 AUTHORIZATION = basic_auth("hook-user", "hook-pass")
 URL = "/webhooks/default/chargebee"
@@ -35,37 +25,10 @@ CUSTOMER = "16CRibSAnkR8R2Nq"
 
 
 class ChargebeeEmbedded(Embedded):
-    """``Embedded``'s engine and receiver with one tenant, ``default``, whose secrets
-    include Chargebee's webhook credentials (``Embedded`` fixes its tenant's secrets)."""
+    """``Embedded`` whose ``default`` tenant has Chargebee's webhook credentials."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.planhat_a = BackgroundSandbox(UNLIMITED).start()
-        url = f"sqlite:///{tmp_path}/state.db"
-        migrate(url)
-        box = SecretBox(Fernet.generate_key().decode())
-        default = Tenant(
-            name="default",
-            planhat_base_url=self.planhat_a.url,
-            planhat_token="token-a",
-            secrets={"chargebee": "hook-user:hook-pass"},
-        )
-
-        def connections(engine: Engine) -> Connections:
-            return Connections(engine, box=lambda: box, default=lambda: default)
-
-        config = EngineSettings(flush_window=0.05, sweep_interval=1.0)
-        self.runtime, self.dispatcher = embedded_runtime(url, connections, config)
-        self.dispatcher.start()
-        app = create_web_app(
-            connections=connections(self.runtime.engine),
-            inbox=ThreadedInbox(self.runtime.engine, self.dispatcher.ingest, lambda: None),
-        )
-        self.http = TestClient(app)
-
-    def close(self) -> None:
-        self.dispatcher.stop()
-        self.planhat_a.stop()
-        self.runtime.engine.dispose()
+        super().__init__(tmp_path, secrets={"chargebee": "hook-user:hook-pass"})
 
     def post(self, body: bytes, authorization: str | None = AUTHORIZATION) -> int:
         headers = {"content-type": "application/json"}
