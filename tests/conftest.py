@@ -19,7 +19,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.db import make_engine, migrate, session_scope
 from state.inbox import has_pending
 from state.tables import OutboxItem
-from worker.embedded import LocalDispatcher
+from worker.runtime.embedded import LocalDispatcher
 
 # Tests that are not about rate limits must never meet one.
 UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=1_000_000)

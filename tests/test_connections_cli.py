@@ -16,7 +16,7 @@ from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import make_engine
 from worker.cli import app
-from worker.settings import Settings, env_options
+from worker.runtime.settings import Settings, env_options
 
 
 def run(tmp_path: Path, *args: str) -> Result:

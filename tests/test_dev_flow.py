@@ -29,11 +29,11 @@ from state.crypto import SecretBox
 from state.db import migrate
 from tests.conftest import drain_embedded, free_port_pair
 from tests.planhat.samples import sample
-from worker.dev import post_signed
-from worker.embedded import embedded_runtime
-from worker.inbox_writers import ThreadedInbox
-from worker.settings import EngineSettings
-from worker.web import create_web_app
+from worker.cli.dev import post_signed
+from worker.intake.inbox import ThreadedInbox
+from worker.intake.receiver import create_web_app
+from worker.runtime.embedded import embedded_runtime
+from worker.runtime.settings import EngineSettings
 
 SECRET_A = "whsec_" + base64.b64encode(b"tenant-a-secret-000000000").decode()
 SECRET_B = "whsec_" + base64.b64encode(b"tenant-b-secret-000000000").decode()

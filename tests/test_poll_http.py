@@ -30,10 +30,10 @@ from state.tables import Cursor, InboxEvent
 from tests.conftest import drain_embedded
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import UNLIMITED
-from worker.embedded import LocalDispatcher, embedded_runtime
-from worker.engine import Runtime, run_poll
-from worker.poll import CHARGEBEE_API_KEY, CHARGEBEE_SITE, STRIPE_API_KEY, SourceApis
-from worker.settings import EngineSettings
+from worker.intake.poll import CHARGEBEE_API_KEY, CHARGEBEE_SITE, STRIPE_API_KEY, SourceApis
+from worker.runtime.embedded import LocalDispatcher, embedded_runtime
+from worker.runtime.jobs import Runtime, run_poll
+from worker.runtime.settings import EngineSettings
 
 CHARGEBEE = Path(__file__).resolve().parent / "fixtures" / "chargebee"
 

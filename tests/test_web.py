@@ -20,8 +20,8 @@ from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import make_engine, migrate, session_scope
 from state.tables import InboxEvent
-from worker.inbox_writers import ThreadedInbox
-from worker.web import create_web_app
+from worker.intake.inbox import ThreadedInbox
+from worker.intake.receiver import create_web_app
 
 SECRET = "whsec_" + base64.b64encode(b"default-secret-0123456789").decode()
 OTHER = "whsec_" + base64.b64encode(b"another-tenant-secret-0000").decode()

@@ -20,7 +20,7 @@ from state.db import make_engine, migrate, session_scope
 from state.inbox import store_event
 from tests.engine.harness import RedisServer, require_services
 from tests.engine.services import TEST_REDIS_URL, fresh_postgres_database, service_missing
-from worker.pipeline import offer
+from worker.pipeline.ingest import offer
 
 TABLES = ("inbox_event", "record_state", "outbox", "dead_letter", "cursor", "connection")
 

@@ -30,7 +30,7 @@ from state.db import make_engine, session_scope
 from state.inbox import mark_dispatched, store_event
 from state.tables import DeadLetter, InboxEvent, OutboxItem
 from tests.engine.services import fresh_postgres_database, service_missing
-from worker.settings import EngineSettings, Settings
+from worker.runtime.settings import EngineSettings, Settings
 
 
 def free_port() -> int:
@@ -185,7 +185,7 @@ def fresh_deployment(
 def send_events(database_url: str, redis_url: str, events: list[tuple[str, str, bytes]]) -> int:
     """Store (connection, event_id, body) events as the receiver does and hand each to the
     workers; returns how many were new (a repeated event id is stored once)."""
-    from worker.tasks import make_celery
+    from worker.runtime.tasks import make_celery
 
     settings = Settings(database_url=database_url, redis_url=redis_url)
     celery = make_celery(settings, EngineSettings())

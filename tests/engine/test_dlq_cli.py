@@ -22,9 +22,9 @@ from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
 from tests.engine.conftest import change, queue, standard_body, store
 from worker.cli import app
-from worker.flush import FlushPolicy, FlushReport, flush_batch
-from worker.pipeline import ingest
-from worker.ratelimit import LocalRateLimiter
+from worker.pipeline.flush import FlushPolicy, FlushReport, flush_batch
+from worker.pipeline.ingest import ingest
+from worker.runtime.ratelimit import LocalRateLimiter
 
 NO_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 NEXT_SWEEP = "the next sweep writes them"
@@ -79,12 +79,12 @@ def cli(sqlite_engine: Engine, sandbox: BackgroundSandbox) -> Cli:
 
 @pytest.fixture
 def no_other_broker() -> None:
-    """The CLI asks for a flush through ``worker.tasks``, whose settings are read once, when it
-    is first imported. Imported earlier in this process with another REDIS_URL, it would send
-    real tasks to that broker: refuse rather than do that."""
-    tasks = sys.modules.get("worker.tasks")
+    """The CLI asks for a flush through ``worker.runtime.tasks``, whose settings are read
+    once, when it is first imported. Imported earlier in this process with another REDIS_URL,
+    it would send real tasks to that broker: refuse rather than do that."""
+    tasks = sys.modules.get("worker.runtime.tasks")
     if tasks is not None and tasks.settings.redis_url != NO_BROKER:
-        pytest.skip(f"worker.tasks was imported with REDIS_URL={tasks.settings.redis_url}")
+        pytest.skip(f"worker.runtime.tasks was imported with REDIS_URL={tasks.settings.redis_url}")
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from state.db import session_scope
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
 from tests.conftest import sandbox_stats
 from tests.engine.conftest import change, queue
-from worker import dlq
-from worker.flush import FlushPolicy, FlushReport, _claim, flush_batch
-from worker.pipeline import offer
-from worker.ratelimit import LocalRateLimiter
+from worker.pipeline import dlq
+from worker.pipeline.flush import FlushPolicy, FlushReport, _claim, flush_batch
+from worker.pipeline.ingest import offer
+from worker.runtime.ratelimit import LocalRateLimiter
 
 NO_WAIT = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, max_rate_limit_wait=0)
 POLICY = FlushPolicy(batch_size=500, backoff_base=0.01, backoff_cap=0.02, parent_wait_attempts=1)

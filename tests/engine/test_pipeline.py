@@ -15,7 +15,7 @@ from connectors.change import fields_hash
 from state.db import make_engine, migrate, session_scope
 from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState
 from tests.engine.conftest import change, queue, standard_body, store
-from worker.pipeline import Verdict, ingest, offer
+from worker.pipeline.ingest import Verdict, ingest, offer
 
 
 def outbox(engine: Engine) -> list[OutboxItem]:
@@ -253,7 +253,7 @@ def test_a_bad_version_is_a_mapping_error(engine: Engine, version: object) -> No
 
 def test_a_batch_ingests_like_one_event_at_a_time(engine: Engine) -> None:
     # given the same events, ingested one by one and as one batch
-    from worker.pipeline import ingest_many
+    from worker.pipeline.ingest import ingest_many
 
     bodies = [
         standard_body("licenses", "a", 2, mrr=20),

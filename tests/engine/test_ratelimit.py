@@ -16,7 +16,7 @@ import fakeredis
 import pytest
 import redis
 
-from worker.ratelimit import (
+from worker.runtime.ratelimit import (
     LocalRateLimiter,
     RateLimiter,
     RedisRateLimiter,

@@ -1,5 +1,5 @@
-"""Linking survey NPS to endusers and companies (worker/respondents.py), against the sandbox:
-what the directory reads and when, what is created, what is refused and why."""
+"""Linking survey NPS to endusers and companies (worker/pipeline/respondents.py), against the
+sandbox: what the directory reads and when, what is created, what is refused and why."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.conftest import sandbox_stats
-from worker.ratelimit import LocalRateLimiter
-from worker.respondents import FRESH, Budget, Directories, NoBudget, link
+from worker.pipeline.respondents import FRESH, Budget, Directories, NoBudget, link
+from worker.runtime.ratelimit import LocalRateLimiter
 
 
 class Clock:

@@ -25,7 +25,7 @@ from state.tables import DeadLetter
 from tests.conftest import sandbox_stats
 from tests.stripe.history import BASIL, OLD, History, history
 from tests.test_dev_flow import STRIPE_SECRET, Embedded
-from worker.dlq import replay
+from worker.pipeline.dlq import replay
 
 # Delivering ~2,250 requests takes ~40 s here; with the drains, a loaded CI machine could
 # pass pytest-timeout's default 120 s.
@@ -77,7 +77,7 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
     """Every event of the history delivered once in a shuffled order, a fifth of them twice,
     drained, and what Planhat then holds."""
     # Default settings: a record whose customer arrives late (the burst is shuffled) waits,
-    # or is buried, until its company is written, then goes out (worker/parents.py).
+    # or is buried, until its company is written, then goes out (worker/pipeline/parents.py).
     system = Embedded(tmp_path_factory.mktemp("history"))
     try:
         with system.http:  # one event loop for every request

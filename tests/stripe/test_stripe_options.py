@@ -22,7 +22,7 @@ from state.db import session_scope
 from state.inbox import store_event
 from state.tables import DeadLetter, InboxEvent, OutboxItem
 from tests.stripe.test_stripe import event_body
-from worker.pipeline import ingest
+from worker.pipeline.ingest import ingest
 
 Record = tuple[str, str, str, dict[str, Any]]
 CUS = "cus_00000000000000"

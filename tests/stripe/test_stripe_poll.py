@@ -18,7 +18,7 @@ from state.inbox import store_event
 from state.tables import Cursor, InboxEvent
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import Embedded
-from worker.poll import STRIPE, poll
+from worker.intake.poll import STRIPE, poll
 
 
 class FakeStripe:

@@ -28,12 +28,12 @@ from state.db import migrate, session_scope
 from state.tables import DeadLetter, InboxEvent
 from tests.conftest import drain_embedded
 from tests.test_dev_flow import UNLIMITED
-from worker.embedded import LocalDispatcher, embedded_runtime
-from worker.engine import Runtime
-from worker.inbox_writers import ThreadedInbox
-from worker.poll import SURVEYMONKEY_ACCESS_TOKEN, TYPEFORM_API_KEY, SourceApis
-from worker.settings import EngineSettings
-from worker.web import create_web_app
+from worker.intake.inbox import ThreadedInbox
+from worker.intake.poll import SURVEYMONKEY_ACCESS_TOKEN, TYPEFORM_API_KEY, SourceApis
+from worker.intake.receiver import create_web_app
+from worker.runtime.embedded import LocalDispatcher, embedded_runtime
+from worker.runtime.jobs import Runtime
+from worker.runtime.settings import EngineSettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TYPEFORM_SECRET = "typeform-secret"

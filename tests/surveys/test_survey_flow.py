@@ -14,9 +14,9 @@ import pytest
 from connectors.surveymonkey.verify import sign as sm_sign
 from tests.engine.services import fresh_postgres_database
 from tests.surveys.harness import FIXTURES, FORM, SM_SECRET, Surveys, typeform_event
-from worker import dlq
-from worker.engine import run_poll
-from worker.respondents import Directories
+from worker.pipeline import dlq
+from worker.pipeline.respondents import Directories
+from worker.runtime.jobs import run_poll
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

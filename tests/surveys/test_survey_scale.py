@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import sandbox_stats
 from tests.surveys.harness import Surveys, typeform_event
-from worker.settings import EngineSettings
+from worker.runtime.settings import EngineSettings
 
 COMPANIES, RESPONDENTS, RESPONSES, KNOWN = 50, 300, 1000, 100
 

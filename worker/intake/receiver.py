@@ -26,7 +26,7 @@ from connectors.sources import SOURCES, OptionError, Source, source_options
 from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
 from state.connections import Connections
-from worker.inbox_writers import Inbox
+from worker.intake.inbox import Inbox
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ def create_web_app(
     clock: Callable[[], float] = time.time,
     lifespan: Any = None,
 ) -> FastAPI:
-    """``inbox`` commits events and hands them to the workers (``worker.inbox_writers``)."""
+    """``inbox`` commits events and hands them to the workers (``worker.intake.inbox``)."""
     app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.post("/webhooks/{connection}/{source}", status_code=202)

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from connectors.change import Change
 from connectors.planhat.models import model_spec
 from state.tables import DeadLetter, OutboxItem
-from worker.pipeline import offer
+from worker.pipeline.ingest import offer
 
 log = structlog.get_logger(__name__)
 

@@ -31,10 +31,10 @@ from state.connections import Connections, Tenant
 from state.crypto import secret_box
 from state.db import migrate, session_scope
 from state.inbox import has_pending
-from worker.embedded import Sweeper, embedded_runtime
-from worker.inbox_writers import ThreadedInbox
-from worker.settings import SANDBOX_TOKEN, EngineSettings, Settings
-from worker.web import create_web_app
+from worker.intake.inbox import ThreadedInbox
+from worker.intake.receiver import create_web_app
+from worker.runtime.embedded import Sweeper, embedded_runtime
+from worker.runtime.settings import SANDBOX_TOKEN, EngineSettings, Settings
 
 DEMO_EVENTS: list[dict[str, Any]] = [
     {"model": "companies", "key": {"sourceId": "demo-acme"}, "version": 1,

@@ -22,8 +22,8 @@ from connectors.surveymonkey import api as surveymonkey
 from state.connections import Connections
 from state.db import session_scope
 from state.tables import InboxEvent
-from worker.pipeline import bury_event
-from worker.poll import SURVEYMONKEY_ACCESS_TOKEN, SourceApis
+from worker.intake.poll import SURVEYMONKEY_ACCESS_TOKEN, SourceApis
+from worker.pipeline.ingest import bury_event
 
 log = structlog.get_logger(__name__)
 

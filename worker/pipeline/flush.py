@@ -28,9 +28,9 @@ from connectors.surveys import FALLBACK_COMPANY
 from state.db import for_update, session_scope
 from state.records import pending_rows, record_states
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
-from worker.parents import WAITING, company_key, wake_children
-from worker.ratelimit import RateLimiter, wait_for_budget
-from worker.respondents import Budget, Directories, NoBudget, link, needs_linking
+from worker.pipeline.parents import WAITING, company_key, wake_children
+from worker.pipeline.respondents import Budget, Directories, NoBudget, link, needs_linking
+from worker.runtime.ratelimit import RateLimiter, wait_for_budget
 
 log = structlog.get_logger(__name__)
 
@@ -298,7 +298,7 @@ def _link(
     report: FlushReport,
     budget: Budget,
 ) -> list[Claimed]:
-    """Link survey NPS records to their enduser and company (worker/respondents.py); those
+    """Link survey NPS records to their enduser and company (worker/pipeline/respondents.py); those
     that cannot be become dead letters saying why. Returns the ones to send."""
     emails = [
         str(item.fields["email"]).lower().strip()

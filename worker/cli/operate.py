@@ -13,8 +13,9 @@ import typer
 from sqlalchemy import Engine
 
 from state.db import make_engine, migrate
-from worker import dlq, logs
-from worker.settings import EngineSettings, Settings, env_options
+from worker.pipeline import dlq
+from worker.runtime import logs
+from worker.runtime.settings import EngineSettings, Settings, env_options
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: writes that failed for good.")
 
@@ -43,7 +44,7 @@ def worker_command(
 ) -> None:
     """Run a Celery worker (REDIS_URL, DATABASE_URL). Other options pass on to Celery."""
     _engine_ready()
-    from worker.tasks import app as celery
+    from worker.runtime.tasks import app as celery
 
     argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}"]
     celery.worker_main([*argv, f"--loglevel={loglevel}", *ctx.args])
@@ -58,7 +59,7 @@ def beat_command(
 ) -> None:
     """Run the scheduler (exactly one per deployment): the sweeper, later the pollers."""
     _engine_ready()
-    from worker.tasks import app as celery
+    from worker.runtime.tasks import app as celery
 
     schedule = schedule or Path(tempfile.gettempdir()) / "planhat-sync-beat-schedule"
     celery.start(["beat", f"--schedule={schedule}", f"--loglevel={loglevel}", *ctx.args])
@@ -141,7 +142,7 @@ def _ask_for_flush(connections: set[str]) -> None:
     """Queued writes go out with the next flush; ask for one now if the broker answers."""
     if not connections:
         return
-    from worker.tasks import CeleryDispatcher, make_celery
+    from worker.runtime.tasks import CeleryDispatcher, make_celery
 
     settings = Settings()
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)

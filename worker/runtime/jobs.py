@@ -21,13 +21,13 @@ from state.connections import Connections
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
-from worker.details import complete
-from worker.flush import FLUSH_ORDER, FlushReport, flush_batch
-from worker.pipeline import IngestReport, ingest, ingest_many
-from worker.poll import SourceApis, feeds, poll
-from worker.ratelimit import RateLimiter, budget_key
-from worker.respondents import Directories
-from worker.settings import EngineSettings, MissingTokenError
+from worker.intake.details import complete
+from worker.intake.poll import SourceApis, feeds, poll
+from worker.pipeline.flush import FLUSH_ORDER, FlushReport, flush_batch
+from worker.pipeline.ingest import IngestReport, ingest, ingest_many
+from worker.pipeline.respondents import Directories
+from worker.runtime.ratelimit import RateLimiter, budget_key
+from worker.runtime.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 

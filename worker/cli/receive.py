@@ -22,8 +22,8 @@ from connectors.sources import SOURCES, OptionError, check_options
 from state.connections import add_connection, list_connections, remove_connection
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
-from worker import logs
-from worker.settings import Settings
+from worker.runtime import logs
+from worker.runtime.settings import Settings
 
 connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per Planhat tenant.")
 
@@ -33,8 +33,9 @@ def app_from_environment() -> FastAPI:
 
     On PostgreSQL the hot path stays on the event loop (``PostgresRedisInbox``); on any
     other database it runs SQLAlchemy on worker threads."""
-    from worker.inbox_writers import PostgresRedisInbox, ThreadedInbox
-    from worker.tasks import (
+    from worker.intake.inbox import PostgresRedisInbox, ThreadedInbox
+    from worker.intake.receiver import create_web_app
+    from worker.runtime.tasks import (
         INGEST_FLAG_MS,
         INGEST_QUEUE,
         INGEST_SCHEDULED,
@@ -42,8 +43,7 @@ def app_from_environment() -> FastAPI:
         app,
         connections,
     )
-    from worker.tasks import settings as worker_settings
-    from worker.web import create_web_app
+    from worker.runtime.tasks import settings as worker_settings
 
     logs.configure(worker_settings.planhat_sync_log_level)
     engine = make_engine(worker_settings.database_url)
@@ -85,7 +85,7 @@ def web_command(
     migrate(settings.database_url)
     typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
     uvicorn.run(
-        "worker.cli_web:app_from_environment",
+        "worker.cli.receive:app_from_environment",
         factory=True,
         host=host,
         port=port,
@@ -187,7 +187,7 @@ def send_command(
     ] = None,
 ) -> None:
     """Sign a standard event (Standard Webhooks) and send it, as any system could."""
-    from worker.dev import post_signed
+    from worker.cli.dev import post_signed
 
     secret = secret or os.environ.get("STANDARD_WEBHOOK_SECRET")
     dev_secret = Path(".planhat-sync/standard-webhook-secret")

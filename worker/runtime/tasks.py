@@ -1,4 +1,4 @@
-"""Celery: the app, its queues and thin tasks that call ``worker.engine``.
+"""Celery: the app, its queues and thin tasks that call ``worker.runtime.jobs``.
 
 Tasks take ids and reload rows (nothing but ids crosses the broker). JSON only;
 ``acks_late`` with ``task_reject_on_worker_lost`` so a killed worker's task is redelivered;
@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from state.connections import Connections
 from state.crypto import secret_box
 from state.db import make_engine
-from worker.engine import (
+from worker.runtime.jobs import (
     MAX_COUNTDOWN,
     PlanhatClients,
     RedisLocks,
@@ -31,8 +31,8 @@ from worker.engine import (
     run_poll,
     run_sweep,
 )
-from worker.ratelimit import RedisRateLimiter
-from worker.settings import EngineSettings, Settings
+from worker.runtime.ratelimit import RedisRateLimiter
+from worker.runtime.settings import EngineSettings, Settings
 
 INGEST_QUEUE = "phs:ingest-queue"
 INGEST_SCHEDULED = "phs:ingest-scheduled"

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from connectors.change import Change
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent
-from worker.pipeline import Verdict, awaiting_detail, ingest, offer
+from worker.pipeline.ingest import Verdict, awaiting_detail, ingest, offer
 
 
 def list_dead_letters(engine: Engine, *, limit: int = 1000) -> list[DeadLetter]:

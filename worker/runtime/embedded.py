@@ -17,7 +17,8 @@ import structlog
 
 from state.connections import Connections
 from state.db import make_engine
-from worker.engine import (
+from worker.intake.poll import SourceApis
+from worker.runtime.jobs import (
     LocalLocks,
     PlanhatClients,
     Runtime,
@@ -26,9 +27,8 @@ from worker.engine import (
     run_poll,
     run_sweep,
 )
-from worker.poll import SourceApis
-from worker.ratelimit import LocalRateLimiter
-from worker.settings import EngineSettings
+from worker.runtime.ratelimit import LocalRateLimiter
+from worker.runtime.settings import EngineSettings
 
 log = structlog.get_logger(__name__)
 INGEST_BATCH = 200

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from connectors.planhat.client import PlanhatClient
-from worker.ratelimit import RateLimiter, wait_for_budget
+from worker.runtime.ratelimit import RateLimiter, wait_for_budget
 
 log = structlog.get_logger(__name__)
 

@@ -18,9 +18,10 @@ from connectors.planhat.errors import PlanhatError
 from connectors.planhat.models import UnknownModelError, UnsupportedOperationError, model_spec
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
-from worker import cli_engine, cli_web, logs
-from worker import dev as embedded
-from worker.settings import MissingTokenError, Settings
+from worker.cli import dev as embedded
+from worker.cli import operate, receive
+from worker.runtime import logs
+from worker.runtime.settings import MissingTokenError, Settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -203,14 +204,14 @@ def dev(
         embedded.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
 
 
-app.command("migrate")(cli_engine.migrate_command)
-app.command("worker", context_settings=cli_engine.PASS_THROUGH)(cli_engine.worker_command)
-app.command("beat", context_settings=cli_engine.PASS_THROUGH)(cli_engine.beat_command)
-app.command("replay")(cli_engine.replay_command)
-app.add_typer(cli_engine.dlq_app, name="dlq")
-app.command("web")(cli_web.web_command)
-app.command("send")(cli_web.send_command)
-app.add_typer(cli_web.connections_app, name="connections")
+app.command("migrate")(operate.migrate_command)
+app.command("worker", context_settings=operate.PASS_THROUGH)(operate.worker_command)
+app.command("beat", context_settings=operate.PASS_THROUGH)(operate.beat_command)
+app.command("replay")(operate.replay_command)
+app.add_typer(operate.dlq_app, name="dlq")
+app.command("web")(receive.web_command)
+app.command("send")(receive.send_command)
+app.add_typer(receive.connections_app, name="connections")
 
 
 def main() -> None:

@@ -16,8 +16,7 @@ from connectors.surveymonkey.api import SURVEYMONKEY_API
 from connectors.typeform.poll import TYPEFORM_API
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
-from worker.flush import FlushPolicy
-from worker.poll import (
+from worker.intake.poll import (
     CHARGEBEE_API_KEY,
     CHARGEBEE_SITE,
     STRIPE_API_KEY,
@@ -25,6 +24,7 @@ from worker.poll import (
     TYPEFORM_API_KEY,
     SourceApis,
 )
+from worker.pipeline.flush import FlushPolicy
 
 # Sent when no token is set and the base URL is this machine's sandbox, which accepts any
 # non-empty bearer token. Never sent anywhere else.
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
             for source in SOURCES.values()
             if (value := source.env_secret(os.environ))
         }
-        # Source API credentials let beat poll their events APIs (worker/poll.py).
+        # Source API credentials let beat poll their events APIs (worker/intake/poll.py).
         for key, variable in API_SECRETS.items():
             if os.environ.get(variable):
                 secrets[key] = os.environ[variable]
