@@ -27,7 +27,7 @@ class Connection(SQLModel, table=True):
     # Encrypted at rest; None: the token comes from the environment (PLANHAT_API_TOKEN).
     planhat_token: str | None = None
     secrets: str | None = None  # encrypted JSON: {source: secret}
-    # Mapping options, {"stripe.company_key": "metadata.account_id"}: not secret, plain.
+    # Mapping options, {"<source>.<option>": value}: not secret, plain.
     options: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -47,7 +47,7 @@ class InboxEvent(SQLModel, table=True):
     source: str = Field(max_length=32)
     event_id: str = Field(max_length=255)  # the source's id: dedup key
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    # For a thin event (SurveyMonkey's callbacks): what the worker fetched from the source's
+    # For a thin event (a callback naming a record): what the worker fetched from the source's
     # API to complete it; mapped instead of the body, so a replay reads the same thing.
     detail: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     received_at: datetime = Field(default_factory=utcnow)

@@ -30,7 +30,7 @@ from state.tables import Cursor, InboxEvent
 from tests.conftest import drain_embedded
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import UNLIMITED
-from worker.intake.poll import CHARGEBEE_API_KEY, CHARGEBEE_SITE, STRIPE_API_KEY, SourceApis
+from worker.intake.poll import SourceApis
 from worker.runtime.embedded import LocalDispatcher, embedded_runtime
 from worker.runtime.jobs import Runtime, run_poll
 from worker.runtime.settings import EngineSettings
@@ -119,9 +119,9 @@ class Polled:
             planhat_base_url=self.planhat.url,
             planhat_token="token",
             secrets={
-                STRIPE_API_KEY: "sk_test_poll",
-                CHARGEBEE_API_KEY: "cb_test_poll",
-                CHARGEBEE_SITE: "acme-test",  # overridden by SourceApis.chargebee below
+                "stripe:api_key": "sk_test_poll",
+                "chargebee:api_key": "cb_test_poll",
+                "chargebee:site": "acme-test",  # overridden by SourceApis.chargebee below
             },
         )
 

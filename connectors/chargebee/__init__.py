@@ -3,20 +3,28 @@ churn, invoices and sales."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+import httpx
+
 from connectors.change import Change
-from connectors.chargebee import mapping, verify
+from connectors.chargebee import mapping, poll, verify
 from connectors.chargebee.mapping import OPTIONS
 from connectors.options import Option
+from connectors.source import Credential, Feed
 
 
 @dataclass(frozen=True, slots=True)
 class ChargebeeSource:
     name: str = "chargebee"
     options: tuple[Option, ...] = OPTIONS
-    needs_detail: bool = False
+    checks_on_receipt: bool = False
+    credentials: tuple[Credential, ...] = (
+        Credential(name="api_key", help="an API key that may read events"),
+        Credential(name="site", help="the site: acme for acme.chargebee.com"),
+    )
+    api_base: str | None = None  # https://<site>.chargebee.com
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         username = environ.get("CHARGEBEE_WEBHOOK_USERNAME")
@@ -28,6 +36,11 @@ class ChargebeeSource:
 
     def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
         return mapping.changes(body, event_id, options)
+
+    def feeds(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[Feed, httpx.Client]]:
+        return poll.feeds(credentials, api_base)
 
 
 SOURCE = ChargebeeSource()

@@ -9,9 +9,12 @@ bound is exclusive and events may be recorded late); duplicates are dropped by e
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
+
+from connectors.source import Feed
 
 PAGE = 100
 LOOKBACK_SECONDS = 300
@@ -53,3 +56,23 @@ def events_since(client: httpx.Client, after: int, *, max_pages: int = 1000) -> 
             break
     events.sort(key=lambda event: (event.get("occurred_at", 0), event.get("id", "")))
     return events
+
+
+def _occurred(event: Any) -> int:
+    return int(event.get("occurred_at", 0))
+
+
+def _id(event: Any) -> str:
+    return str(event["id"])
+
+
+FEED = Feed("chargebee", events_since, _occurred, _id, LOOKBACK_SECONDS)
+
+
+def feeds(
+    credentials: Mapping[str, str], api_base: str | None
+) -> Iterator[tuple[Feed, httpx.Client]]:
+    """Chargebee's events, given an API key and the site (or a base URL that replaces it)."""
+    site = api_base or credentials.get("site")
+    if (key := credentials.get("api_key")) and site:
+        yield FEED, chargebee_client(key, chargebee_base_url(site))

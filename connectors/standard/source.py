@@ -15,7 +15,8 @@ from connectors.standard.verify import verify
 class StandardSource:
     name: str = "standard"
     options: tuple[Option, ...] = ()  # the body names Planhat's fields itself
-    needs_detail: bool = False
+    # The sender is the user: a body that cannot be mapped is answered 400, with the reason.
+    checks_on_receipt: bool = True
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STANDARD_WEBHOOK_SECRET")

@@ -3,12 +3,15 @@ invoices and sales."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+import httpx
 
 from connectors.change import Change
 from connectors.options import Option
-from connectors.stripe import mapping, verify
+from connectors.source import Credential, Feed
+from connectors.stripe import mapping, poll, verify
 from connectors.stripe.common import OPTIONS
 
 
@@ -16,7 +19,11 @@ from connectors.stripe.common import OPTIONS
 class StripeSource:
     name: str = "stripe"
     options: tuple[Option, ...] = OPTIONS
-    needs_detail: bool = False
+    checks_on_receipt: bool = False
+    credentials: tuple[Credential, ...] = (
+        Credential(name="api_key", help="a secret or restricted key that may read events"),
+    )
+    api_base: str | None = poll.STRIPE_API
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STRIPE_WEBHOOK_SECRET")
@@ -26,6 +33,11 @@ class StripeSource:
 
     def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
         return mapping.changes(body, event_id, options)
+
+    def feeds(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[Feed, httpx.Client]]:
+        return poll.feeds(credentials, api_base)
 
 
 SOURCE = StripeSource()

@@ -9,9 +9,12 @@ duplicates are dropped by event id when stored.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
+
+from connectors.source import Feed
 
 STRIPE_API = "https://api.stripe.com"
 PAGE = 100
@@ -46,3 +49,22 @@ def events_since(client: httpx.Client, created_gte: int, *, max_pages: int = 100
         starting_after = data[-1]["id"]
     events.sort(key=lambda event: (event.get("created", 0), event.get("id", "")))
     return events
+
+
+def _created(event: Any) -> int:
+    return int(event.get("created", 0))
+
+
+def _id(event: Any) -> str:
+    return str(event["id"])
+
+
+FEED = Feed("stripe", events_since, _created, _id, LOOKBACK_SECONDS)
+
+
+def feeds(
+    credentials: Mapping[str, str], api_base: str | None
+) -> Iterator[tuple[Feed, httpx.Client]]:
+    """Stripe's events, with a secret or restricted key that may read them."""
+    if key := credentials.get("api_key"):
+        yield FEED, stripe_client(key, api_base or STRIPE_API)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+from connectors.source import CannotComplete
 
 SURVEYMONKEY_API = "https://api.surveymonkey.com"
 RESPONSE_EVENTS = frozenset({"response_completed", "response_updated"})
@@ -79,3 +82,28 @@ def detail(client: httpx.Client, body: bytes) -> bytes:
         "survey": SURVEYS.get(client, survey_id),
     }
     return json.dumps(document).encode()
+
+
+def complete(credentials: Mapping[str, str], api_base: str | None, body: bytes) -> bytes:
+    """``detail`` with the connection's access token; ``CannotComplete`` when asking again
+    cannot help (no token, a callback naming nothing, 401/403/404)."""
+    token = credentials.get("access_token")
+    if not token:
+        raise CannotComplete(
+            "no SurveyMonkey access token to fetch the response with: set "
+            "SURVEYMONKEY_ACCESS_TOKEN (default) or --secret surveymonkey:access_token=…"
+        )
+    try:
+        callback(body)
+    except ValueError as error:  # never gets better by asking again
+        raise CannotComplete(str(error)) from None
+    with surveymonkey_client(token, api_base or SURVEYMONKEY_API) as client:
+        try:
+            return detail(client, body)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code in (401, 403, 404):
+                raise CannotComplete(
+                    f"SurveyMonkey answered {error.response.status_code} for "
+                    f"{error.request.url.path}: {error.response.text[:200]}"
+                ) from None
+            raise

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import httpx
 
 from connectors.change import Change
 from connectors.options import Option
-from connectors.typeform import mapping, verify
+from connectors.source import Credential, Feed, PrepareHook
+from connectors.surveys.respondents import PREPARE
+from connectors.typeform import mapping, poll, verify
 from connectors.typeform.mapping import OPTIONS
 
 
@@ -15,7 +19,16 @@ from connectors.typeform.mapping import OPTIONS
 class TypeformSource:
     name: str = "typeform"
     options: tuple[Option, ...] = OPTIONS
-    needs_detail: bool = False
+    checks_on_receipt: bool = False
+    credentials: tuple[Credential, ...] = (
+        Credential(
+            name="api_key",
+            help="a personal access token with responses:read",
+            legacy_env="TYPEFORM_API_TOKEN",
+        ),
+    )
+    api_base: str | None = poll.TYPEFORM_API
+    prepare: Mapping[str, PrepareHook] = field(default_factory=lambda: PREPARE)
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("TYPEFORM_WEBHOOK_SECRET")
@@ -25,6 +38,11 @@ class TypeformSource:
 
     def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
         return mapping.changes(body, event_id, options)
+
+    def feeds(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[Feed, httpx.Client]]:
+        return poll.feeds(credentials, options.get("forms", ""), api_base)
 
 
 SOURCE = TypeformSource()

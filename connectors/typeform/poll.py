@@ -11,10 +11,13 @@ response both delivered and polled is one event.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import httpx
+
+from connectors.source import Feed
 
 TYPEFORM_API = "https://api.typeform.com"
 PAGE = 1000
@@ -61,3 +64,27 @@ def responses_since(
             break
         since = last
     return sorted(seen.values(), key=lambda e: (submitted(e), e["form_response"]["token"]))
+
+
+def _token(event: Any) -> str:
+    return str(event["form_response"]["token"])  # the event id, as connectors/typeform/verify
+
+
+def form_feed(form_id: str) -> Feed:
+    return Feed(
+        "typeform",
+        lambda client, since: responses_since(client, form_id, since),
+        submitted,
+        _token,
+        LOOKBACK_SECONDS,
+        cursor=f"typeform:{form_id}",
+    )
+
+
+def feeds(
+    credentials: Mapping[str, str], forms: str, api_base: str | None
+) -> Iterator[tuple[Feed, httpx.Client]]:
+    """One feed per form in ``forms`` (the ``typeform.forms`` option), given a token."""
+    if key := credentials.get("api_key"):
+        for form_id in filter(None, (form.strip() for form in forms.split(","))):
+            yield form_feed(form_id), typeform_client(key, api_base or TYPEFORM_API)

@@ -1,4 +1,4 @@
-"""Linking survey NPS to endusers and companies (worker/pipeline/respondents.py), against the
+"""Linking survey NPS to endusers and companies (connectors/surveys/respondents.py), against the
 sandbox: what the directory reads and when, what is created, what is refused and why."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import pytest
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from connectors.source import NoBudget
+from connectors.surveys.respondents import FRESH, Budget, Directories, link
 from tests.conftest import sandbox_stats
-from worker.pipeline.respondents import FRESH, Budget, Directories, NoBudget, link
-from worker.runtime.ratelimit import LocalRateLimiter
+from worker.runtime.ratelimit import LocalRateLimiter, budget_taker
 
 
 class Clock:
@@ -29,7 +30,7 @@ def planhat(sandbox: BackgroundSandbox) -> Iterator[PlanhatClient]:
 
 
 def budget(burst: int = 1000) -> Budget:
-    return Budget(LocalRateLimiter(rate_per_minute=1e-3, burst=burst), "b", max_wait=0.0)
+    return budget_taker(LocalRateLimiter(rate_per_minute=1e-3, burst=burst), "b", max_wait=0.0)
 
 
 def reads(sandbox: BackgroundSandbox) -> int:
@@ -62,7 +63,7 @@ def test_without_rate_budget_the_directory_is_not_read(
     sandbox: BackgroundSandbox, planhat: PlanhatClient
 ) -> None:
     spent = budget(burst=1)
-    spent.take()
+    spent()
 
     with pytest.raises(NoBudget):
         Directories().get("default", planhat, spent, ["ada@acme.example"])

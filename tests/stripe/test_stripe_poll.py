@@ -12,13 +12,14 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.planhat.client import PlanhatClient
+from connectors.stripe.poll import FEED as STRIPE
 from connectors.stripe.poll import events_since, stripe_client
 from state.db import session_scope
 from state.inbox import store_event
 from state.tables import Cursor, InboxEvent
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import Embedded
-from worker.intake.poll import STRIPE, poll
+from worker.intake.poll import poll
 
 
 class FakeStripe:

@@ -29,7 +29,7 @@ from state.tables import DeadLetter, InboxEvent
 from tests.conftest import drain_embedded
 from tests.test_dev_flow import UNLIMITED
 from worker.intake.inbox import ThreadedInbox
-from worker.intake.poll import SURVEYMONKEY_ACCESS_TOKEN, TYPEFORM_API_KEY, SourceApis
+from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import LocalDispatcher, embedded_runtime
 from worker.runtime.jobs import Runtime
@@ -120,8 +120,8 @@ class Surveys:
             secrets={
                 "typeform": TYPEFORM_SECRET,
                 "surveymonkey": SM_SECRET,
-                TYPEFORM_API_KEY: "tf-token",
-                SURVEYMONKEY_ACCESS_TOKEN: "sm-token",
+                "typeform:api_key": "tf-token",
+                "surveymonkey:access_token": "sm-token",
             },
             options={"typeform.forms": FORM, **(options or {})},
         )

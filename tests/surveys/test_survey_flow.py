@@ -15,7 +15,6 @@ from connectors.surveymonkey.verify import sign as sm_sign
 from tests.engine.services import fresh_postgres_database
 from tests.surveys.harness import FIXTURES, FORM, SM_SECRET, Surveys, typeform_event
 from worker.pipeline import dlq
-from worker.pipeline.respondents import Directories
 from worker.runtime.jobs import run_poll
 
 
@@ -136,7 +135,7 @@ def test_a_respondent_no_company_can_take_is_a_dead_letter_until_the_domain_is_a
     assert list(surveys.client.list("endusers")) == []
     # when the domain is added to the company in Planhat, and the dead letter retried
     surveys.client.update("companies", acme, {"domains": ["acme.example", "unknown.example"]})
-    surveys.runtime.directories = Directories(ttl=0.0)  # read Planhat's directory afresh
+    surveys.runtime.prepare_memo.clear()  # the prepare hook reads Planhat's directory afresh
     dlq.retry(surveys.runtime.engine, None)
     surveys.dispatcher.flush("default", 0.0)
     surveys.drain()

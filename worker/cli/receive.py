@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 
 from connectors.planhat.client import DEFAULT_BASE_URL
-from connectors.sources import SOURCES, OptionError, check_options
+from connectors.sources import OptionError, check_options, check_secret_name
 from state.connections import add_connection, list_connections, remove_connection
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
@@ -101,8 +101,10 @@ def _secrets(pairs: list[str]) -> dict[str, str]:
         source, sep, value = pair.partition("=")
         if not sep or not value:
             raise typer.BadParameter(f"{pair!r}: expected SOURCE=SECRET")
-        if source.partition(":")[0] not in SOURCES:  # e.g. stripe, or stripe:api_key
-            raise typer.BadParameter(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+        try:  # a source (its webhook secret), or one of its credentials: stripe:api_key
+            check_secret_name(source)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
         secrets[source] = value
     return secrets
 

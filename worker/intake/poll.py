@@ -3,23 +3,20 @@
 Every source's events API works the same way here: fetch what happened since the stored
 cursor less a look-back window, store each event the inbox does not hold yet (deduped by
 event id, so webhooks and polls never double up), hand the new ones on, move the cursor.
+Which feeds a connection has is the source's business (``Polled.feeds``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import structlog
 from sqlalchemy import Engine
 
-from connectors.chargebee import poll as chargebee
-from connectors.stripe import poll as stripe
-from connectors.surveymonkey.api import SURVEYMONKEY_API
-from connectors.typeform import poll as typeform
+from connectors.source import Feed, Polled
+from connectors.sources import SOURCES, OptionError, credentials_of, source_options
 from state.connections import Tenant
 from state.db import session_scope
 from state.inbox import store_event
@@ -27,67 +24,31 @@ from state.tables import Cursor, utcnow
 
 log = structlog.get_logger(__name__)
 
-# Where a connection's source API credentials sit among its secrets.
-STRIPE_API_KEY = "stripe:api_key"
-CHARGEBEE_API_KEY = "chargebee:api_key"
-CHARGEBEE_SITE = "chargebee:site"  # "acme" for acme.chargebee.com
-TYPEFORM_API_KEY = "typeform:api_key"  # a personal access token with responses:read
-SURVEYMONKEY_ACCESS_TOKEN = "surveymonkey:access_token"  # noqa: S105 - a key name
 
-
-@dataclass(frozen=True, slots=True)
-class Feed:
-    source: str
-    fetch: Callable[[httpx.Client, int], list[Any]]  # events from a unix time, oldest first
-    position: Callable[[Any], int]  # an event's place in time (unix seconds)
-    event_id: Callable[[Any], str]  # its id, the same a webhook delivery is stored under
-    lookback: int  # seconds asked again before the cursor
-    cursor: str = ""  # the cursor's name when a source has several feeds; else the source's
-
-
-def _id(event: Any) -> str:
-    return str(event["id"])
-
-
-STRIPE = Feed("stripe", stripe.events_since, lambda e: int(e.get("created", 0)), _id,
-              stripe.LOOKBACK_SECONDS)  # fmt: skip
-CHARGEBEE = Feed("chargebee", chargebee.events_since, lambda e: int(e.get("occurred_at", 0)),
-                 _id, chargebee.LOOKBACK_SECONDS)  # fmt: skip
-
-
-def typeform_feed(form_id: str) -> Feed:
-    return Feed(
-        "typeform",
-        lambda client, since: typeform.responses_since(client, form_id, since),
-        typeform.submitted,
-        lambda event: str(event["form_response"]["token"]),  # as connectors/typeform/verify
-        typeform.LOOKBACK_SECONDS,
-        cursor=f"typeform:{form_id}",
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class SourceApis:
-    """Base URLs of the source APIs (local fakes in tests)."""
+    """Base URLs that replace the source APIs' own (local fakes in tests): source → URL."""
 
-    stripe: str = stripe.STRIPE_API
-    chargebee: str | None = None  # None: https://<the connection's site>.chargebee.com
-    typeform: str = typeform.TYPEFORM_API
-    surveymonkey: str = SURVEYMONKEY_API
+    def __init__(self, **bases: str | None) -> None:
+        self._bases = {name: url for name, url in bases.items() if url}
+
+    def base(self, source: str) -> str | None:
+        """The override for ``source``, or None: the source uses its own ``api_base``."""
+        return self._bases.get(source)
 
 
 def feeds(tenant: Tenant, apis: SourceApis) -> Iterator[tuple[Feed, httpx.Client]]:
-    """The feeds a connection can be polled on: those it has an API key for."""
-    secrets = tenant.secrets
-    if key := secrets.get(STRIPE_API_KEY):
-        yield STRIPE, stripe.stripe_client(key, apis.stripe)
-    site = apis.chargebee or secrets.get(CHARGEBEE_SITE)
-    if (key := secrets.get(CHARGEBEE_API_KEY)) and site:
-        yield CHARGEBEE, chargebee.chargebee_client(key, chargebee.chargebee_base_url(site))
-    forms = tenant.options.get("typeform.forms", "")
-    if (key := secrets.get(TYPEFORM_API_KEY)) and forms:
-        for form_id in filter(None, (form.strip() for form in forms.split(","))):
-            yield typeform_feed(form_id), typeform.typeform_client(key, apis.typeform)
+    """The feeds a connection can be polled on: those its credentials can read."""
+    for source in SOURCES.values():
+        if not isinstance(source, Polled):
+            continue
+        try:
+            options = source_options(source, tenant.options)
+        except OptionError as error:  # said at every poll until the option is fixed
+            log.warning("poll.bad_options", source=source.name, connection=tenant.name,
+                        error=str(error))  # fmt: skip
+            continue
+        credentials = credentials_of(source, tenant.secrets)
+        yield from source.feeds(credentials, options, apis.base(source.name))
 
 
 def poll(
@@ -100,7 +61,7 @@ def poll(
     """Store every event since the cursor (less the look-back) that the inbox does not
     hold yet, hand the new ones on, and move the cursor. Returns how many were new."""
     with session_scope(engine) as session:
-        cursor = session.get(Cursor, (connection, feed.cursor or feed.source))
+        cursor = session.get(Cursor, (connection, feed.cursor_name))
         seen = int(cursor.position) if cursor and cursor.position else 0
     events = feed.fetch(client, max(0, seen - feed.lookback))
     new: list[int] = []
@@ -118,7 +79,7 @@ def poll(
             if inbox_id is not None:
                 new.append(inbox_id)
             newest = max(newest, feed.position(event))
-        name = feed.cursor or feed.source
+        name = feed.cursor_name
         row = session.get(Cursor, (connection, name)) or Cursor(connection=connection, source=name)
         row.position, row.updated_at = str(newest), utcnow()
         session.add(row)

@@ -72,7 +72,9 @@ def create_web_app(
             return _error(413, f"the body is over {max_body_bytes} bytes")
         try:
             event_id = kind.verify(request.headers, body, secret, clock())
-            changes = kind.changes(body, event_id, _options(kind, tenant.options))
+            changes = []
+            if kind.checks_on_receipt:  # the sender is the user: tell them now
+                changes = kind.changes(body, event_id, _options(kind, tenant.options))
         except SignatureError as error:
             return _error(401, f"signature refused: {error}")
         except RecordRejected:

@@ -9,8 +9,8 @@ outcome, and only if no newer change arrived meanwhile (its ``revision``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,16 +21,17 @@ from sqlmodel import Session, col, select
 from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
 from connectors.planhat.client import PlanhatClient
-from connectors.planhat.errors import FatalError, PlanhatError, RateLimitedError
 from connectors.planhat.models import MODELS, Operation, model_spec
-from connectors.planhat.retry import equal_jitter
-from connectors.surveys import FALLBACK_COMPANY
+from connectors.source import PrepareContext, PrepareHook, Preparing
+from connectors.sources import SOURCES
 from state.db import for_update, session_scope
-from state.records import pending_rows, record_states
-from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
-from worker.pipeline.parents import WAITING, company_key, wake_children
-from worker.pipeline.respondents import Budget, Directories, NoBudget, link, needs_linking
-from worker.runtime.ratelimit import RateLimiter, wait_for_budget
+from state.records import record_states
+from state.tables import OutboxItem, utcnow
+from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
+from worker.pipeline.outcomes import Action, Outcome, outcome_of
+from worker.pipeline.parents import company_key
+from worker.pipeline.settle import bury, release, settle
+from worker.runtime.ratelimit import RateLimiter, budget_taker
 
 log = structlog.get_logger(__name__)
 
@@ -38,50 +39,35 @@ log = structlog.get_logger(__name__)
 # before licenses, and a child whose parent is still pending waits for it.
 PARENTS = ("companies", "endusers")
 FLUSH_ORDER = (*PARENTS, *(name for name in MODELS if name not in PARENTS))
-FATAL_PAUSE = 60.0  # seconds a connection rests after a 401/403 (configuration)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FlushPolicy:
-    batch_size: int = 500  # records per Planhat call (at most 5,000)
-    lease: float = 120.0  # seconds a flush holds its rows before others may take them
-    max_attempts: int = 8  # failed sends before a record becomes a dead letter
-    backoff_base: float = 2.0
-    backoff_cap: float = 600.0
-    parent_wait_attempts: int = 5  # rejected tries while the record's company is unknown
-    max_budget_wait: float = 30.0  # longer waits for rate budget reschedule instead
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.batch_size <= 5000:
-            raise ValueError("batch_size must be between 1 and 5000")
-
-    def backoff(self, attempts: int, jitter: Callable[[float], float] = equal_jitter) -> float:
-        return jitter(min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
+def prepare_hooks(model: str) -> list[PrepareHook]:
+    """The hooks registered sources declare for ``model``, each once, in registry order."""
+    hooks: list[PrepareHook] = []
+    for source in SOURCES.values():
+        if isinstance(source, Preparing):
+            hook = source.prepare.get(model)
+            if hook is not None and all(hook is not known for known in hooks):
+                hooks.append(hook)
+    return hooks
 
 
-@dataclass(slots=True)
-class FlushReport:
-    model: str
-    sent: int = 0  # records in the Planhat call
-    written: int = 0  # confirmed by Planhat
-    dead: int = 0  # became dead letters
-    dropped: int = 0  # stale or unchanged since queued: no call
-    deferred: int = 0  # waiting for a parent, for budget, or backing off
-    calls: int = 0
-    retry_in: float | None = None  # flush again after this many seconds
-    full: bool = False  # the batch was full: there may be more now
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    key: str
-    key_field: str
-    revision: int
-    record: dict[str, Any]  # what is sent: key field + fields
-    fields: dict[str, Any]
-    version: int
-    attempts: int
+def due_models(engine: Engine, connection: str) -> set[str]:
+    """The models of ``connection`` with rows a flush may claim now: only those are claimed."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        return set(
+            session.exec(
+                select(OutboxItem.model)
+                .where(OutboxItem.connection == connection, OutboxItem.next_attempt_at <= now)
+                .where(
+                    or_(
+                        col(OutboxItem.claimed_until).is_(None), col(OutboxItem.claimed_until) < now
+                    )
+                )
+                .distinct()
+            )
+        )
 
 
 def _claim(
@@ -153,59 +139,6 @@ def _claim(
     return claimed, report
 
 
-def _release(
-    engine: Engine,
-    connection: str,
-    model: str,
-    claimed: Sequence[Claimed],
-    *,
-    delay: float,
-    error: str | None = None,
-    policy: FlushPolicy | None = None,
-) -> int:
-    """Give claimed rows back, due after ``delay``. With a ``policy`` the try counts as a
-    failed attempt, and rows past ``max_attempts`` become dead letters. Returns those."""
-    dead = 0
-    with session_scope(engine) as session:
-        now = utcnow()
-        for item in claimed:
-            row = session.get(OutboxItem, (connection, model, item.key), with_for_update=True)
-            if row is None:
-                continue
-            row.claimed_until = None
-            row.next_attempt_at = now + timedelta(seconds=delay)
-            if policy is not None:
-                row.attempts += 1
-                row.last_error = error
-                if row.attempts >= policy.max_attempts:
-                    _bury(session, row, f"gave up after {row.attempts} attempts: {error}")
-                    dead += 1
-                    continue
-                row.next_attempt_at = now + timedelta(seconds=policy.backoff(row.attempts))
-            session.add(row)
-    return dead
-
-
-def _bury(session: Session, row: OutboxItem, reason: str) -> None:
-    session.add(
-        DeadLetter(
-            connection=row.connection,
-            model=row.model,
-            key=row.key,
-            key_field=row.key_field,
-            key_value=row.key_value,
-            fields=row.fields,
-            version=row.version,
-            reason=reason,
-            attempts=row.attempts,
-            event_id=row.event_id,
-            inbox_id=row.inbox_id,
-        )
-    )
-    session.delete(row)
-    log.warning("flush.dead_letter", model=row.model, key=row.key, reason=reason)
-
-
 def flush_batch(
     engine: Engine,
     planhat: PlanhatClient,
@@ -216,180 +149,140 @@ def flush_batch(
     budget: str,
     policy: FlushPolicy,
     sleep: Callable[[float], None] = time.sleep,
-    directories: Directories | None = None,
+    hooks: Sequence[PrepareHook] = (),
+    memo: dict[str, Any] | None = None,
 ) -> FlushReport:
-    """Claim, send and settle one batch of ``model`` for ``connection``. With
-    ``directories``, survey NPS records are linked to their enduser and company first."""
+    """Claim one batch of ``model`` for ``connection``, then prepare (``hooks``, in order),
+    send and settle it. Whatever goes wrong is mapped to one action (``outcome_of``)."""
     if not model_spec(model).supports(Operation.UPSERT):
         policy = replace(policy, batch_size=1)  # one record per budgeted call
     with session_scope(engine) as session:
         claimed, report = _claim(session, connection, model, policy, utcnow())
     if not claimed:
         return report
-    bound = log.bind(connection=connection, model=model, records=len(claimed))
-    if directories is not None and any(needs_linking(model, item.fields) for item in claimed):
-        try:
-            claimed = _link(engine, planhat, directories, connection, claimed, report,
-                            Budget(limiter, budget, policy.max_budget_wait, sleep))  # fmt: skip
-        except NoBudget as error:
-            _release(engine, connection, model, claimed, delay=error.wait)
-            report.deferred += len(claimed)
-            report.retry_in = error.wait
-            return report
-        except PlanhatError as error:  # reading the directory or creating endusers failed
-            report.dead = _release(
-                engine, connection, model, claimed, delay=0, error=str(error), policy=policy
-            )
-            report.deferred += len(claimed) - report.dead
-            report.retry_in = policy.backoff(1)
-            report.errors.append(str(error))
-            return report
-        if not claimed:
-            return report
-    wait = wait_for_budget(limiter, budget, max_wait=policy.max_budget_wait, sleep=sleep)
-    if wait > 0:
-        _release(engine, connection, model, claimed, delay=wait)
-        report.deferred += len(claimed)
-        report.retry_in = wait
-        return report
-    bound.info("flush.sending")
-    report.sent, report.calls = len(claimed), 1
-    try:
-        records = [item.record for item in claimed]
-        if model_spec(model).supports(Operation.UPSERT):
-            results = planhat.bulk_upsert(model, records, chunk_size=len(records))
-        else:  # custom fields: one keyed update-or-create (the batch is one record)
-            results = planhat.upsert_each(model, records, key_field=claimed[0].key_field)
-    except RateLimitedError as error:
-        # Every worker on this token waits now; the rows wait too, without an attempt.
-        limiter.pause(budget, error.retry_after)
-        _release(engine, connection, model, claimed, delay=error.retry_after)
-        report.deferred += len(claimed)
-        report.retry_in = error.retry_after
-        bound.info("flush.rate_limited", retry_after=error.retry_after)
-        return report
-    except FatalError as error:
-        _release(engine, connection, model, claimed, delay=FATAL_PAUSE)
-        report.deferred += len(claimed)
-        report.retry_in = FATAL_PAUSE
-        report.errors.append(str(error))
-        bound.error("flush.fatal", error=str(error))
-        return report
-    except PlanhatError as error:  # retryable, or an answer we could not read
-        report.dead = _release(
-            engine, connection, model, claimed, delay=0, error=str(error), policy=policy
-        )
-        report.deferred += len(claimed) - report.dead
-        report.retry_in = policy.backoff(1)
-        report.errors.append(str(error))
-        bound.warning("flush.retry", error=str(error))
-        return report
-    _settle(engine, connection, model, claimed, results, policy, report)
-    bound.info("flush.done", written=report.written, dead=report.dead, deferred=report.deferred)
+    take = budget_taker(limiter, budget, max_wait=policy.max_budget_wait, sleep=sleep)
+    context = PrepareContext(
+        connection=connection, planhat=planhat, take_budget=take, memo={} if memo is None else memo
+    )
+    flush = _Flush(engine, planhat, limiter, connection, model, budget, policy, report)
+    with structlog.contextvars.bound_contextvars(connection=connection, model=model):
+        flush.run(claimed, context, hooks)
+        log.info("flush.done", sent=report.sent, written=report.written, dead=report.dead,
+                 deferred=report.deferred)  # fmt: skip
     return report
 
 
-def _link(
-    engine: Engine,
-    planhat: PlanhatClient,
-    directories: Directories,
-    connection: str,
-    claimed: list[Claimed],
-    report: FlushReport,
-    budget: Budget,
-) -> list[Claimed]:
-    """Link survey NPS records to their enduser and company (worker/pipeline/respondents.py); those
-    that cannot be become dead letters saying why. Returns the ones to send."""
-    emails = [
-        str(item.fields["email"]).lower().strip()
-        for item in claimed
-        if needs_linking("nps", item.fields)
-    ]
-    directory = directories.get(connection, planhat, budget, emails)
-    linked = link(
-        directory,
-        planhat,
-        budget,
-        [item.record for item in claimed],
-        [item.fields.get(FALLBACK_COMPANY) for item in claimed],
-    )
-    report.calls += 1 if linked.created else 0
-    if linked.refused:
-        with session_scope(engine) as session:
-            for index, reason in linked.refused.items():
-                row = session.get(OutboxItem, (connection, "nps", claimed[index].key))
-                if row is not None and row.revision == claimed[index].revision:
-                    row.attempts += 1
-                    _bury(session, row, reason)
-                    report.dead += 1
-    return [
-        replace(item, record=record)
-        for index, (item, record) in enumerate(zip(claimed, linked.records, strict=True))
-        if index not in linked.refused
-    ]
+@dataclass(slots=True)
+class _Flush:
+    engine: Engine
+    planhat: PlanhatClient
+    limiter: RateLimiter
+    connection: str
+    model: str
+    budget: str
+    policy: FlushPolicy
+    report: FlushReport
 
+    def run(
+        self, batch: list[Claimed], context: PrepareContext, hooks: Sequence[PrepareHook]
+    ) -> float | None:
+        """Prepare, send and settle ``batch``. Returns a delay when the flush must stop
+        (no budget, 429, configuration): what is left waits that long, without an attempt."""
+        try:
+            batch = self._prepare(batch, context, hooks)
+            if not batch:
+                return None
+            context.take_budget()
+            self.report.sent += len(batch)
+            self.report.calls += 1
+            results = self._send(batch)
+        except Exception as error:
+            return self._act(outcome_of(error, len(batch)), batch, context, hooks)
+        settle(self.engine, self.connection, self.model, batch, results, self.policy, self.report)
+        return None
 
-def _settle(
-    engine: Engine,
-    connection: str,
-    model: str,
-    claimed: Sequence[Claimed],
-    results: Sequence[RecordResult],
-    policy: FlushPolicy,
-    report: FlushReport,
-) -> None:
-    with session_scope(engine) as session:
-        now = utcnow()
-        keys = [item.key for item in claimed]
-        # Locked until commit: an ingest merging a newer change into one of these rows
-        # waits, so a row is never deleted under a revision we did not send.
-        rows = pending_rows(session, connection, model, keys)
-        parents = [k for item in claimed if (k := company_key(model, item.fields))]
-        states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
-        for item, result in zip(claimed, results, strict=True):
-            row = rows.get(item.key)
-            newer = row is not None and row.revision != item.revision
-            if result.ok:
-                state = states.get((model, item.key))
-                if state is None:
-                    state = RecordState(
-                        connection=connection, model=model, key=item.key, fields_hash="", version=0
-                    )
-                state.fields = {**state.fields, **item.fields}
-                state.fields_hash = fields_hash(state.fields)
-                state.version = max(state.version, item.version)
-                state.planhat_id = result.id or state.planhat_id
-                state.pushed_at = now
-                session.add(state)
-                report.written += 1
-                if row is not None and not newer:
-                    session.delete(row)
-                elif row is not None:
-                    row.claimed_until = None  # a newer change waits: flush it next
+    def _prepare(
+        self, batch: list[Claimed], context: PrepareContext, hooks: Sequence[PrepareHook]
+    ) -> list[Claimed]:
+        for hook in hooks:
+            prepared = hook(
+                context, [item.fields for item in batch], [item.record for item in batch]
+            )
+            self.report.calls += prepared.calls
+            self._bury([batch[index] for index in prepared.refused], prepared.refused.values())
+            batch = [
+                replace(item, record=record)
+                for index, (item, record) in enumerate(zip(batch, prepared.records, strict=True))
+                if index not in prepared.refused
+            ]
+        return batch
+
+    def _send(self, batch: list[Claimed]) -> Sequence[RecordResult]:
+        log.info("flush.sending", records=len(batch))
+        records = [item.record for item in batch]
+        if model_spec(self.model).supports(Operation.UPSERT):
+            return self.planhat.bulk_upsert(self.model, records, chunk_size=len(records))
+        # custom fields: one keyed update-or-create (the batch is one record)
+        return self.planhat.upsert_each(self.model, records, key_field=batch[0].key_field)
+
+    def _act(
+        self,
+        outcome: Outcome,
+        batch: list[Claimed],
+        context: PrepareContext,
+        hooks: Sequence[PrepareHook],
+    ) -> float | None:
+        report = self.report
+        if outcome.action is Action.SPLIT:
+            # Halve until the records that cause it stand alone (and are buried).
+            log.warning("flush.split", records=len(batch), reason=outcome.reason)
+            middle = len(batch) // 2
+            halves = (batch[:middle], batch[middle:])
+            stop = self.run(halves[0], context, hooks)
+            if stop is not None:
+                self.release(halves[1], delay=stop)
+                return stop
+            return self.run(halves[1], context, hooks)
+        if outcome.action is Action.BURY:
+            self._bury(batch, [outcome.reason] * len(batch))
+            return None
+        if outcome.action is Action.BACK_OFF:
+            report.dead += release(self.engine, self.connection, self.model, batch, delay=0,
+                                    error=outcome.reason, policy=self.policy)  # fmt: skip
+            report.deferred += len(batch)
+            report.retry_in = self.policy.backoff(1)
+            report.errors.append(outcome.reason)
+            log.warning("flush.retry", error=outcome.reason)
+            return None
+        if outcome.action is Action.PAUSE:  # every worker on this token waits now
+            self.limiter.pause(self.budget, outcome.delay)
+            log.info("flush.rate_limited", retry_after=outcome.delay)
+        if outcome.action is Action.REST:
+            report.errors.append(outcome.reason)
+            log.error("flush.fatal", error=outcome.reason)
+        self.release(batch, delay=outcome.delay)
+        return outcome.delay
+
+    def release(self, batch: list[Claimed], *, delay: float) -> None:
+        """Give rows back without an attempt: waiting is not failing."""
+        release(self.engine, self.connection, self.model, batch, delay=delay)
+        self.report.deferred += len(batch)
+        self.report.retry_in = delay
+
+    def _bury(self, batch: Sequence[Claimed], reasons: Iterable[str]) -> None:
+        """Dead letters for claimed records (unless a newer change arrived meanwhile: that
+        one may fix it, so it is tried first)."""
+        if not batch:
+            return
+        with session_scope(self.engine) as session:
+            for item, reason in zip(batch, reasons, strict=True):
+                row = session.get(OutboxItem, (self.connection, self.model, item.key))
+                if row is None:
+                    continue
+                if row.revision != item.revision:
+                    row.claimed_until = None
                     session.add(row)
-                continue
-            if row is None:
-                continue
-            reason = f"Planhat {result.outcome}: {result.message or 'no reason given'}"
-            parent = company_key(model, item.fields)
-            parent_unknown = parent is not None and ("companies", parent) not in states
-            if parent_unknown:  # found again by wake_children when the company arrives
-                reason = f"{WAITING}: {reason}"
-            if newer:
-                row.claimed_until = None  # the newer data may fix it: try that first
-            elif parent_unknown and row.attempts + 1 < policy.parent_wait_attempts:
-                # Its company may still be on its way (sources deliver out of order).
+                    continue
                 row.attempts += 1
-                row.last_error = reason
-                row.claimed_until = None
-                row.next_attempt_at = now + timedelta(seconds=policy.backoff(row.attempts))
-                report.deferred += 1
-            else:
-                row.attempts += 1
-                _bury(session, row, reason)
-                report.dead += 1
-                continue
-            session.add(row)
-        if model == "companies":
-            written = [item.key for item, result in zip(claimed, results, strict=True) if result.ok]
-            wake_children(session, connection, written, now)
+                bury(session, row, reason)
+                self.report.dead += 1

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connectors.change import Change, MappingError, RecordRejected, fields_hash
+from connectors.source import ThinEvents
 from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
@@ -85,8 +86,7 @@ def ingest(
 def awaiting_detail(event: InboxEvent) -> bool:
     """A thin event the worker has not completed from its source's API yet: it stays
     pending (the engine fetches, then ingests; the sweeper retries a failed fetch)."""
-    source = SOURCES.get(event.source)
-    return source is not None and source.needs_detail and event.detail is None
+    return isinstance(SOURCES.get(event.source), ThinEvents) and event.detail is None
 
 
 def _map(
@@ -99,7 +99,7 @@ def _map(
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
         given = source_options(source, _options(session, event.connection, default_options))
-        body = event.detail if source.needs_detail else event.body
+        body = event.detail if isinstance(source, ThinEvents) else event.body
         if body is None:  # not completed from the source's API yet: the caller waits
             raise MappingError("the event's detail was not fetched from the source's API")
         return source.changes(body, event.event_id, given)
@@ -148,7 +148,7 @@ def _options(
 
 
 def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
-    # An event the mapping has nothing to say about (a Stripe event type not mapped) is
+    # An event the mapping has nothing to say about (an event type it does not map) is
     # kept and marked "ignored": accepted, not an error, and replayable if that changes.
     status = "done" if changes else "ignored"
     event.status, event.error, event.processed_at = status, None, utcnow()

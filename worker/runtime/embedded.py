@@ -115,8 +115,8 @@ class LocalDispatcher:
 
 
 class Sweeper(threading.Thread):
-    """Beat's work in process: sweeps, and polls of source APIs (Stripe's and Chargebee's
-    events; none when ``apis`` is None)."""
+    """Beat's work in process: sweeps, and polls of source APIs (every
+    feed a connection has credentials for; none when ``apis`` is None)."""
 
     def __init__(self, runtime: Runtime, interval: float, apis: SourceApis | None = None) -> None:
         super().__init__(name="sweeper", daemon=True)

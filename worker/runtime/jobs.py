@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 import structlog
@@ -23,9 +23,9 @@ from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
 from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
-from worker.pipeline.flush import FLUSH_ORDER, FlushReport, flush_batch
+from worker.pipeline.batch import FlushReport
+from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
 from worker.pipeline.ingest import IngestReport, ingest, ingest_many
-from worker.pipeline.respondents import Directories
 from worker.runtime.ratelimit import RateLimiter, budget_key
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
@@ -123,9 +123,10 @@ class Runtime:
     locks: Locks
     clients: PlanhatClients
     config: EngineSettings
-    # Planhat endusers by e-mail and companies by domain, for survey respondents.
-    directories: Directories = field(default_factory=Directories)
     apis: SourceApis = field(default_factory=SourceApis)  # local fakes in tests
+    # Each connection's scratch space for prepare hooks (their caches): lives as long as
+    # this runtime; one flush per connection at a time uses it.
+    prepare_memo: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
@@ -215,7 +216,9 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
             rt.dispatcher.flush(connection, MAX_COUNTDOWN)
             return []
         policy = rt.config.policy()
-        for model in FLUSH_ORDER:
+        due = due_models(rt.engine, connection)
+        memo = rt.prepare_memo.setdefault(connection, {})
+        for model in (name for name in FLUSH_ORDER if name in due):
             while True:
                 report = flush_batch(
                     rt.engine,
@@ -225,7 +228,8 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
                     model=model,
                     budget=budget,
                     policy=policy,
-                    directories=rt.directories,
+                    hooks=prepare_hooks(model),
+                    memo=memo,
                 )
                 if report.sent or report.dropped or report.deferred:
                     reports.append(report)

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import redis
 
+from connectors.source import NoBudget
+
 # KEYS[1]: the token's TAT (ms), KEYS[2]: its pause. ARGV[1]: ms per call, ARGV[2]: burst.
 # Returns 0 when the call may go now, else how many ms to wait.
 _GCRA = """
@@ -141,3 +143,21 @@ def wait_for_budget(
             return wait
         sleep(wait)
         waited += wait
+
+
+def budget_taker(
+    limiter: RateLimiter,
+    key: str,
+    *,
+    max_wait: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[], None]:
+    """A function that takes one call from the budget, waiting up to ``max_wait`` seconds,
+    or raises ``NoBudget`` with the wait (what prepare hooks are given)."""
+
+    def take() -> None:
+        wait = wait_for_budget(limiter, key, max_wait=max_wait, sleep=sleep)
+        if wait > 0:
+            raise NoBudget(wait)
+
+    return take

@@ -10,34 +10,15 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
-from connectors.sources import SOURCES, check_options
-from connectors.stripe.poll import STRIPE_API
-from connectors.surveymonkey.api import SURVEYMONKEY_API
-from connectors.typeform.poll import TYPEFORM_API
+from connectors.sources import SOURCES, check_options, env_api_bases, env_secrets
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
-from worker.intake.poll import (
-    CHARGEBEE_API_KEY,
-    CHARGEBEE_SITE,
-    STRIPE_API_KEY,
-    SURVEYMONKEY_ACCESS_TOKEN,
-    TYPEFORM_API_KEY,
-    SourceApis,
-)
-from worker.pipeline.flush import FlushPolicy
+from worker.intake.poll import SourceApis
+from worker.pipeline.batch import FlushPolicy
 
 # Sent when no token is set and the base URL is this machine's sandbox, which accepts any
 # non-empty bearer token. Never sent anywhere else.
 SANDBOX_TOKEN = "sandbox"  # noqa: S105 - not a secret: the sandbox takes any token
-
-
-API_SECRETS = {
-    STRIPE_API_KEY: "STRIPE_API_KEY",
-    CHARGEBEE_API_KEY: "CHARGEBEE_API_KEY",
-    CHARGEBEE_SITE: "CHARGEBEE_SITE",
-    TYPEFORM_API_KEY: "TYPEFORM_API_TOKEN",
-    SURVEYMONKEY_ACCESS_TOKEN: "SURVEYMONKEY_ACCESS_TOKEN",
-}
 
 
 class Settings(BaseSettings):
@@ -48,10 +29,6 @@ class Settings(BaseSettings):
     planhat_sync_log_level: str = "warning"
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
-    stripe_api_base: str = STRIPE_API  # a local fake in tests
-    chargebee_api_base: str | None = None  # default: https://<CHARGEBEE_SITE>.chargebee.com
-    typeform_api_base: str = TYPEFORM_API
-    surveymonkey_api_base: str = SURVEYMONKEY_API
 
     def default_tenant(self) -> Tenant:
         """The ``default`` connection, from the environment."""
@@ -59,30 +36,19 @@ class Settings(BaseSettings):
             token = self.planhat_token()
         except MissingTokenError:
             token = ""  # events are still received and kept; flushes say what is missing
-        secrets = {
-            source.name: value
-            for source in SOURCES.values()
-            if (value := source.env_secret(os.environ))
-        }
-        # Source API credentials let beat poll their events APIs (worker/intake/poll.py).
-        for key, variable in API_SECRETS.items():
-            if os.environ.get(variable):
-                secrets[key] = os.environ[variable]
         return Tenant(
             name="default",
             planhat_base_url=self.planhat_base_url,
             planhat_token=token,
-            secrets=secrets,
+            # Webhook secrets, and source API credentials (<SOURCE>_<NAME>): with those,
+            # beat polls the sources' events APIs and thin events are completed.
+            secrets=env_secrets(os.environ),
             options=env_options(),
         )
 
     def source_apis(self) -> SourceApis:
-        return SourceApis(
-            stripe=self.stripe_api_base,
-            chargebee=self.chargebee_api_base,
-            typeform=self.typeform_api_base,
-            surveymonkey=self.surveymonkey_api_base,
-        )
+        """Source API base URLs set by ``<SOURCE>_API_BASE`` (local fakes in tests)."""
+        return SourceApis(**env_api_bases(os.environ))
 
     def planhat_token(self) -> str:
         """The token to send: the configured one, or the sandbox's when talking to it."""
@@ -97,8 +63,8 @@ class Settings(BaseSettings):
 
 
 def env_options() -> dict[str, str]:
-    """The ``default`` connection's mapping options: ``STRIPE_COMPANY_KEY`` sets
-    ``stripe.company_key``, and so on for every option a source declares. Checked here, so
+    """The ``default`` connection's mapping options: ``<SOURCE>_<OPTION>`` sets
+    ``<source>.<option>``, for every option a source declares. Checked here, so
     a bad value stops the process at start rather than failing events later."""
     options = {
         f"{source.name}.{option.name}": value

@@ -5,9 +5,10 @@ NPS record keyed by ``sourceId`` (so a redelivery or an edited response updates 
 record), or a rejection a person understands: no score, a score outside 0-10, no e-mail.
 
 The record names its respondent by e-mail only. Linking it to the right enduser and
-company needs Planhat's directory, so that happens when it is sent (worker/pipeline/respondents.py):
-the enduser with that e-mail, else a new one on the company whose domains hold the
-e-mail's domain, else on the connection's fallback company, else a dead letter.
+company needs Planhat's directory, so that happens when it is sent
+(connectors/surveys/respondents.py): the enduser with that e-mail, else a new one on the
+company whose domains hold the e-mail's domain, else on the connection's fallback company,
+else a dead letter.
 """
 
 from __future__ import annotations

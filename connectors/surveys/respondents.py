@@ -4,7 +4,9 @@ An NPS record from a survey names its respondent by e-mail only (connectors/surv
 Planhat links nothing by e-mail in a bulk upsert, and an enduser created without a company
 is silently dropped when no company has its domain (planhat-api.md), so planhat-sync
 links the record itself, from a directory of the tenant: endusers by e-mail, companies by
-domain (both read with ``select``, a page a call, cached per connection).
+domain (both read with ``select``, a page a call, cached per connection). It is a prepare
+hook (``connectors/source.py``) the survey sources declare for ``nps``: the flush runs it
+on every NPS batch just before sending, whatever source queued the records.
 
 - an enduser with that e-mail exists: the NPS gets its ``euId`` and its company's ``cId``;
 - else the company whose ``domains`` hold the e-mail's domain, else the connection's
@@ -16,26 +18,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from connectors.planhat.client import PlanhatClient
-from worker.runtime.ratelimit import RateLimiter, wait_for_budget
+from connectors.source import PrepareContext, Prepared, PrepareHook
+from connectors.surveys import FALLBACK_COMPANY
 
 log = structlog.get_logger(__name__)
 
+# The survey sources: each has a ``fallback_company`` option.
+FALLBACK_SOURCES = ("typeform", "surveymonkey")
 TTL = 300.0  # seconds a directory serves before it is read again
 FRESH = 30.0  # a directory younger than this is not re-read for an unknown e-mail
 PAGE = 2000
-
-
-class NoBudget(Exception):
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"no rate budget for {wait:.1f} s")
-        self.wait = wait
 
 
 @dataclass(slots=True)
@@ -45,19 +44,8 @@ class Directory:
     loaded_at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """How a directory read or enduser write takes from the connection's rate budget."""
-
-    limiter: RateLimiter
-    key: str
-    max_wait: float
-    sleep: Callable[[float], None] = time.sleep
-
-    def take(self) -> None:
-        wait = wait_for_budget(self.limiter, self.key, max_wait=self.max_wait, sleep=self.sleep)
-        if wait > 0:
-            raise NoBudget(wait)
+# Takes one call's worth of the connection's rate budget, or raises ``NoBudget``.
+Budget = Callable[[], None]
 
 
 class Directories:
@@ -87,7 +75,7 @@ class Directories:
 def _pages(planhat: PlanhatClient, budget: Budget, model: str, select: list[str]) -> list[Any]:
     records: list[Any] = []
     while True:
-        budget.take()
+        budget()
         page = planhat.list_page(model, limit=PAGE, offset=len(records), select=select)
         records.extend(page)
         if len(page) < PAGE:
@@ -147,7 +135,7 @@ def link(
             source = record.get("source")
             remedy = (
                 f"set {source}.fallback_company"
-                if source in ("typeform", "surveymonkey")
+                if source in FALLBACK_SOURCES
                 else "send the record with its cId"
             )
             refused[index] = (
@@ -157,7 +145,7 @@ def link(
             )
     created = 0
     if to_create:
-        budget.take()
+        budget()
         emails = list(to_create)
         results = planhat.bulk_upsert(
             "endusers",
@@ -184,3 +172,34 @@ def link(
             record = {**record, "euId": enduser_id, "cId": company}
         linked.append(dict(record))
     return Linked(records=linked, refused=refused, created=created)
+
+
+class LinkRespondents:
+    """The prepare hook: link a batch's NPS records before they are sent. The directory is
+    kept in the context's memo (one per engine and connection)."""
+
+    def __init__(self, ttl: float = TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+
+    def __call__(
+        self,
+        context: PrepareContext,
+        fields: Sequence[Mapping[str, Any]],
+        records: Sequence[dict[str, Any]],
+    ) -> Prepared:
+        emails = [str(r["email"]).lower().strip() for r in records if needs_linking("nps", r)]
+        if not emails:
+            return Prepared(records=list(records))
+        directories = context.memo.setdefault("respondents", Directories(self._ttl, self._clock))
+        directory = directories.get(
+            context.connection, context.planhat, context.take_budget, emails
+        )
+        fallbacks = [item.get(FALLBACK_COMPANY) for item in fields]
+        linked = link(directory, context.planhat, context.take_budget, records, fallbacks)
+        return Prepared(
+            records=linked.records, refused=linked.refused, calls=1 if linked.created else 0
+        )
+
+
+PREPARE: Mapping[str, PrepareHook] = {"nps": LinkRespondents()}

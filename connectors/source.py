@@ -1,0 +1,197 @@
+"""The ``Source`` seam: what a source is, and the optional capabilities the worker discovers.
+
+Every source is one object in the registry (``connectors/sources.py``). The worker never
+names a source: it asks the registered object what it can do, by checking which of the
+small protocols below it satisfies (``isinstance`` on ``runtime_checkable`` protocols), and
+reads its settings by the generic rules here.
+
+    Source              verify a delivery + its event id; pure mapping; mapping options
+    ├── HasApi          credentials and an API base URL
+    │   ├── Polled      feeds of events to poll from that API
+    │   └── ThinEvents  completes a thin event from that API before mapping
+    ├── Preparing       per-model hooks run on a batch just before it is sent to Planhat
+    └── WritesBack      writes a change made in Planhat back to the source (two-way)
+
+Settings, read generically: the ``default`` connection's webhook secret comes from
+``Source.env_secret``; a credential ``name`` of source ``s`` is the secret ``s:name`` of a
+stored connection (``--secret s:name=…``) and ``<S>_<NAME>`` in the environment for
+``default``; a source's API base URL is overridden by ``<S>_API_BASE`` (local fakes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from connectors.change import Change
+from connectors.options import Option
+from connectors.planhat.client import PlanhatClient
+
+
+class Source(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """The mapping choices a connection may change (``<source>.<name>``)."""
+        ...
+
+    @property
+    def checks_on_receipt(self) -> bool:
+        """Map while the sender waits and answer 400 for a body that cannot be mapped.
+        Only for a source whose sender is the user; any other source's verified event is
+        kept, and one that cannot be mapped becomes a dead letter (replayable)."""
+        ...
+
+    def env_secret(self, environ: Mapping[str, str]) -> str | None:
+        """The ``default`` connection's webhook secret, from the environment (or None)."""
+        ...
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
+        """Check the signature over the raw ``body``; return the source's event id.
+        Raises ``SignatureError`` (constant-time comparisons only)."""
+        ...
+
+    def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+        """The changes a stored event stands for (pure: no I/O). ``options`` holds every
+        option of this source, checked, defaults filled (``source_options``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Credential:
+    """A source API credential: the secret ``<source>:<name>``, env ``<SOURCE>_<NAME>``."""
+
+    name: str
+    help: str
+    legacy_env: str | None = None  # an older variable, still read when the new one is unset
+
+    def env_names(self, source: str) -> tuple[str, ...]:
+        generic = f"{source}_{self.name}".upper()
+        return (generic, self.legacy_env) if self.legacy_env else (generic,)
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One stream of a source's events, polled from a cursor (``worker/intake/poll.py``)."""
+
+    source: str
+    fetch: Callable[[httpx.Client, int], list[Any]]  # events from a unix time, oldest first
+    position: Callable[[Any], int]  # an event's place in time (unix seconds)
+    event_id: Callable[[Any], str]  # its id, the same a webhook delivery is stored under
+    lookback: int  # seconds asked again before the cursor
+    cursor: str = ""  # the cursor's name when a source has several feeds; else the source's
+
+    @property
+    def cursor_name(self) -> str:
+        return self.cursor or self.source
+
+
+@runtime_checkable
+class HasApi(Protocol):
+    """A source with an API the worker calls: its credentials and base URL."""
+
+    @property
+    def credentials(self) -> tuple[Credential, ...]: ...
+
+    @property
+    def api_base(self) -> str | None:
+        """The API's base URL (None: derived from a credential, e.g. Chargebee's site)."""
+        ...
+
+
+@runtime_checkable
+class Polled(HasApi, Protocol):
+    """Events to poll from the source's API."""
+
+    def feeds(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[Feed, httpx.Client]]:
+        """The feeds these credentials can read (none without them), each with its client.
+        ``credentials``: credential name → value; ``api_base``: an override, or None."""
+        ...
+
+
+class CannotComplete(Exception):
+    """A thin event that can never be completed as things are; the message says why."""
+
+
+@runtime_checkable
+class ThinEvents(HasApi, Protocol):
+    """Deliveries only name what changed: the worker fetches the detail before mapping,
+    keeps it with the stored event, and ``changes`` is given that detail instead."""
+
+    def detail(self, credentials: Mapping[str, str], api_base: str | None, body: bytes) -> bytes:
+        """The detail to map. Raises ``CannotComplete`` when asking again cannot help; any
+        other error (``httpx.HTTPError``, ``ValueError``) leaves the event to be retried."""
+        ...
+
+
+class NoBudget(Exception):
+    """The connection's rate budget is spent: try again after ``wait`` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"no rate budget for {wait:.1f} s")
+        self.wait = wait
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrepareContext:
+    """What a prepare hook may use: Planhat (each call after ``take_budget()``, which
+    raises ``NoBudget``), and ``memo``, a place for its caches that lives as long as the
+    engine, one per connection (never used by two flushes at once)."""
+
+    connection: str
+    planhat: PlanhatClient
+    take_budget: Callable[[], None]
+    memo: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    records: list[dict[str, Any]]  # to send, in the order given
+    refused: dict[int, str] = field(default_factory=dict)  # index → why it cannot be sent
+    calls: int = 0  # Planhat calls the hook made
+
+
+class PrepareHook(Protocol):
+    def __call__(
+        self,
+        context: PrepareContext,
+        fields: Sequence[Mapping[str, Any]],
+        records: Sequence[dict[str, Any]],
+    ) -> Prepared:
+        """Complete a batch before it is sent. ``fields``: each record's queued fields,
+        hints (``~`` names) included; ``records``: what would be sent. Records the hook
+        has nothing to do with come back as they are. Planhat errors propagate: the flush
+        maps them (a 429 pauses the shared budget and costs no attempt)."""
+        ...
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    @property
+    def prepare(self) -> Mapping[str, PrepareHook]:
+        """Planhat model → the hook run on its batches (for records of any source)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteBackContext:
+    connection: str
+    credentials: Mapping[str, str]
+    api_base: str | None
+
+
+@runtime_checkable
+class WritesBack(Protocol):
+    """A two-way source: a change made in Planhat (``Change.origin == "planhat"``) is
+    written back to it. The engine checks echoes (ARCHITECTURE.md, invariant 5) before."""
+
+    def write_back(self, context: WriteBackContext, change: Change) -> None:
+        """Write ``change`` to the source; raise ``httpx.HTTPError`` to be retried."""
+        ...

@@ -1,0 +1,146 @@
+"""Settle: what happens to claimed outbox rows after a try.
+
+A row leaves the outbox only in the transaction that records its outcome (record state,
+or a dead letter), and only if no newer change arrived meanwhile (its ``revision``).
+Given back without an attempt, a row waits; with one, it backs off and after
+``max_attempts`` becomes a dead letter. Children rejected because their company is unknown
+wait for it (``worker/pipeline/parents.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from connectors.change import fields_hash
+from connectors.planhat.bulk import RecordResult
+from state.db import session_scope
+from state.records import pending_rows, record_states
+from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
+from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
+from worker.pipeline.parents import WAITING, company_key, wake_children
+
+log = structlog.get_logger(__name__)
+
+
+def release(
+    engine: Engine,
+    connection: str,
+    model: str,
+    claimed: Sequence[Claimed],
+    *,
+    delay: float,
+    error: str | None = None,
+    policy: FlushPolicy | None = None,
+) -> int:
+    """Give claimed rows back, due after ``delay``. With a ``policy`` the try counts as a
+    failed attempt, and rows past ``max_attempts`` become dead letters. Returns those."""
+    dead = 0
+    with session_scope(engine) as session:
+        now = utcnow()
+        for item in claimed:
+            row = session.get(OutboxItem, (connection, model, item.key), with_for_update=True)
+            if row is None:
+                continue
+            row.claimed_until = None
+            row.next_attempt_at = now + timedelta(seconds=delay)
+            if policy is not None:
+                row.attempts += 1
+                row.last_error = error
+                if row.attempts >= policy.max_attempts:
+                    bury(session, row, f"gave up after {row.attempts} attempts: {error}")
+                    dead += 1
+                    continue
+                row.next_attempt_at = now + timedelta(seconds=policy.backoff(row.attempts))
+            session.add(row)
+    return dead
+
+
+def bury(session: Session, row: OutboxItem, reason: str) -> None:
+    session.add(
+        DeadLetter(
+            connection=row.connection,
+            model=row.model,
+            key=row.key,
+            key_field=row.key_field,
+            key_value=row.key_value,
+            fields=row.fields,
+            version=row.version,
+            reason=reason,
+            attempts=row.attempts,
+            event_id=row.event_id,
+            inbox_id=row.inbox_id,
+        )
+    )
+    session.delete(row)
+    log.warning("flush.dead_letter", model=row.model, key=row.key, reason=reason)
+
+
+def settle(
+    engine: Engine,
+    connection: str,
+    model: str,
+    claimed: Sequence[Claimed],
+    results: Sequence[RecordResult],
+    policy: FlushPolicy,
+    report: FlushReport,
+) -> None:
+    with session_scope(engine) as session:
+        now = utcnow()
+        keys = [item.key for item in claimed]
+        # Locked until commit: an ingest merging a newer change into one of these rows
+        # waits, so a row is never deleted under a revision we did not send.
+        rows = pending_rows(session, connection, model, keys)
+        parents = [k for item in claimed if (k := company_key(model, item.fields))]
+        states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
+        for item, result in zip(claimed, results, strict=True):
+            row = rows.get(item.key)
+            newer = row is not None and row.revision != item.revision
+            if result.ok:
+                state = states.get((model, item.key))
+                if state is None:
+                    state = RecordState(
+                        connection=connection, model=model, key=item.key, fields_hash="", version=0
+                    )
+                state.fields = {**state.fields, **item.fields}
+                state.fields_hash = fields_hash(state.fields)
+                state.version = max(state.version, item.version)
+                state.planhat_id = result.id or state.planhat_id
+                state.pushed_at = now
+                session.add(state)
+                report.written += 1
+                if row is not None and not newer:
+                    session.delete(row)
+                elif row is not None:
+                    row.claimed_until = None  # a newer change waits: flush it next
+                    session.add(row)
+                continue
+            if row is None:
+                continue
+            reason = f"Planhat {result.outcome}: {result.message or 'no reason given'}"
+            parent = company_key(model, item.fields)
+            parent_unknown = parent is not None and ("companies", parent) not in states
+            if parent_unknown:  # found again by wake_children when the company arrives
+                reason = f"{WAITING}: {reason}"
+            if newer:
+                row.claimed_until = None  # the newer data may fix it: try that first
+            elif parent_unknown and row.attempts + 1 < policy.parent_wait_attempts:
+                # Its company may still be on its way (sources deliver out of order).
+                row.attempts += 1
+                row.last_error = reason
+                row.claimed_until = None
+                row.next_attempt_at = now + timedelta(seconds=policy.backoff(row.attempts))
+                report.deferred += 1
+            else:
+                row.attempts += 1
+                bury(session, row, reason)
+                report.dead += 1
+                continue
+            session.add(row)
+        if model == "companies":
+            written = [item.key for item, result in zip(claimed, results, strict=True) if result.ok]
+            wake_children(session, connection, written, now)
