@@ -274,3 +274,22 @@ class _Hooked(httpx.BaseTransport):
         if self.hook is not None:
             self.hook(request)
         return self.inner.handle_request(request)
+
+
+def test_a_record_that_cannot_be_sent_is_buried_alone_and_its_batch_goes_out(
+    engine: Engine, planhat: PlanhatClient, limiter: LocalRateLimiter, sandbox: BackgroundSandbox
+) -> None:
+    # given: 60 companies and one whose name is a lone surrogate (JSON "\ud800"): it can be
+    # stored, but never encoded into a request
+    queue(engine, *(company(f"c{n}") for n in range(60)), change("companies", "bad", name="\ud800"))
+
+    # when
+    report = flush(engine, planhat, limiter, "companies")
+
+    # then: the batch was halved until the bad record stood alone
+    assert (report.written, report.dead) == (60, 1)
+    [letter] = letters(engine)
+    assert letter.key == "sourceId=bad"
+    assert letter.reason.startswith("could not be sent: UnicodeEncodeError")
+    assert len(list(planhat.list("companies"))) == 60
+    assert rows(engine) == []
