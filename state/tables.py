@@ -133,7 +133,7 @@ class DeadLetter(SQLModel, table=True):
 
 
 class Cursor(SQLModel, table=True):
-    """A poller's position in a source (used by the pollers)."""
+    """A poller's position in one feed of a source (``Feed.cursor_name``)."""
 
     __tablename__ = "cursor"
 

@@ -57,7 +57,7 @@ def beat_command(
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
 ) -> None:
-    """Run the scheduler (exactly one per deployment): the sweeper, later the pollers."""
+    """Run the scheduler (exactly one per deployment): the sweeper and the pollers."""
     _engine_ready()
     from worker.runtime.tasks import app as celery
 

@@ -58,7 +58,7 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
             "planhat_sync.ingest": {"queue": "ingest"},
             "planhat_sync.ingest_batch": {"queue": "ingest"},
             "planhat_sync.flush": {"queue": "flush"},
-            # Periodic jobs (the sweeper now, the pollers later) share the poll queue.
+            # Periodic jobs (the sweeper, the pollers) share the poll queue.
             "planhat_sync.sweep": {"queue": "poll"},
             "planhat_sync.poll": {"queue": "poll"},
         },
