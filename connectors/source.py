@@ -155,6 +155,9 @@ class PrepareContext:
 class Prepared:
     records: list[dict[str, Any]]  # to send, in the order given
     refused: dict[int, str] = field(default_factory=dict)  # index → why it cannot be sent
+    # index → why it cannot be sent yet: what it needs may still arrive (a company being
+    # written). It waits like a child for its parent, then becomes a dead letter.
+    waiting: dict[int, str] = field(default_factory=dict)
     calls: int = 0  # Planhat calls the hook made
 
 

@@ -58,13 +58,22 @@ class Directories:
         self._lock = threading.Lock()
 
     def get(
-        self, connection: str, planhat: PlanhatClient, budget: Budget, emails: Sequence[str]
+        self,
+        connection: str,
+        planhat: PlanhatClient,
+        budget: Budget,
+        emails: Sequence[str],
+        *,
+        refresh: bool = False,
     ) -> Directory:
+        """The connection's directory; read again when older than the TTL, when it does not
+        know an e-mail and is older than ``FRESH``, or when ``refresh``."""
         with self._lock:
             directory = self._cache.get(connection)
         age = self._clock() - directory.loaded_at if directory else None
         unknown = directory is not None and any(e not in directory.endusers for e in emails)
-        if directory is None or age is None or age > self._ttl or (unknown and age > FRESH):
+        stale = age is None or age > self._ttl or (unknown and age > FRESH)
+        if directory is None or stale or refresh:
             directory = _read(planhat, budget)
             directory.loaded_at = self._clock()
             with self._lock:
@@ -105,7 +114,25 @@ def needs_linking(model: str, fields: dict[str, Any]) -> bool:
 class Linked:
     records: list[dict[str, Any]]  # to send, in the order given
     refused: dict[int, str]  # index → why it cannot be linked (a dead letter)
+    unknown: dict[int, str]  # index → no company has its domain (yet): it waits
     created: int  # endusers created
+
+
+def _company_for(directory: Directory, email: str, fallback: str | None) -> str | None:
+    return directory.companies.get(email.rpartition("@")[2]) or fallback
+
+
+def unresolved(
+    directory: Directory, records: Sequence[dict[str, Any]], fallbacks: Sequence[str | None]
+) -> bool:
+    """Whether some record has neither an enduser nor a company in ``directory``."""
+    for record, fallback in zip(records, fallbacks, strict=True):
+        if needs_linking("nps", record):
+            email = str(record["email"]).lower().strip()
+            known = directory.endusers.get(email)
+            if not (known and known[1]) and not _company_for(directory, email, fallback):
+                return True
+    return False
 
 
 def link(
@@ -119,6 +146,7 @@ def link(
     that are missing first (one bulk upsert). ``fallbacks``: each record's fallback
     company (its ``~fallbackCompany`` hint), if any."""
     refused: dict[int, str] = {}
+    unknown: dict[int, str] = {}
     to_create: dict[str, str] = {}  # e-mail → company reference
     for index, record in enumerate(records):
         if not needs_linking("nps", record):
@@ -128,7 +156,7 @@ def link(
         if known and known[1]:
             continue
         domain = email.rpartition("@")[2]
-        company = directory.companies.get(domain) or fallbacks[index]
+        company = _company_for(directory, email, fallbacks[index])
         if company:
             to_create.setdefault(email, company)
         else:
@@ -138,7 +166,7 @@ def link(
                 if source in FALLBACK_SOURCES
                 else "send the record with its cId"
             )
-            refused[index] = (
+            unknown[index] = (
                 f"no Planhat enduser has the e-mail {email} and no company has the domain "
                 f"{domain}; add the domain to its company in Planhat, or {remedy}, then "
                 "retry this dead letter"
@@ -167,11 +195,11 @@ def link(
                         refused[index] = why
     linked = []
     for index, record in enumerate(records):
-        if index not in refused and needs_linking("nps", record):
+        if index not in refused and index not in unknown and needs_linking("nps", record):
             enduser_id, company = directory.endusers[str(record["email"]).lower().strip()]
             record = {**record, "euId": enduser_id, "cId": company}
         linked.append(dict(record))
-    return Linked(records=linked, refused=refused, created=created)
+    return Linked(records=linked, refused=refused, unknown=unknown, created=created)
 
 
 class LinkRespondents:
@@ -192,13 +220,22 @@ class LinkRespondents:
         if not emails:
             return Prepared(records=list(records))
         directories = context.memo.setdefault("respondents", Directories(self._ttl, self._clock))
+        started = self._clock()
         directory = directories.get(
             context.connection, context.planhat, context.take_budget, emails
         )
         fallbacks = [item.get(FALLBACK_COMPANY) for item in fields]
+        if directory.loaded_at < started and unresolved(directory, records, fallbacks):
+            # Never set a record aside on a directory read before its company was written.
+            directory = directories.get(
+                context.connection, context.planhat, context.take_budget, emails, refresh=True
+            )
         linked = link(directory, context.planhat, context.take_budget, records, fallbacks)
         return Prepared(
-            records=linked.records, refused=linked.refused, calls=1 if linked.created else 0
+            records=linked.records,
+            refused=linked.refused,
+            waiting=linked.unknown,
+            calls=1 if linked.created else 0,
         )
 
 

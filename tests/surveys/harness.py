@@ -130,7 +130,10 @@ class Surveys:
             return Connections(engine, box=lambda: box, default=lambda: tenant)
 
         apis = SourceApis(typeform=self.sources.url, surveymonkey=self.sources.url)
-        config = config or EngineSettings(flush_window=0.05, sweep_interval=1.0)
+        # Fast back-off: a respondent whose domain no company has waits its tries first.
+        config = config or EngineSettings(
+            flush_window=0.05, sweep_interval=1.0, backoff_base=0.05, backoff_cap=0.2
+        )
         self.runtime: Runtime
         self.dispatcher: LocalDispatcher
         self.runtime, self.dispatcher = embedded_runtime(url, connections, config, apis)

@@ -38,6 +38,9 @@ class FlushReport:
     calls: int = 0
     retry_in: float | None = None  # flush again after this many seconds
     full: bool = False  # the batch was full: there may be more now
+    # Rate limited, out of budget or resting (configuration): the connection's other
+    # models wait too (an NPS must never be linked while its company waits for budget).
+    stopped: bool = False
     errors: list[str] = field(default_factory=list)
 
 

@@ -9,7 +9,7 @@ outcome, and only if no newer change arrived meanwhile (its ``revision``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -209,11 +209,12 @@ class _Flush:
                 context, [item.fields for item in batch], [item.record for item in batch]
             )
             self.report.calls += prepared.calls
-            self._bury([batch[index] for index in prepared.refused], prepared.refused.values())
+            self._set_aside([(batch[i], why) for i, why in prepared.refused.items()])
+            self._set_aside([(batch[i], why) for i, why in prepared.waiting.items()], wait=True)
             batch = [
                 replace(item, record=record)
                 for index, (item, record) in enumerate(zip(batch, prepared.records, strict=True))
-                if index not in prepared.refused
+                if index not in prepared.refused and index not in prepared.waiting
             ]
         return batch
 
@@ -244,7 +245,7 @@ class _Flush:
                 return stop
             return self.run(halves[1], context, hooks)
         if outcome.action is Action.BURY:
-            self._bury(batch, [outcome.reason] * len(batch))
+            self._set_aside([(item, outcome.reason) for item in batch])
             return None
         if outcome.action is Action.BACK_OFF:
             report.dead += release(self.engine, self.connection, self.model, batch, delay=0,
@@ -254,6 +255,7 @@ class _Flush:
             report.errors.append(outcome.reason)
             log.warning("flush.retry", error=outcome.reason)
             return None
+        report.stopped = True
         if outcome.action is Action.PAUSE:  # every worker on this token waits now
             self.limiter.pause(self.budget, outcome.delay)
             log.info("flush.rate_limited", retry_after=outcome.delay)
@@ -269,20 +271,26 @@ class _Flush:
         self.report.deferred += len(batch)
         self.report.retry_in = delay
 
-    def _bury(self, batch: Sequence[Claimed], reasons: Iterable[str]) -> None:
-        """Dead letters for claimed records (unless a newer change arrived meanwhile: that
-        one may fix it, so it is tried first)."""
-        if not batch:
+    def _set_aside(self, reasons: Sequence[tuple[Claimed, str]], *, wait: bool = False) -> None:
+        """Dead letters for claimed records, with their reasons; with ``wait``, only after
+        ``parent_wait_attempts`` tries (what they need may still arrive), backing off until
+        then. A row a newer change reached meanwhile is tried again first: it may be fixed."""
+        if not reasons:
             return
+        now = utcnow()
         with session_scope(self.engine) as session:
-            for item, reason in zip(batch, reasons, strict=True):
+            for item, reason in reasons:
                 row = session.get(OutboxItem, (self.connection, self.model, item.key))
                 if row is None:
                     continue
-                if row.revision != item.revision:
-                    row.claimed_until = None
-                    session.add(row)
-                    continue
-                row.attempts += 1
-                bury(session, row, reason)
-                self.report.dead += 1
+                row.claimed_until = None
+                if row.revision == item.revision:
+                    row.attempts += 1
+                    if not wait or row.attempts >= self.policy.parent_wait_attempts:
+                        bury(session, row, reason)
+                        self.report.dead += 1
+                        continue
+                    row.last_error = reason
+                    row.next_attempt_at = now + timedelta(seconds=self.policy.backoff(row.attempts))
+                    self.report.deferred += 1
+                session.add(row)

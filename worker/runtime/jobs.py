@@ -235,8 +235,8 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
                     reports.append(report)
                 if report.retry_in is not None or not report.full:
                     break
-            if reports and reports[-1].retry_in is not None and reports[-1].calls == 0:
-                break  # out of budget: every model would wait alike
+            if report.stopped:
+                break  # every model would wait alike, and children must not pass parents
     _schedule_next(rt, connection)
     return reports
 
