@@ -29,14 +29,19 @@ def database_url() -> str:
 def make_engine(url: str | None = None) -> Engine:
     url = url or database_url()
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     # No pool_pre_ping: it costs a round trip on every checkout (the receiver's hot path);
     # connections are recycled instead, and a dead one fails its transaction, which is
     # retried like any other failure.
-    return create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+    # hide_parameters: an error's text never carries the values (records, bodies) it held.
+    return create_engine(
+        url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
+    )
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
