@@ -28,6 +28,7 @@ from connectors.surveys import FALLBACK_COMPANY
 from state.db import for_update, session_scope
 from state.records import pending_rows, record_states
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
+from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.parents import WAITING, company_key, wake_children
 from worker.pipeline.respondents import Budget, Directories, NoBudget, link, needs_linking
 from worker.runtime.ratelimit import RateLimiter, wait_for_budget
@@ -120,11 +121,7 @@ def _claim(
         )
     claimed: list[Claimed] = []
     for row in rows:
-        state = states.get(row.key)
-        if state is not None and (
-            row.version < state.version
-            or fields_hash({**state.fields, **row.fields}) == state.fields_hash
-        ):
+        if not still_needed(row, pushed_of(states.get(row.key))):
             session.delete(row)  # stale, or Planhat already has it: no call
             report.dropped += 1
             continue
