@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import tempfile
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.change import fields_hash
-from state.db import make_engine, migrate, session_scope
+from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState
 from tests.engine.conftest import change, queue, standard_body, store
 from worker.pipeline.ingest import Verdict, ingest, offer
@@ -152,45 +149,7 @@ def test_a_stored_event_is_kept_once_per_event_id(engine: Engine) -> None:
     assert again is None
 
 
-# --- order independence ---------------------------------------------------------------
-
-_changes = st.lists(
-    st.tuples(
-        st.sampled_from(["a", "b"]),  # record
-        st.dictionaries(
-            st.sampled_from(["mrr", "product", "status"]), st.integers(0, 3), max_size=2
-        ),
-    ),
-    min_size=1,
-    max_size=7,
-)
-
-
-@settings(max_examples=40, deadline=None)
-@given(items=_changes, data=st.data())
-def test_coalescing_gives_the_same_row_whatever_the_arrival_order(
-    items: list[tuple[str, dict[str, int]]], data: st.DataObject
-) -> None:
-    # given changes with distinct versions, delivered in two different orders
-    changes = [change(key=key, version=v + 1, **fields) for v, (key, fields) in enumerate(items)]
-    shuffled = data.draw(st.permutations(changes))
-    results = []
-    for order in (changes, shuffled):
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/state.db"
-            migrate(url)
-            engine = make_engine(url)
-            queue(engine, *order)
-            results.append({(r.key, r.version): r.fields for r in outbox(engine)})
-            engine.dispose()
-    # then the outbox is the same: per field, the value of the newest change naming it
-    assert results[0] == results[1]
-    expected: dict[str, dict[str, int]] = {}
-    for item in changes:
-        expected.setdefault(item.key, {}).update(item.fields)
-    assert {key[0]: fields for key, fields in results[0].items()} == {
-        f"sourceId={key}": fields for key, fields in expected.items()
-    }
+# --- order independence (the property itself: tests/engine/test_merge.py) -------------
 
 
 def test_every_permutation_of_three_changes_coalesces_alike(sqlite_engine: Engine) -> None:

@@ -18,7 +18,6 @@ import structlog
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
-from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.models import MODELS, Operation, model_spec
@@ -28,6 +27,7 @@ from state.db import for_update, session_scope
 from state.records import record_states
 from state.tables import OutboxItem, utcnow
 from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
+from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.outcomes import Action, Outcome, outcome_of
 from worker.pipeline.parents import company_key
 from worker.pipeline.settle import bury, release, settle
@@ -106,11 +106,7 @@ def _claim(
         )
     claimed: list[Claimed] = []
     for row in rows:
-        state = states.get(row.key)
-        if state is not None and (
-            row.version < state.version
-            or fields_hash({**state.fields, **row.fields}) == state.fields_hash
-        ):
+        if not still_needed(row, pushed_of(states.get(row.key))):
             session.delete(row)  # stale, or Planhat already has it: no call
             report.dropped += 1
             continue

@@ -8,6 +8,7 @@ The diff keeps three invariants (ARCHITECTURE.md):
 - no call without a difference: a change that leaves the record's fields as last pushed
   is dropped;
 - coalescing: one outbox row per record; changes merge into it, last writer wins per field.
+The rules themselves are the pure ``merge`` (worker/pipeline/merge.py); here they meet rows.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from connectors.change import Change, MappingError, RecordRejected, fields_hash
+from connectors.change import Change, MappingError, RecordRejected
 from connectors.source import ThinEvents
 from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
 from state.tables import Connection, DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
+from worker.pipeline.merge import Outcome, merge, pending_of, pushed_of
 
 log = structlog.get_logger(__name__)
 
@@ -188,53 +189,46 @@ def _apply(
     pending: OutboxItem | None,
     inbox_id: int | None,
 ) -> tuple[Verdict, OutboxItem | None]:
-    """The diff rules on rows already loaded: the verdict, and the pending row after."""
-    if state is not None and change.version < state.version:
-        return Verdict.STALE, pending
-    if pending is None:
-        if state is not None and _same_as_pushed(state, change.fields):
-            if change.version > state.version:
-                state.version = change.version  # later changes older than this are stale
-                session.add(state)
+    """The diff rules on rows already loaded: ``merge`` decides, this applies its decision
+    to the rows. Returns the verdict, and the pending row after."""
+    decision = merge(pending_of(pending), pushed_of(state), change)
+    raised = decision.pushed_version
+    if state is not None and raised is not None and raised != state.version:
+        state.version = raised  # changes older than this are stale from now on
+        session.add(state)
+    after = decision.pending
+    match decision.outcome:
+        case Outcome.STALE:
+            return Verdict.STALE, pending
+        case Outcome.UNCHANGED:
+            return Verdict.UNCHANGED, pending
+        case Outcome.UNDONE:
+            if pending is not None:
+                session.delete(pending)
+                session.flush()  # gone before a later change in this batch inserts the key
             return Verdict.UNCHANGED, None
-        row = OutboxItem(
+    if after is None:  # NEW and MERGED always leave a pending write
+        raise AssertionError(f"merge said {decision.outcome} without a pending write")
+    if pending is None:
+        pending = OutboxItem(
             connection=connection,
             model=change.model,
             key=change.record_key,
             key_field=change.key_field,
             key_value=change.key,
-            fields=dict(change.fields),
-            field_versions=dict.fromkeys(change.fields, change.version),
-            version=change.version,
+            fields=dict(after.fields),
+            field_versions=dict(after.field_versions),
+            version=after.version,
             event_id=change.event_id,
             inbox_id=inbox_id,
         )
-        session.add(row)
-        return Verdict.QUEUED, row
-    # Coalesce, last writer wins per field: a field takes the change's value unless the
-    # pending value comes from a newer version. Any arrival order gives the same row.
-    merged = dict(pending.fields)
-    versions = dict(pending.field_versions)
-    for name, value in change.fields.items():
-        if change.version >= versions.get(name, change.version):
-            merged[name], versions[name] = value, change.version
-    version = max(pending.version, change.version)
-    # A duplicate of what is pending. Equal values alone are not enough: a newer change
-    # with the same value must still raise its field's version, or an older change that
-    # arrives later would win that field.
-    if (merged, versions, version) == (pending.fields, pending.field_versions, pending.version):
-        return Verdict.UNCHANGED, pending
-    if state is not None and _same_as_pushed(state, merged):
-        # Changed and changed back before the flush: nothing left to write.
-        state.version = max(state.version, version)
-        session.add(state)
-        session.delete(pending)
-        session.flush()  # gone before a later change in this batch inserts the key again
-        return Verdict.UNCHANGED, None
-    if change.version >= pending.version:
+        session.add(pending)
+        return Verdict.QUEUED, pending
+    if decision.takes_event:
         pending.event_id, pending.inbox_id = change.event_id, inbox_id
-    pending.fields, pending.field_versions, pending.version = merged, versions, version
-    pending.revision += 1
+    pending.fields, pending.field_versions = dict(after.fields), dict(after.field_versions)
+    pending.version = after.version
+    pending.revision += 1  # a flush only deletes the revision it sent
     pending.changed_at = utcnow()
     pending.next_attempt_at = min(pending.next_attempt_at, pending.changed_at)
     session.add(pending)
@@ -300,7 +294,3 @@ def ingest_many(
             )
         )
     return reports
-
-
-def _same_as_pushed(state: RecordState, fields: Mapping[str, Any]) -> bool:
-    return fields_hash({**state.fields, **fields}) == state.fields_hash
