@@ -31,6 +31,7 @@ from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.outcomes import Action, Outcome, outcome_of
 from worker.pipeline.parents import company_key
 from worker.pipeline.settle import bury, release, settle
+from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter, budget_taker
 
 log = structlog.get_logger(__name__)
@@ -194,7 +195,12 @@ class _Flush:
             results = self._send(batch)
         except Exception as error:
             return self._act(outcome_of(error, len(batch)), batch, context, hooks)
-        settle(self.engine, self.connection, self.model, batch, results, self.policy, self.report)
+        try:
+            settle(self.engine, self.connection, self.model, batch, results, self.policy,
+                   self.report)  # fmt: skip
+        except Exception as error:  # written, but not remembered: send again (keyed) later
+            outcome = Outcome(Action.BACK_OFF, f"could not record the result: {describe(error)}")
+            return self._act(outcome, batch, context, hooks)
         return None
 
     def _prepare(
