@@ -43,6 +43,14 @@ def _price(item: Event) -> Event:
     return price
 
 
+def _quantity(item: Event) -> int:
+    # quantity is null for a metered price, which has no fixed quantity (usage is billed
+    # afterwards; https://docs.stripe.com/api/subscription_items/object): counted as one
+    # unit, as before. Any number given, 0 included, is the quantity.
+    quantity = item.get("quantity")
+    return 1 if quantity is None else int(quantity)
+
+
 def item_mrr(item: Event) -> float:
     """The item's monthly recurring revenue in currency units."""
     price = _price(item)
@@ -50,7 +58,7 @@ def item_mrr(item: Event) -> float:
         "interval": price.get("interval"),
         "interval_count": price.get("interval_count"),
     }
-    amount = (price.get("unit_amount", price.get("amount")) or 0) * (item.get("quantity") or 1)
+    amount = (price.get("unit_amount", price.get("amount")) or 0) * _quantity(item)
     return monthly(amount, recurring.get("interval"), recurring.get("interval_count"))
 
 
