@@ -15,7 +15,11 @@ rules here turn them into Planhat records, the same for Stripe and Chargebee:
 - a trial is a license with MRR 0 (``trials=zero``), with its price's MRR (``full``) or
   no license until it converts (``skip``);
 - an invoice becomes a Planhat invoice (``extId``/``cId``, day-number dates); once paid,
-  its one-off lines become sales.
+  its one-off lines become sales;
+- revenue is never guessed: an item with no price or no unit amount makes the whole
+  event a dead letter saying why (``RecordRejected``), not a license with MRR 0 or no
+  product. Not just that license: the rest sent alone would understate the MRR without
+  an error; a replay once the cause is fixed sends them all.
 """
 
 from __future__ import annotations

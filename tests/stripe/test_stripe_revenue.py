@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from connectors.change import RecordRejected
+from connectors.stripe.mapping import changes
 from tests.stripe.test_stripe import event_body, mapped
 
 SUBSCRIPTION = "sub_000000000000000000000000"
@@ -36,6 +40,12 @@ def license_mrr(event: dict[str, Any]) -> float:
     return mrr
 
 
+def rejected(event: dict[str, Any]) -> str:
+    with pytest.raises(RecordRejected) as error:
+        changes(json.dumps(event).encode(), "e")
+    return str(error.value)
+
+
 # --- quantity ---------------------------------------------------------------------------
 
 
@@ -53,3 +63,36 @@ def test_a_metered_item_without_a_quantity_counts_one_unit_as_before() -> None:
     event = subscription_event(quantity=None, price=price_with(recurring=recurring))
 
     assert license_mrr(event) == 15.0
+
+
+# --- price ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("price", [None, "absent"])
+def test_an_item_with_no_price_is_a_dead_letter_naming_the_item(price: str | None) -> None:
+    event = subscription_event(price=None, plan=None)
+    if price == "absent":
+        item = event["data"]["object"]["items"]["data"][0]
+        del item["price"], item["plan"]
+
+    reason = rejected(event)
+
+    assert reason.startswith(f"Stripe subscription {SUBSCRIPTION}: ")
+    assert f"item {ITEM} has no price" in reason
+
+
+def test_a_price_without_a_unit_amount_is_a_dead_letter_naming_the_price() -> None:
+    # A tiered price has no unit_amount (https://docs.stripe.com/api/prices/object): its
+    # amount depends on tiers the event does not carry.
+    tiered = price_with(billing_scheme="tiered", unit_amount=None, unit_amount_decimal=None)
+
+    reason = rejected(subscription_event(price=tiered))
+
+    assert f"price {PRICE} of item {ITEM} has no unit amount" in reason
+    assert "tiered" in reason
+
+
+def test_a_unit_amount_given_only_in_decimal_gives_the_mrr() -> None:
+    decimal = price_with(unit_amount=None, unit_amount_decimal="1234.5")
+
+    assert license_mrr(subscription_event(price=decimal, quantity=10)) == 123.45
