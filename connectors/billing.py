@@ -16,10 +16,11 @@ rules here turn them into Planhat records, the same for Stripe and Chargebee:
   no license until it converts (``skip``);
 - an invoice becomes a Planhat invoice (``extId``/``cId``, day-number dates); once paid,
   its one-off lines become sales;
-- revenue is never guessed: an item with no price or no unit amount makes the whole
-  event a dead letter saying why (``RecordRejected``), not a license with MRR 0 or no
-  product. Not just that license: the rest sent alone would understate the MRR without
-  an error; a replay once the cause is fixed sends them all.
+- revenue is never guessed: an item with no price or no unit amount, or a subscription
+  or invoice with no currency, makes the whole event a dead letter saying why
+  (``RecordRejected``), not a license with MRR 0, no product or no currency. Not just that
+  license: the rest sent alone would understate the MRR without an error; a replay once
+  the cause is fixed sends them all.
 """
 
 from __future__ import annotations

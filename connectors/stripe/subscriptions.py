@@ -63,6 +63,20 @@ def _unit_amount(item: Event, price: Event) -> float:
     )
 
 
+def _currency(items: list[Event]) -> str:
+    """The first item's price's currency (a subscription's prices share one). Stripe always
+    sends it (https://docs.stripe.com/api/prices/object): MRR without one means nothing."""
+    if not items:
+        return ""
+    price = _price(items[0])
+    currency = price.get("currency")
+    if not isinstance(currency, str) or not currency:
+        raise RecordRejected(
+            f"price {price.get('id')} of item {items[0].get('id')} has no currency"
+        )
+    return currency.upper()
+
+
 def _quantity(item: Event) -> int:
     # quantity is null for a metered price, which has no fixed quantity (usage is billed
     # afterwards; https://docs.stripe.com/api/subscription_items/object): counted as one
@@ -130,7 +144,7 @@ def read_subscription(event: Event, options: BillingOptions) -> Subscription:
     return Subscription(
         churn_key=f"stripe-churn-{subscription['id']}",
         company=options.company(subscription["customer"]),
-        currency=str(_price(items[0]).get("currency", "")).upper() if items else "",
+        currency=_currency(items),
         status=subscription.get("status"),
         # "start" in payloads older than 2019-10-17; then start_date.
         started=subscription.get("start_date")

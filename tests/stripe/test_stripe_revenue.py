@@ -96,3 +96,29 @@ def test_a_unit_amount_given_only_in_decimal_gives_the_mrr() -> None:
     decimal = price_with(unit_amount=None, unit_amount_decimal="1234.5")
 
     assert license_mrr(subscription_event(price=decimal, quantity=10)) == 123.45
+
+
+# --- currency ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("currency", [None, "", "absent"])
+def test_a_subscription_with_no_currency_is_a_dead_letter(currency: str | None) -> None:
+    price = price_with(currency=currency)
+    if currency == "absent":
+        del price["currency"]
+
+    reason = rejected(subscription_event(price=price))
+
+    assert reason == (
+        f"Stripe subscription {SUBSCRIPTION}: price {PRICE} of item {ITEM} has no currency"
+    )
+
+
+@pytest.mark.parametrize("currency", [None, "absent"])
+def test_an_invoice_with_no_currency_is_a_dead_letter(currency: str | None) -> None:
+    event = json.loads(event_body("invoice.paid"))
+    event["data"]["object"]["currency"] = currency
+    if currency == "absent":
+        del event["data"]["object"]["currency"]
+
+    assert rejected(event) == "Stripe invoice in_000000000000000000000000 has no currency"
