@@ -132,6 +132,7 @@ def _items(subscription: Resource) -> list[Resource]:
 
 def _item(subscription: Resource, item: Resource, options: BillingOptions) -> Item:
     price_id = str(item["item_price_id"])
+    what = f"Chargebee subscription {subscription['id']}: item price {price_id}"
     amount = item.get("amount")
     if amount is None:
         amount = (item.get("unit_price") or 0) * (item.get("quantity") or 1)
@@ -141,7 +142,7 @@ def _item(subscription: Resource, item: Resource, options: BillingOptions) -> It
     return Item(
         key=f"chargebee-{subscription['id']}-{price_id}",
         product=product,
-        mrr=monthly(amount, unit, count),
+        mrr=monthly(amount, unit, count, what=what),
         period_end=subscription.get("next_billing_at") or subscription.get("current_term_end"),
     )
 

@@ -93,7 +93,8 @@ def item_mrr(item: Event) -> float:
         "interval_count": price.get("interval_count"),
     }
     amount = _unit_amount(item, price) * _quantity(item)
-    return monthly(amount, recurring.get("interval"), recurring.get("interval_count"))
+    what = f"price {price.get('id')} of item {item.get('id')}"
+    return monthly(amount, recurring.get("interval"), recurring.get("interval_count"), what=what)
 
 
 def product_name(item: Event, naming: str) -> str | None:

@@ -98,6 +98,15 @@ def test_a_unit_amount_given_only_in_decimal_gives_the_mrr() -> None:
     assert license_mrr(subscription_event(price=decimal, quantity=10)) == 123.45
 
 
+@pytest.mark.parametrize("interval", [None, "fortnight"])
+def test_a_price_with_no_billing_interval_we_know_is_a_dead_letter(interval: str | None) -> None:
+    recurring = price_with()["recurring"] | {"interval": interval}
+
+    reason = rejected(subscription_event(price=price_with(recurring=recurring)))
+
+    assert f"price {PRICE} of item {ITEM} has no billing period we know" in reason
+
+
 # --- currency ---------------------------------------------------------------------------
 
 

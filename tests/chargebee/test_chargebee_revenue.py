@@ -1,0 +1,58 @@
+"""Revenue is right or not sent (Chargebee): a payload that would state a wrong MRR or
+currency is a dead letter that says why (``RecordRejected``), never a record with a
+guessed value.
+
+Every case starts from a fixture (tests/fixtures/chargebee). In ``subscription_changed``
+the subscription is active, in USD, billed monthly: plan growth-USD-Monthly 4900 x 8 =
+39200 and addon priority-support-USD-Monthly 9900, Chargebee's own ``mrr`` 49100.
+Chargebee leaves out an attribute it has no value for, so "missing" means deleted here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.change import RecordRejected
+from connectors.chargebee.mapping import changes
+from tests.chargebee.test_chargebee import SUBSCRIPTION, encoded, event
+
+
+def changed(*missing: str, mrr: int | None = None, **growth: Any) -> dict[str, Any]:
+    """subscription_changed with the growth plan's ``missing`` attributes left out and
+    ``growth`` set; Chargebee's own mrr set to ``mrr``, or left out when None."""
+    changed_ = event("subscription_changed")
+    subscription = changed_["content"]["subscription"]
+    item = subscription["subscription_items"][0]
+    for key in missing:
+        del item[key]
+    item |= growth
+    del subscription["mrr"]
+    if mrr is not None:
+        subscription["mrr"] = mrr
+    return changed_
+
+
+def rejected(event_: dict[str, Any]) -> str:
+    with pytest.raises(RecordRejected) as error:
+        changes(encoded(event_), "e")
+    return str(error.value)
+
+
+# --- billing period ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", [None, "fortnight"])
+def test_an_item_with_no_billing_period_we_know_is_a_dead_letter(unit: str | None) -> None:
+    event_ = changed("billing_period_unit", mrr=49100)
+    del event_["content"]["subscription"]["billing_period_unit"]  # no fallback either
+    if unit:
+        event_["content"]["subscription"]["subscription_items"][0]["billing_period_unit"] = unit
+
+    reason = rejected(event_)
+
+    assert reason.startswith(
+        f"Chargebee subscription {SUBSCRIPTION}: item price growth-USD-Monthly has no "
+        f"billing period we know (unit {unit!r})"
+    )
