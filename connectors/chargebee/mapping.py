@@ -31,7 +31,7 @@ from connectors.billing import (
     present,
     subscription_records,
 )
-from connectors.change import Change, MappingError
+from connectors.change import Change, MappingError, RecordRejected
 from connectors.options import Option
 
 Resource = dict[str, Any]
@@ -130,12 +130,24 @@ def _items(subscription: Resource) -> list[Resource]:
     return [i for i in (plan, *addons) if i.get("item_price_id")]
 
 
+def _amount(item: Resource, what: str) -> float:
+    """Cents per billing period: Chargebee's ``amount``, else unit price x quantity. All
+    three are optional (https://apidocs.chargebee.com/docs/api/subscriptions?prod_cat_ver=2):
+    no quantity counts once, as before; 0 is 0. With neither amount nor unit price,
+    nothing says what the item earns: no MRR is stated."""
+    amount, unit_price = item.get("amount"), item.get("unit_price")
+    if amount is not None:
+        return float(amount)
+    if unit_price is None:
+        raise RecordRejected(f"{what} has no amount or unit price, so its MRR cannot be computed")
+    quantity = item.get("quantity")
+    return float(unit_price) * (1 if quantity is None else quantity)
+
+
 def _item(subscription: Resource, item: Resource, options: BillingOptions) -> Item:
     price_id = str(item["item_price_id"])
     what = f"Chargebee subscription {subscription['id']}: item price {price_id}"
-    amount = item.get("amount")
-    if amount is None:
-        amount = (item.get("unit_price") or 0) * (item.get("quantity") or 1)
+    amount = _amount(item, what)
     unit = item.get("billing_period_unit") or subscription.get("billing_period_unit")
     count = item.get("billing_period") or subscription.get("billing_period")
     product = PRICE_SUFFIX.sub("", price_id) if options.product_name == "item" else price_id
@@ -209,6 +221,8 @@ def event_changes(envelope: Resource, options: BillingOptions) -> list[Change]:
     if customer := content.get("customer"):
         changes += customer_changes(event, customer, options)
     if subscription := content.get("subscription"):
+        # RecordRejected rejects the whole event (connectors/billing.py), and with it the
+        # customer and invoice it carries: a replay once the cause is fixed sends them all.
         read = read_subscription(subscription, options, event.occurred_at)
         changes += event.changes(subscription, subscription_records(read, options.trials))
     if invoice := content.get("invoice"):

@@ -16,7 +16,7 @@ import pytest
 
 from connectors.change import RecordRejected
 from connectors.chargebee.mapping import changes
-from tests.chargebee.test_chargebee import SUBSCRIPTION, encoded, event
+from tests.chargebee.test_chargebee import GROWTH, SUBSCRIPTION, SUPPORT, encoded, event, mapped
 
 
 def changed(*missing: str, mrr: int | None = None, **growth: Any) -> dict[str, Any]:
@@ -34,10 +34,47 @@ def changed(*missing: str, mrr: int | None = None, **growth: Any) -> dict[str, A
     return changed_
 
 
+def license_mrrs(event_: dict[str, Any]) -> list[tuple[str, float]]:
+    return [(key, fields["mrr"]) for model, _, key, fields, _ in mapped(encoded(event_))
+            if model == "licenses"]  # fmt: skip
+
+
 def rejected(event_: dict[str, Any]) -> str:
     with pytest.raises(RecordRejected) as error:
         changes(encoded(event_), "e")
     return str(error.value)
+
+
+# --- quantity and amount ----------------------------------------------------------------
+
+
+def test_an_item_of_quantity_zero_has_mrr_zero() -> None:
+    # No amount: it is unit price x quantity; Chargebee's own mrr is then the addon's.
+    event_ = changed("amount", quantity=0, mrr=9900)
+
+    assert license_mrrs(event_) == [(GROWTH, 0.0), (SUPPORT, 99.0)]
+
+
+def test_an_item_without_a_quantity_counts_its_unit_price_once() -> None:
+    assert license_mrrs(changed("amount", "quantity")) == [(GROWTH, 49.0), (SUPPORT, 99.0)]
+
+
+def test_product_catalog_1_plan_quantity_zero_has_mrr_zero() -> None:
+    event_ = changed()
+    subscription = event_["content"]["subscription"]
+    del subscription["subscription_items"]
+    subscription |= {"plan_id": "growth", "plan_unit_price": 4900, "plan_quantity": 0}
+
+    assert license_mrrs(event_) == [(f"chargebee-{SUBSCRIPTION}-growth", 0.0)]
+
+
+def test_an_item_with_no_amount_and_no_unit_price_is_a_dead_letter() -> None:
+    reason = rejected(changed("amount", "unit_price", mrr=49100))
+
+    assert reason == (
+        f"Chargebee subscription {SUBSCRIPTION}: item price growth-USD-Monthly has no amount "
+        "or unit price, so its MRR cannot be computed"
+    )
 
 
 # --- billing period ---------------------------------------------------------------------
