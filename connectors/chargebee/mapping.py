@@ -159,6 +159,15 @@ def _item(subscription: Resource, item: Resource, options: BillingOptions) -> It
     )
 
 
+def _currency(resource: Resource, what: str) -> str:
+    # Required on a subscription and an invoice (https://apidocs.chargebee.com/docs/api/
+    # subscriptions, …/invoices): amounts without it mean nothing.
+    currency = resource.get("currency_code")
+    if not isinstance(currency, str) or not currency:
+        raise RecordRejected(f"Chargebee {what} {resource['id']} has no currency_code")
+    return currency
+
+
 def read_subscription(subscription: Resource, options: BillingOptions, now: int) -> Subscription:
     status = subscription.get("status")
     ended = status == "cancelled"
@@ -167,7 +176,7 @@ def read_subscription(subscription: Resource, options: BillingOptions, now: int)
     return Subscription(
         churn_key=f"chargebee-churn-{subscription['id']}",
         company=options.company(subscription["customer_id"]),
-        currency=str(subscription.get("currency_code") or ""),
+        currency=_currency(subscription, "subscription"),
         status=status,
         started=subscription.get("started_at") or subscription.get("activated_at")
         or subscription.get("created_at"),
@@ -200,7 +209,7 @@ def _invoice(invoice: Resource, options: BillingOptions) -> Invoice:
     return Invoice(
         key=str(invoice["id"]),
         company=options.company(invoice["customer_id"]),
-        currency=str(invoice.get("currency_code") or ""),
+        currency=_currency(invoice, "invoice"),
         number=str(invoice["id"]),  # a Chargebee invoice's id is its number
         status=invoice.get("status"),
         total_cents=invoice.get("total") or 0,

@@ -18,6 +18,14 @@ from connectors.change import RecordRejected
 from connectors.chargebee.mapping import changes
 from tests.chargebee.test_chargebee import GROWTH, SUBSCRIPTION, SUPPORT, encoded, event, mapped
 
+SUBSCRIPTION_EVENTS = [
+    "subscription_created",  # in trial
+    "subscription_changed",
+    "subscription_paused",
+    "subscription_cancelled",
+    "payment_succeeded",  # with its invoice and customer
+]
+
 
 def changed(*missing: str, mrr: int | None = None, **growth: Any) -> dict[str, Any]:
     """subscription_changed with the growth plan's ``missing`` attributes left out and
@@ -93,3 +101,21 @@ def test_an_item_with_no_billing_period_we_know_is_a_dead_letter(unit: str | Non
         f"Chargebee subscription {SUBSCRIPTION}: item price growth-USD-Monthly has no "
         f"billing period we know (unit {unit!r})"
     )
+
+
+# --- currency ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SUBSCRIPTION_EVENTS)
+def test_a_subscription_with_no_currency_is_a_dead_letter(name: str) -> None:
+    event_ = event(name)
+    del event_["content"]["subscription"]["currency_code"]
+
+    assert rejected(event_) == f"Chargebee subscription {SUBSCRIPTION} has no currency_code"
+
+
+def test_an_invoice_with_no_currency_is_a_dead_letter() -> None:
+    event_ = event("invoice_generated")
+    del event_["content"]["invoice"]["currency_code"]
+
+    assert rejected(event_) == "Chargebee invoice 1001 has no currency_code"
