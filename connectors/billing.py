@@ -15,7 +15,12 @@ rules here turn them into Planhat records, the same for Stripe and Chargebee:
 - a trial is a license with MRR 0 (``trials=zero``), with its price's MRR (``full``) or
   no license until it converts (``skip``);
 - an invoice becomes a Planhat invoice (``extId``/``cId``, day-number dates); once paid,
-  its one-off lines become sales.
+  its one-off lines become sales;
+- revenue is never guessed: an item with no price, no unit amount or no billing period,
+  or a subscription or invoice with no currency, makes the whole event a dead letter
+  saying why (``RecordRejected``), not a license with MRR 0, no product, no currency or a
+  period taken for a month. Not just that license: the rest sent alone would understate
+  the MRR without an error; a replay once the cause is fixed sends them all.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.change import RecordRejected
 from connectors.options import Option
 
 # Months in one billing interval; MRR = amount per interval ÷ months.
@@ -73,9 +79,16 @@ def day_number(seconds: int | None) -> int | None:
     return None if seconds is None else int(seconds) // 86_400
 
 
-def monthly(amount_cents: float, unit: str | None, count: int | None) -> float:
-    """An amount per billing interval (cents) as a monthly amount in currency units."""
-    months = MONTHS_PER.get(unit or "month", 1.0) * (count or 1)
+def monthly(amount_cents: float, unit: str | None, count: int | None, *, what: str) -> float:
+    """An amount per billing interval (cents) as a monthly amount in currency units.
+
+    A recurring price always has a period; without one (or with a unit not known here)
+    the MRR is not guessed as monthly: ``what`` (the item) is rejected."""
+    if unit not in MONTHS_PER:
+        raise RecordRejected(
+            f"{what} has no billing period we know (unit {unit!r}), so its MRR cannot be computed"
+        )
+    months = MONTHS_PER[unit] * (count or 1)
     return round(amount_cents / 100 / months, 2)
 
 

@@ -31,7 +31,7 @@ from connectors.billing import (
     present,
     subscription_records,
 )
-from connectors.change import Change, MappingError
+from connectors.change import Change, MappingError, RecordRejected
 from connectors.options import Option
 
 Resource = dict[str, Any]
@@ -130,20 +130,42 @@ def _items(subscription: Resource) -> list[Resource]:
     return [i for i in (plan, *addons) if i.get("item_price_id")]
 
 
+def _amount(item: Resource, what: str) -> float:
+    """Cents per billing period: Chargebee's ``amount``, else unit price x quantity. All
+    three are optional (https://apidocs.chargebee.com/docs/api/subscriptions?prod_cat_ver=2):
+    no quantity counts once, as before; 0 is 0. With neither amount nor unit price,
+    nothing says what the item earns: no MRR is stated."""
+    amount, unit_price = item.get("amount"), item.get("unit_price")
+    if amount is not None:
+        return float(amount)
+    if unit_price is None:
+        raise RecordRejected(f"{what} has no amount or unit price, so its MRR cannot be computed")
+    quantity = item.get("quantity")
+    return float(unit_price) * (1 if quantity is None else quantity)
+
+
 def _item(subscription: Resource, item: Resource, options: BillingOptions) -> Item:
     price_id = str(item["item_price_id"])
-    amount = item.get("amount")
-    if amount is None:
-        amount = (item.get("unit_price") or 0) * (item.get("quantity") or 1)
+    what = f"Chargebee subscription {subscription['id']}: item price {price_id}"
+    amount = _amount(item, what)
     unit = item.get("billing_period_unit") or subscription.get("billing_period_unit")
     count = item.get("billing_period") or subscription.get("billing_period")
     product = PRICE_SUFFIX.sub("", price_id) if options.product_name == "item" else price_id
     return Item(
         key=f"chargebee-{subscription['id']}-{price_id}",
         product=product,
-        mrr=monthly(amount, unit, count),
+        mrr=monthly(amount, unit, count, what=what),
         period_end=subscription.get("next_billing_at") or subscription.get("current_term_end"),
     )
+
+
+def _currency(resource: Resource, what: str) -> str:
+    # Required on a subscription and an invoice (https://apidocs.chargebee.com/docs/api/
+    # subscriptions, …/invoices): amounts without it mean nothing.
+    currency = resource.get("currency_code")
+    if not isinstance(currency, str) or not currency:
+        raise RecordRejected(f"Chargebee {what} {resource['id']} has no currency_code")
+    return currency
 
 
 def read_subscription(subscription: Resource, options: BillingOptions, now: int) -> Subscription:
@@ -154,7 +176,7 @@ def read_subscription(subscription: Resource, options: BillingOptions, now: int)
     return Subscription(
         churn_key=f"chargebee-churn-{subscription['id']}",
         company=options.company(subscription["customer_id"]),
-        currency=str(subscription.get("currency_code") or ""),
+        currency=_currency(subscription, "subscription"),
         status=status,
         started=subscription.get("started_at") or subscription.get("activated_at")
         or subscription.get("created_at"),
@@ -187,7 +209,7 @@ def _invoice(invoice: Resource, options: BillingOptions) -> Invoice:
     return Invoice(
         key=str(invoice["id"]),
         company=options.company(invoice["customer_id"]),
-        currency=str(invoice.get("currency_code") or ""),
+        currency=_currency(invoice, "invoice"),
         number=str(invoice["id"]),  # a Chargebee invoice's id is its number
         status=invoice.get("status"),
         total_cents=invoice.get("total") or 0,
@@ -208,6 +230,8 @@ def event_changes(envelope: Resource, options: BillingOptions) -> list[Change]:
     if customer := content.get("customer"):
         changes += customer_changes(event, customer, options)
     if subscription := content.get("subscription"):
+        # RecordRejected rejects the whole event (connectors/billing.py), and with it the
+        # customer and invoice it carries: a replay once the cause is fixed sends them all.
         read = read_subscription(subscription, options, event.occurred_at)
         changes += event.changes(subscription, subscription_records(read, options.trials))
     if invoice := content.get("invoice"):

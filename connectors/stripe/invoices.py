@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connectors.billing import BillingOptions, Invoice, Line, invoice_records
-from connectors.change import Change
+from connectors.change import Change, RecordRejected
 from connectors.stripe.common import Event, changes_of
 
 
@@ -46,10 +46,15 @@ def invoice_changes(event: Event, options: BillingOptions) -> list[Change]:
     if event["type"] == "invoice.payment_failed":
         status = "payment_failed"
     transitions = invoice.get("status_transitions") or {}
+    # Always sent (https://docs.stripe.com/api/invoices/object): amounts without it mean
+    # nothing, so the invoice and its sales wait as a dead letter.
+    currency = invoice.get("currency")
+    if not isinstance(currency, str) or not currency:
+        raise RecordRejected(f"Stripe invoice {invoice['id']} has no currency")
     read = Invoice(
         key=invoice["id"],
         company=options.company(invoice["customer"]),
-        currency=str(invoice.get("currency", "")).upper(),
+        currency=currency.upper(),
         number=invoice.get("number"),
         status=status,
         total_cents=invoice.get("total") or 0,

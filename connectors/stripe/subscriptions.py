@@ -17,7 +17,7 @@ from connectors.billing import (
     monthly,
     subscription_records,
 )
-from connectors.change import Change
+from connectors.change import Change, RecordRejected
 from connectors.stripe.common import Event, change, changes_of
 
 
@@ -39,8 +39,50 @@ def customer_changes(event: Event, options: BillingOptions) -> list[Change]:
 
 
 def _price(item: Event) -> Event:
-    price: Event = item.get("price") or item.get("plan") or {}
+    # Every subscription item has a price (older payloads: a plan, still sent beside it;
+    # https://docs.stripe.com/api/subscription_items/object). Without one its license
+    # would have no product and no MRR.
+    price = item.get("price") or item.get("plan")
+    if not isinstance(price, dict):
+        raise RecordRejected(f"item {item.get('id')} has no price")
     return price
+
+
+def _unit_amount(item: Event, price: Event) -> float:
+    """Cents per unit and interval: ``unit_amount`` (a plan's ``amount``), else the decimal
+    string a sub-cent price has instead. A tiered price has neither
+    (https://docs.stripe.com/api/prices/object): its amount comes from tiers the event
+    does not carry, so there is no MRR to state."""
+    for key in ("unit_amount", "amount", "unit_amount_decimal", "amount_decimal"):
+        if price.get(key) is not None:
+            return float(price[key])
+    scheme = price.get("billing_scheme") or "per_unit"
+    raise RecordRejected(
+        f"price {price.get('id')} of item {item.get('id')} has no unit amount "
+        f"(billing_scheme {scheme}), so its MRR cannot be read from the event"
+    )
+
+
+def _currency(items: list[Event]) -> str:
+    """The first item's price's currency (a subscription's prices share one). Stripe always
+    sends it (https://docs.stripe.com/api/prices/object): MRR without one means nothing."""
+    if not items:
+        return ""
+    price = _price(items[0])
+    currency = price.get("currency")
+    if not isinstance(currency, str) or not currency:
+        raise RecordRejected(
+            f"price {price.get('id')} of item {items[0].get('id')} has no currency"
+        )
+    return currency.upper()
+
+
+def _quantity(item: Event) -> int:
+    # quantity is null for a metered price, which has no fixed quantity (usage is billed
+    # afterwards; https://docs.stripe.com/api/subscription_items/object): counted as one
+    # unit, as before. Any number given, 0 included, is the quantity.
+    quantity = item.get("quantity")
+    return 1 if quantity is None else int(quantity)
 
 
 def item_mrr(item: Event) -> float:
@@ -50,8 +92,9 @@ def item_mrr(item: Event) -> float:
         "interval": price.get("interval"),
         "interval_count": price.get("interval_count"),
     }
-    amount = (price.get("unit_amount", price.get("amount")) or 0) * (item.get("quantity") or 1)
-    return monthly(amount, recurring.get("interval"), recurring.get("interval_count"))
+    amount = _unit_amount(item, price) * _quantity(item)
+    what = f"price {price.get('id')} of item {item.get('id')}"
+    return monthly(amount, recurring.get("interval"), recurring.get("interval_count"), what=what)
 
 
 def product_name(item: Event, naming: str) -> str | None:
@@ -102,7 +145,7 @@ def read_subscription(event: Event, options: BillingOptions) -> Subscription:
     return Subscription(
         churn_key=f"stripe-churn-{subscription['id']}",
         company=options.company(subscription["customer"]),
-        currency=str(_price(items[0]).get("currency", "")).upper() if items else "",
+        currency=_currency(items),
         status=subscription.get("status"),
         # "start" in payloads older than 2019-10-17; then start_date.
         started=subscription.get("start_date")
@@ -127,5 +170,11 @@ def read_subscription(event: Event, options: BillingOptions) -> Subscription:
 def subscription_changes(event: Event, options: BillingOptions) -> list[Change]:
     """One license per item; when the subscription ends, the licenses end and one churn
     record says what was lost (the rules: connectors/billing.py)."""
-    records = subscription_records(read_subscription(event, options), options.trials)
-    return changes_of(event, records)
+    try:
+        read = read_subscription(event, options)
+    except RecordRejected as error:
+        # The whole event, not just the one license: the others sent alone would show the
+        # subscription's MRR (and later the churn) too low, with no error anywhere.
+        subscription_id = event["data"]["object"]["id"]
+        raise RecordRejected(f"Stripe subscription {subscription_id}: {error}") from None
+    return changes_of(event, subscription_records(read, options.trials))
