@@ -36,6 +36,14 @@ class Source(Protocol):
         ...
 
     @property
+    def checks_on_receipt(self) -> bool:
+        """The sender is the user (``standard``), so a bad body is answered 400 with the
+        reason instead of being kept: the receiver maps it before answering. False for a
+        third-party source: its verified events are all kept, and one that cannot be mapped
+        becomes a dead letter with the reason in ingest, replayable after a fix."""
+        ...
+
+    @property
     def options(self) -> tuple[Option, ...]:
         """The mapping choices a connection may change (``<source>.<name>``)."""
         ...

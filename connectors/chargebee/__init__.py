@@ -17,6 +17,7 @@ class ChargebeeSource:
     name: str = "chargebee"
     options: tuple[Option, ...] = OPTIONS
     needs_detail: bool = False
+    checks_on_receipt: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         username = environ.get("CHARGEBEE_WEBHOOK_USERNAME")

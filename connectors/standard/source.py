@@ -16,6 +16,9 @@ class StandardSource:
     name: str = "standard"
     options: tuple[Option, ...] = ()  # the body names Planhat's fields itself
     needs_detail: bool = False
+    # The sender is the user: a bad body is answered 400 with the reason, instead of being
+    # kept and buried, so they can fix it at once.
+    checks_on_receipt: bool = True
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STANDARD_WEBHOOK_SECRET")

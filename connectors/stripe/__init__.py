@@ -17,6 +17,7 @@ class StripeSource:
     name: str = "stripe"
     options: tuple[Option, ...] = OPTIONS
     needs_detail: bool = False
+    checks_on_receipt: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STRIPE_WEBHOOK_SECRET")

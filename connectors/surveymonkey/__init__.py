@@ -20,6 +20,7 @@ class SurveyMonkeySource:
     name: str = "surveymonkey"
     options: tuple[Option, ...] = OPTIONS
     needs_detail: bool = True
+    checks_on_receipt: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         client_id = environ.get("SURVEYMONKEY_CLIENT_ID")

@@ -16,6 +16,7 @@ class TypeformSource:
     name: str = "typeform"
     options: tuple[Option, ...] = OPTIONS
     needs_detail: bool = False
+    checks_on_receipt: bool = False
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("TYPEFORM_WEBHOOK_SECRET")
