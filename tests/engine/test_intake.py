@@ -20,7 +20,6 @@ from tests.engine.services import TEST_REDIS_URL
 from tests.fakes import RecordingDispatcher
 from worker.intake.inbox import Inbox, PostgresWriter, ThreadedWriter, writer_for
 from worker.runtime.settings import EngineSettings, Settings
-from worker.runtime.tasks import INGEST_QUEUE, INGEST_SCHEDULED, CeleryDispatcher, make_celery
 
 BODY = b'{"model": "companies", "key": {"sourceId": "c1"}, "fields": {}, "version": 1}'
 
@@ -106,6 +105,10 @@ def scheduled_tasks(client: redis.Redis) -> list[str]:
 def test_queued_ids_share_one_batch_task_whether_sent_from_threads_or_the_event_loop(
     redis_client: redis.Redis,
 ) -> None:
+    # Imported here, not at collection: worker.runtime.tasks reads REDIS_URL once, when
+    # first imported (tests/engine/test_dlq_cli.py needs it unset until then).
+    from worker.runtime.tasks import INGEST_QUEUE, INGEST_SCHEDULED, CeleryDispatcher, make_celery
+
     celery = make_celery(Settings(redis_url=TEST_REDIS_URL), EngineSettings())
 
     async def scenario() -> None:
