@@ -30,7 +30,7 @@ from state.db import migrate
 from tests.conftest import drain_embedded, free_port_pair
 from tests.planhat.samples import sample
 from worker.cli.dev import post_signed
-from worker.intake.inbox import ThreadedInbox
+from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import embedded_runtime
 from worker.runtime.settings import EngineSettings
@@ -74,7 +74,7 @@ class Embedded:
         self.dispatcher.start()
         app = create_web_app(
             connections=connections(self.runtime.engine),
-            inbox=ThreadedInbox(self.runtime.engine, self.dispatcher.ingest, lambda: None),
+            inbox=Inbox(ThreadedWriter(self.runtime.engine), self.dispatcher),
         )
         self.http = TestClient(app)
 

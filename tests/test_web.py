@@ -20,7 +20,8 @@ from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import make_engine, migrate, session_scope
 from state.tables import InboxEvent
-from worker.intake.inbox import ThreadedInbox
+from tests.fakes import RecordingDispatcher
+from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.receiver import create_web_app
 
 SECRET = "whsec_" + base64.b64encode(b"default-secret-0123456789").decode()
@@ -40,7 +41,7 @@ def signed(
 class Receiver:
     def __init__(self, engine: Engine, max_body_bytes: int = 4096) -> None:
         self.engine = engine
-        self.submitted: list[int] = []
+        self.dispatcher = RecordingDispatcher()
         box = SecretBox(Fernet.generate_key().decode())
         add_connection(
             engine,
@@ -58,16 +59,11 @@ class Receiver:
         )
         self.app = create_web_app(
             connections=Connections(engine, box=lambda: box, default=lambda: default),
-            inbox=ThreadedInbox(engine, self.submitted.extend, self._broker),
+            inbox=Inbox(ThreadedWriter(engine), self.dispatcher),
             max_body_bytes=max_body_bytes,
             clock=lambda: NOW,
         )
-        self.broker_up = True
         self.http = TestClient(self.app, raise_server_exceptions=False)
-
-    def _broker(self) -> None:
-        if not self.broker_up:
-            raise ConnectionError("broker down")
 
     def post(
         self, path: str = "/webhooks/default/standard", body: bytes = BODY, **headers: Any
@@ -94,8 +90,8 @@ def test_a_signed_event_is_stored_enqueued_and_answered_202(receiver: Receiver) 
     answer = receiver.post()
 
     assert answer.status_code == 202
-    assert answer.json()["status"] == "accepted"
-    assert receiver.submitted == [answer.json()["inbox_id"]]
+    assert answer.json() == {"status": "accepted", "inbox_id": answer.json()["inbox_id"]}
+    assert receiver.dispatcher.ingested == [answer.json()["inbox_id"]]
     assert receiver.stored() == 1
 
 
@@ -106,7 +102,7 @@ def test_a_duplicate_delivery_answers_200_and_stores_nothing_new(receiver: Recei
     assert again.status_code == 200
     assert again.json() == {"status": "duplicate", "event_id": "evt_1"}
     assert receiver.stored() == 1
-    assert len(receiver.submitted) == 1
+    assert len(receiver.dispatcher.ingested) == 1
 
 
 def test_any_of_several_signatures_may_match(receiver: Receiver) -> None:
@@ -244,7 +240,7 @@ def test_an_event_signed_for_one_connection_is_refused_at_anothers_url(receiver:
 def test_health_and_readiness(receiver: Receiver) -> None:
     assert receiver.http.get("/healthz").json() == {"ok": True}
     assert receiver.http.get("/readyz").status_code == 200
-    receiver.broker_up = False
+    receiver.dispatcher.broker_up = False
     not_ready = receiver.http.get("/readyz")
     assert not_ready.status_code == 503
     assert "broker down" in not_ready.json()["problem"]

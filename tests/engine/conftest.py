@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -102,24 +101,6 @@ def queue(engine: Engine, *changes: Change, connection: str = "default") -> None
     with session_scope(engine) as session:
         for item in changes:
             offer(session, connection, item)
-
-
-@dataclass
-class RecordingDispatcher:
-    """A Dispatcher that only writes down what it was asked to do."""
-
-    ingested: list[int] = field(default_factory=list)
-    flushes: list[tuple[str, float]] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
-
-    def ingest(self, inbox_ids: Any) -> None:
-        self.ingested.extend(inbox_ids)
-
-    def flush(self, connection: str, delay: float) -> None:
-        self.flushes.append((connection, delay))
-
-    def flush_started(self, connection: str) -> None:
-        self.started.append(connection)
 
 
 __all__ = ["fields_hash"]

@@ -6,6 +6,7 @@ started it, and every wait has a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,14 +23,15 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from cryptography.fernet import Fernet
 from sqlalchemy import func
 from sqlmodel import select
 
 from state.db import make_engine, session_scope
-from state.inbox import mark_dispatched, store_event
 from state.tables import DeadLetter, InboxEvent, OutboxItem
 from tests.engine.services import fresh_postgres_database, service_missing
+from worker.intake.inbox import Inbox, writer_for
 from worker.runtime.settings import EngineSettings, Settings
 
 
@@ -183,29 +185,29 @@ def fresh_deployment(
 
 
 def send_events(database_url: str, redis_url: str, events: list[tuple[str, str, bytes]]) -> int:
-    """Store (connection, event_id, body) events as the receiver does and hand each to the
-    workers; returns how many were new (a repeated event id is stored once)."""
-    from worker.runtime.tasks import make_celery
+    """Store (connection, event_id, body) standard events and hand them to the workers the
+    way the production receiver does (its writer and the dispatcher's enqueue, without the
+    HTTP in front); returns how many were new (a repeated event id is stored once)."""
+    return asyncio.run(_send(database_url, redis_url, events))
 
-    settings = Settings(database_url=database_url, redis_url=redis_url)
-    celery = make_celery(settings, EngineSettings())
+
+async def _send(database_url: str, redis_url: str, events: list[tuple[str, str, bytes]]) -> int:
+    from worker.runtime.tasks import CeleryDispatcher, make_celery
+
+    celery = make_celery(Settings(database_url=database_url, redis_url=redis_url), EngineSettings())
+    client, aclient = redis.Redis.from_url(redis_url), redis.asyncio.Redis.from_url(redis_url)
     engine = make_engine(database_url)
-    new = 0
+    inbox = Inbox(writer_for(engine), CeleryDispatcher(celery, client, aclient))
+    await inbox.open()
     try:
-        for connection, event_id, body in events:
-            with session_scope(engine) as session:
-                inbox_id = store_event(
-                    session, connection=connection, source="standard", event_id=event_id, body=body
-                )
-                if inbox_id is not None:
-                    mark_dispatched(session, [inbox_id])
-            if inbox_id is not None:
-                new += 1
-                celery.send_task("planhat_sync.ingest", (inbox_id,))
+        stored = [await inbox.store(c, "standard", event_id, body) for c, event_id, body in events]
     finally:
+        await inbox.close()
+        await aclient.aclose()
+        client.close()
         engine.dispose()
         celery.close()
-    return new
+    return sum(inbox_id is not None for inbox_id in stored)
 
 
 def engine_state(database_url: str) -> dict[str, int]:

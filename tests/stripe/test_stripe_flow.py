@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
+from connectors.change import Change
 from connectors.planhat.client import PlanhatClient
+from connectors.sources import SOURCES
+from connectors.stripe import StripeSource, mapping
 from connectors.stripe.verify import sign
 from state.db import session_scope
 from state.tables import InboxEvent
 from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import STRIPE_SECRET, Embedded
+from worker.pipeline.dlq import list_dead_letters, retry
 
 
 @pytest.fixture
@@ -124,3 +129,69 @@ def test_a_stripe_event_type_not_mapped_is_accepted_and_recorded_as_ignored(
     with session_scope(embedded.runtime.engine) as session:
         [event] = session.exec(select(InboxEvent))
     assert (event.event_id, event.status, event.error) == ("evt_charge.refunded", "ignored", None)
+
+
+@dataclass(frozen=True, slots=True)
+class StripeReadingPlanWithoutItems(StripeSource):
+    """The Stripe mapping as a fix would have it: a subscription that lists no ``items``
+    (the single-plan shape of older API versions) is read as one item, its own plan."""
+
+    def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+        event = json.loads(body)
+        subscription = event["data"]["object"]
+        if "items" not in subscription:
+            item = {key: subscription[key] for key in ("id", "plan", "quantity")}
+            subscription["items"] = {"object": "list", "data": [item]}
+        return mapping.changes(json.dumps(event).encode(), event_id, options)
+
+
+def test_a_signed_stripe_event_without_items_is_kept_as_a_dead_letter_and_lands_after_a_fix(
+    embedded: Embedded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given its customer, and a subscription the mapping cannot read (no items)
+    assert post_stripe(embedded, "customer.created") == 202
+    event = json.loads(event_body("customer.subscription.created"))
+    del event["data"]["object"]["items"]
+    body = json.dumps(event).encode()
+    headers = {
+        "content-type": "application/json",
+        "stripe-signature": sign(STRIPE_SECRET, int(time.time()), body),
+    }
+
+    # when Stripe sends it
+    answer = embedded.http.post("/webhooks/default/stripe", content=body, headers=headers)
+    embedded.drain()
+
+    # then it is kept (Stripe would not resend it better) and buried with the reason
+    assert answer.status_code == 202
+    assert answer.json() == {"status": "accepted", "inbox_id": answer.json()["inbox_id"]}
+    [letter] = list_dead_letters(embedded.runtime.engine)
+    assert letter.reason.startswith("mapping failed: not a Stripe event we can read")
+    assert "'items'" in letter.reason
+    with session_scope(embedded.runtime.engine) as session:
+        stored = session.get(InboxEvent, answer.json()["inbox_id"])
+    assert stored is not None
+    assert (stored.status, stored.body) == ("failed", body)
+    with PlanhatClient("check", base_url=embedded.planhat_a.url) as planhat:
+        assert [c["externalId"] for c in planhat.list("companies")] == ["cus_00000000000000"]
+        assert list(planhat.list("licenses")) == []
+
+    # when the mapping is fixed and the dead letter retried from the stored event
+    monkeypatch.setitem(SOURCES, "stripe", StripeReadingPlanWithoutItems())
+    defaults = embedded.runtime.clients.connections.options("default")
+    [outcome] = retry(embedded.runtime.engine, [letter.id or 0], default_options=defaults)
+    embedded.dispatcher.flush(outcome.connection, 0.0)  # as `dlq retry` asks the broker
+    embedded.drain()
+
+    # then its license reaches Planhat, on its company, and no dead letter is left
+    assert outcome.result == "event re-run"
+    assert list_dead_letters(embedded.runtime.engine) == []
+    with PlanhatClient("check", base_url=embedded.planhat_a.url) as planhat:
+        company = planhat.get("companies", "extid-cus_00000000000000")
+        [license_] = planhat.list("licenses")
+    assert license_["sourceId"] == "sub_000000000000000000000000"
+    assert (license_["companyId"], license_["mrr"], license_["_currency"]) == (
+        company["_id"],
+        15.0,
+        "USD",
+    )

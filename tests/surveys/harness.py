@@ -28,7 +28,7 @@ from state.db import migrate, session_scope
 from state.tables import DeadLetter, InboxEvent
 from tests.conftest import drain_embedded
 from tests.test_dev_flow import UNLIMITED
-from worker.intake.inbox import ThreadedInbox
+from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import LocalDispatcher, embedded_runtime
@@ -141,7 +141,7 @@ class Surveys:
         self.dispatcher.start()
         app = create_web_app(
             connections=connections(self.runtime.engine),
-            inbox=ThreadedInbox(self.runtime.engine, self.dispatcher.ingest, lambda: None),
+            inbox=Inbox(ThreadedWriter(self.runtime.engine), self.dispatcher),
         )
         self.http = TestClient(app)
         self.client = PlanhatClient("check", base_url=self.planhat.url)

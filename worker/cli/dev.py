@@ -31,7 +31,7 @@ from state.connections import Connections, Tenant
 from state.crypto import secret_box
 from state.db import migrate, session_scope
 from state.inbox import has_pending
-from worker.intake.inbox import ThreadedInbox
+from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import Sweeper, embedded_runtime
 from worker.runtime.settings import SANDBOX_TOKEN, EngineSettings, Settings
@@ -107,7 +107,7 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     sweeper.start()
     app = create_web_app(
         connections=connections(runtime.engine),
-        inbox=ThreadedInbox(runtime.engine, dispatcher.ingest, lambda: None),
+        inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
     )
     server = BackgroundServer(app, port=port).start()
     webhook = f"{server.url}/webhooks/default/standard"

@@ -142,13 +142,15 @@ def _ask_for_flush(connections: set[str]) -> None:
     """Queued writes go out with the next flush; ask for one now if the broker answers."""
     if not connections:
         return
+    from redis.asyncio import Redis as AsyncRedis
+
     from worker.runtime.tasks import CeleryDispatcher, make_celery
 
     settings = Settings()
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     celery = make_celery(settings, EngineSettings())
     try:
-        dispatcher = CeleryDispatcher(celery, client)
+        dispatcher = CeleryDispatcher(celery, client, AsyncRedis.from_url(settings.redis_url))
         for connection in connections:
             dispatcher.flush(connection, 0.0)
     except (redis.exceptions.RedisError, OSError) as error:

@@ -14,8 +14,7 @@ import redis
 import typer
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
-from starlette.concurrency import run_in_threadpool
+from redis.asyncio import Redis as AsyncRedis
 
 from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import OptionError, check_options, check_secret_name
@@ -29,49 +28,28 @@ connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per P
 
 
 def app_from_environment() -> FastAPI:
-    """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory).
-
-    On PostgreSQL the hot path stays on the event loop (``PostgresRedisInbox``); on any
-    other database it runs SQLAlchemy on worker threads."""
-    from worker.intake.inbox import PostgresRedisInbox, ThreadedInbox
+    """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory)."""
+    from worker.intake.inbox import Inbox, writer_for
     from worker.intake.receiver import create_web_app
-    from worker.runtime.tasks import (
-        INGEST_FLAG_MS,
-        INGEST_QUEUE,
-        INGEST_SCHEDULED,
-        CeleryDispatcher,
-        app,
-        connections,
-    )
+    from worker.runtime.tasks import CeleryDispatcher, app, connections
     from worker.runtime.tasks import settings as worker_settings
 
     logs.configure(worker_settings.planhat_sync_log_level)
     engine = make_engine(worker_settings.database_url)
-    url = make_url(worker_settings.database_url)
-    if url.get_backend_name() == "postgresql":
+    aclient = AsyncRedis.from_url(worker_settings.redis_url)
+    dispatcher = CeleryDispatcher(app, redis.Redis.from_url(worker_settings.redis_url), aclient)
+    inbox = Inbox(writer_for(engine), dispatcher)
 
-        async def schedule_batch() -> None:
-            await run_in_threadpool(app.send_task, "planhat_sync.ingest_batch")
-
-        inbox = PostgresRedisInbox(
-            url.set(drivername="postgresql").render_as_string(hide_password=False),
-            worker_settings.redis_url,
-            queue=INGEST_QUEUE,
-            scheduled=INGEST_SCHEDULED,
-            scheduled_ms=INGEST_FLAG_MS,
-            schedule_batch=schedule_batch,
-        )
-
-        @asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            await inbox.open()
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await inbox.open()
+        try:
             yield
+        finally:
             await inbox.close()
+            await aclient.aclose()
 
-        return create_web_app(connections=connections(engine), inbox=inbox, lifespan=lifespan)
-    client = redis.Redis.from_url(worker_settings.redis_url)
-    threaded = ThreadedInbox(engine, CeleryDispatcher(app, client).ingest, client.ping)
-    return create_web_app(connections=connections(engine), inbox=threaded)
+    return create_web_app(connections=connections(engine), inbox=inbox, lifespan=lifespan)
 
 
 def web_command(

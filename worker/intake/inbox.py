@@ -1,53 +1,81 @@
 """How the receiver commits an event and hands it on: the hot path of every webhook.
 
-``ThreadedInbox`` works on any database through SQLAlchemy, one worker thread per store
-(the embedded default, on SQLite). ``PostgresRedisInbox`` is the production path: one
-``INSERT … ON CONFLICT DO NOTHING RETURNING id`` through an asyncio psycopg pool, then one
-pipelined ``RPUSH`` + ``SET NX`` to Redis, without leaving the event loop. Both commit
-before they return: a 2xx always means the event is in the inbox.
+One path for every deployment: ``Inbox`` commits the event through a writer, then queues
+its id with the dispatcher's enqueue protocol (``Dispatcher.ingest_async``: Celery on
+Redis, or the embedded engine's threads). Both writers run the one statement that stores
+an event (``state.inbox.insert_event``) and commit before they return, so a 2xx always
+means the event is in the inbox:
+
+- ``ThreadedWriter``: any database, through a SQLAlchemy session on a worker thread (the
+  embedded default, on SQLite);
+- ``PostgresWriter``: production, that statement compiled once and run through an asyncio
+  psycopg pool, without leaving the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-import redis.asyncio
 import structlog
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from state.db import session_scope
-from state.inbox import store_event
+from state.inbox import compile_insert, new_event, store_event
+from worker.runtime.jobs import Dispatcher
 
 log = structlog.get_logger(__name__)
 
 
-class Inbox(Protocol):
-    async def store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        """Commit the event and hand it on; its inbox id, or None for a duplicate."""
+class EventWriter(Protocol):
+    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+        """Commit the event, marked as handed on; its inbox id, or None for a duplicate."""
         ...
 
     async def ready(self) -> None:
-        """Raise unless the database and the broker answer."""
+        """Raise unless the database answers."""
         ...
 
+    async def open(self) -> None: ...
 
-class ThreadedInbox:
-    def __init__(
-        self,
-        engine: Engine,
-        submit: Callable[[Sequence[int]], None],
-        broker_ready: Callable[[], object],
-    ) -> None:
+    async def close(self) -> None: ...
+
+
+class Inbox:
+    def __init__(self, writer: EventWriter, dispatcher: Dispatcher) -> None:
+        self._writer = writer
+        self._dispatcher = dispatcher
+
+    async def store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+        """Commit the event and hand it on; its inbox id, or None for a duplicate."""
+        inbox_id = await self._writer.write(connection, source, event_id, body)
+        if inbox_id is not None:
+            try:
+                await self._dispatcher.ingest_async([inbox_id])
+            except Exception as error:  # stored is safe: the sweeper sends it again
+                log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
+        return inbox_id
+
+    async def ready(self) -> None:
+        """Raise unless the database and the broker answer."""
+        await self._writer.ready()
+        await self._dispatcher.ready()
+
+    async def open(self) -> None:
+        await self._writer.open()
+
+    async def close(self) -> None:
+        await self._writer.close()
+
+
+class ThreadedWriter:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._submit = submit
-        self._broker_ready = broker_ready
 
-    def _store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+    def _write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
         with session_scope(self._engine) as session:
-            inbox_id = store_event(
+            return store_event(
                 session,
                 connection=connection,
                 source=source,
@@ -55,84 +83,60 @@ class ThreadedInbox:
                 body=body,
                 dispatched=True,
             )
-        if inbox_id is not None:
-            try:
-                self._submit([inbox_id])
-            except Exception as error:  # stored is safe: the sweeper sends it again
-                log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
-        return inbox_id
 
-    async def store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        return await run_in_threadpool(self._store, connection, source, event_id, body)
+    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+        return await run_in_threadpool(self._write, connection, source, event_id, body)
 
     def _ready(self) -> None:
         with self._engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
-        self._broker_ready()
 
     async def ready(self) -> None:
         await run_in_threadpool(self._ready)
 
+    async def open(self) -> None:
+        pass  # the engine connects on demand
 
-INSERT_EVENT = """
-INSERT INTO inbox_event (connection, source, event_id, body, received_at, status, attempts,
-                         next_attempt_at, dispatched_at)
-VALUES (%s, %s, %s, %s, now(), 'pending', 0, now(), now())
-ON CONFLICT (connection, source, event_id) DO NOTHING
-RETURNING id
-"""
+    async def close(self) -> None:
+        pass  # the engine is its owner's
 
 
-class PostgresRedisInbox:
-    """``schedule_batch`` is called (rarely: once per batch) when no ingest task is pending."""
-
-    def __init__(
-        self,
-        dsn: str,
-        redis_url: str,
-        *,
-        queue: str,
-        scheduled: str,
-        scheduled_ms: int,
-        schedule_batch: Callable[[], Awaitable[None]],
-        pool_size: int = 10,
-    ) -> None:
+class PostgresWriter:
+    def __init__(self, engine: Engine, pool_size: int = 10) -> None:
+        """The statement is compiled by ``engine``'s dialect; the pool opens its database."""
+        self._insert = compile_insert(engine.dialect)
         # Autocommit: the INSERT commits as it runs, one round trip instead of two.
         self._pool = AsyncConnectionPool(
-            dsn, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True}
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=2,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True},
         )
-        self._redis = redis.asyncio.Redis.from_url(redis_url)
-        self._queue = queue
-        self._scheduled = scheduled
-        self._scheduled_ms = scheduled_ms
-        self._schedule_batch = schedule_batch
+
+    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+        values = new_event(
+            connection=connection, source=source, event_id=event_id, body=body, dispatched=True
+        )
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self._insert.sql, self._insert.parameters(values))
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else None
+
+    async def ready(self) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT 1")
 
     async def open(self) -> None:
         await self._pool.open()
 
     async def close(self) -> None:
         await self._pool.close()
-        await self._redis.aclose()
 
-    async def store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(INSERT_EVENT, (connection, source, event_id, body))
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        inbox_id = int(row[0])
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.rpush(self._queue, inbox_id)
-            pipe.set(self._scheduled, 1, nx=True, px=self._scheduled_ms)
-            _, scheduled_now = await pipe.execute()
-            if scheduled_now:
-                await self._schedule_batch()
-        except Exception as error:  # stored is safe: the sweeper sends it again
-            log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
-        return inbox_id
 
-    async def ready(self) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        await self._redis.ping()
+def writer_for(engine: Engine) -> EventWriter:
+    """On PostgreSQL the hot path stays on the event loop; any other database runs
+    SQLAlchemy on worker threads."""
+    if engine.dialect.name == "postgresql":
+        return PostgresWriter(engine)
+    return ThreadedWriter(engine)

@@ -5,8 +5,14 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
 
     404 unknown connection or source (or no secret for that source on that connection)
     415 not application/json          413 body over the limit (default 1 MiB)
-    401 bad, missing or expired signature          400 a body that is not a valid event
+    401 bad, missing or expired signature          400 an event id that cannot be a key
+    400 a body that is not a valid event, from a source that checks on receipt (the
+        sender is the user: ``Source.checks_on_receipt``)
     200 a duplicate delivery (its event id is stored already): nothing new is stored
+
+Any other source's verified event is kept whatever its body says: mapping runs once, in
+ingest, and an event that cannot be mapped becomes a dead letter with the reason,
+replayable once the mapping is fixed (invariant 7).
 """
 
 from __future__ import annotations
@@ -72,24 +78,22 @@ def create_web_app(
             return _error(413, f"the body is over {max_body_bytes} bytes")
         try:
             event_id = kind.verify(request.headers, body, secret, clock())
-            changes = []
-            if kind.checks_on_receipt:  # the sender is the user: tell them now
-                changes = kind.changes(body, event_id, _options(kind, tenant.options))
         except SignatureError as error:
             return _error(401, f"signature refused: {error}")
-        except RecordRejected:
-            changes = []  # well-formed: kept, and the worker makes it a dead letter
-        except MappingError as error:
-            return _error(400, str(error))
         if not EVENT_ID.match(event_id):
             return _error(400, "the event id must be 1-255 printable characters")
+        if kind.checks_on_receipt:
+            # The sender is the user: tell them now. Mapping proper runs once, in ingest.
+            try:
+                kind.changes(body, event_id, _options(kind, tenant.options))
+            except RecordRejected:
+                pass  # well-formed: kept, and the worker makes it a dead letter
+            except MappingError as error:
+                return _error(400, str(error))
         inbox_id = await inbox.store(connection, source, event_id, body)
         if inbox_id is None:
             return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
-        return JSONResponse(
-            {"status": "accepted", "inbox_id": inbox_id, "changes": len(changes)},
-            status_code=202,
-        )
+        return JSONResponse({"status": "accepted", "inbox_id": inbox_id}, status_code=202)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -8,9 +8,9 @@ every event that was acknowledged but not yet ingested.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -23,7 +23,7 @@ from worker.runtime.jobs import (
     PlanhatClients,
     Runtime,
     run_flush,
-    run_ingest_many,
+    run_ingest_queue,
     run_poll,
     run_sweep,
 )
@@ -35,16 +35,21 @@ INGEST_BATCH = 200
 
 
 class LocalDispatcher:
+    """The ``Dispatcher`` of the embedded engine: the same enqueue protocol as Celery's
+    (ids queued, one ingest job taking them in batches), with threads for workers."""
+
     def __init__(self, runtime: Callable[[], Runtime], ingest_threads: int = 2) -> None:
         self._runtime = runtime
-        self._ingest: queue.Queue[int | None] = queue.Queue()
-        self._timers: dict[str, threading.Timer] = {}
+        self._queue: deque[int] = deque()
         self._lock = threading.Lock()
+        self._queued = threading.Condition(self._lock)
+        self._timers: dict[str, threading.Timer] = {}
         self._threads = [
             threading.Thread(target=self._ingest_loop, name=f"ingest-{n}", daemon=True)
             for n in range(ingest_threads)
         ]
         self._stopping = False
+        self._ingesting = 0
         self._flushing = 0
 
     def start(self) -> None:
@@ -52,16 +57,27 @@ class LocalDispatcher:
             thread.start()
 
     def stop(self) -> None:
-        self._stopping = True
-        for _ in self._threads:
-            self._ingest.put(None)
         with self._lock:
+            self._stopping = True
+            self._queued.notify_all()
             for timer in self._timers.values():
                 timer.cancel()
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
-        for inbox_id in inbox_ids:
-            self._ingest.put(inbox_id)
+        with self._lock:
+            self._queue.extend(inbox_ids)
+            self._queued.notify()
+
+    async def ingest_async(self, inbox_ids: Sequence[int]) -> None:
+        self.ingest(inbox_ids)  # an append under a lock held for no longer: never blocks
+
+    def take_ingest_batch(self, size: int) -> list[int]:
+        with self._lock:
+            return [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
+
+    async def ready(self) -> None:
+        if self._stopping:
+            raise RuntimeError("the embedded engine is stopping")
 
     def flush(self, connection: str, delay: float) -> None:
         with self._lock:
@@ -79,27 +95,23 @@ class LocalDispatcher:
     def idle(self) -> bool:
         """Nothing queued, scheduled or running (for tests and the dev demo)."""
         with self._lock:
-            return self._ingest.unfinished_tasks == 0 and not self._timers and not self._flushing
+            return not (self._queue or self._ingesting or self._timers or self._flushing)
 
     def _ingest_loop(self) -> None:
         while True:
-            batch = [self._ingest.get()]
-            while len(batch) < INGEST_BATCH:  # take what else is waiting: fewer commits
-                try:
-                    batch.append(self._ingest.get_nowait())
-                except queue.Empty:
-                    break
-            ids = [inbox_id for inbox_id in batch if inbox_id is not None]
+            with self._lock:
+                self._queued.wait_for(lambda: bool(self._queue) or self._stopping)
+                if self._stopping:
+                    return
+                # Counted as running before the queue can empty: idle() never sees a gap.
+                self._ingesting += 1
             try:
-                if ids:
-                    run_ingest_many(self._runtime(), ids)
+                run_ingest_queue(self._runtime(), INGEST_BATCH)
             except Exception:  # failed events stay pending: the sweeper retries them
-                log.exception("ingest.failed", events=len(ids))
+                log.exception("ingest.failed")
             finally:
-                for _ in batch:
-                    self._ingest.task_done()
-            if len(ids) < len(batch):
-                return  # stop() was called
+                with self._lock:
+                    self._ingesting -= 1
 
     def _flush(self, connection: str) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
-from worker.pipeline.ingest import IngestReport, ingest, ingest_many
+from worker.pipeline.ingest import ingest, ingest_many
 from worker.runtime.ratelimit import RateLimiter, budget_key
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
@@ -38,9 +38,27 @@ FLUSH_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, max_rate_li
 
 
 class Dispatcher(Protocol):
-    """Sends jobs to whoever runs them (Celery, or the embedded runner's threads)."""
+    """Sends jobs to whoever runs them (Celery, or the embedded runner's threads).
 
-    def ingest(self, inbox_ids: Sequence[int]) -> None: ...
+    Stored events are queued (``ingest``, or ``ingest_async`` on an event loop) and one
+    ingest job at a time takes them in batches (``take_ingest_batch``) until none is left.
+    """
+
+    def ingest(self, inbox_ids: Sequence[int]) -> None:
+        """Queue committed events for ingest, and start an ingest job unless one runs."""
+        ...
+
+    async def ingest_async(self, inbox_ids: Sequence[int]) -> None:
+        """``ingest`` without blocking the event loop (the receiver's hot path)."""
+        ...
+
+    def take_ingest_batch(self, size: int) -> list[int]:
+        """Up to ``size`` queued ids for the running ingest job; [] when it should stop."""
+        ...
+
+    async def ready(self) -> None:
+        """Raise unless the broker answers."""
+        ...
 
     def flush(self, connection: str, delay: float) -> None:
         """Ask for a flush of ``connection`` in ``delay`` seconds; one is enough."""
@@ -138,16 +156,6 @@ def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
     rt.dispatcher.ingest(inbox_ids)
 
 
-def run_ingest(rt: Runtime, inbox_id: int) -> IngestReport:
-    complete(rt.engine, rt.clients.connections, rt.apis, [inbox_id])
-    defaults = rt.clients.connections.options("default")
-    with session_scope(rt.engine) as session:
-        report = ingest(session, inbox_id, default_options=defaults)
-    if report.models:
-        rt.dispatcher.flush(report.connection, rt.config.flush_window)
-    return report
-
-
 INGEST_CHUNK = 50  # events per transaction when ingesting a batch
 
 
@@ -181,6 +189,17 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     for connection in to_flush:
         rt.dispatcher.flush(connection, rt.config.flush_window)
     return queued
+
+
+def run_ingest_queue(rt: Runtime, batch: int) -> int:
+    """The ingest job: take queued events ``batch`` at a time until none is left. Ids taken
+    by a job that dies are still pending in the inbox: the sweeper sends them again.
+    Returns how many events it took."""
+    taken = 0
+    while ids := rt.dispatcher.take_ingest_batch(batch):
+        run_ingest_many(rt, ids)
+        taken += len(ids)
+    return taken
 
 
 def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:

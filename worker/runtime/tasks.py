@@ -9,12 +9,16 @@ found by the sweeper, which beat runs every ``PLANHAT_SYNC_SWEEP_INTERVAL`` seco
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Sequence
 
 import redis
 from celery import Celery
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.client import Pipeline
 from sqlalchemy import Engine
 
 from state.connections import Connections
@@ -26,8 +30,7 @@ from worker.runtime.jobs import (
     RedisLocks,
     Runtime,
     run_flush,
-    run_ingest,
-    run_ingest_many,
+    run_ingest_queue,
     run_poll,
     run_sweep,
 )
@@ -55,7 +58,6 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue="ingest",
         task_routes={
-            "planhat_sync.ingest": {"queue": "ingest"},
             "planhat_sync.ingest_batch": {"queue": "ingest"},
             "planhat_sync.flush": {"queue": "flush"},
             # Periodic jobs (the sweeper, the pollers) share the poll queue.
@@ -78,28 +80,51 @@ config = EngineSettings()
 app = make_celery(settings, config)
 
 
-class CeleryDispatcher:
-    """Sends jobs through the broker; one scheduled flush per connection at a time."""
+def _queue(pipe: Pipeline | AsyncPipeline, inbox_ids: Sequence[int]) -> None:
+    """The enqueue protocol, in one round trip: push the ids, and raise the "a batch task is
+    scheduled" flag unless it is up. Its second answer says whether the caller raised it,
+    and so must schedule the task. Fills a sync or an asyncio pipeline alike (both buffer
+    commands until ``execute``)."""
+    pipe.rpush(INGEST_QUEUE, *inbox_ids)
+    pipe.set(INGEST_SCHEDULED, 1, nx=True, px=INGEST_FLAG_MS)
 
-    def __init__(self, celery: Celery, client: redis.Redis) -> None:
+
+class CeleryDispatcher:
+    """Sends jobs through the broker; one scheduled flush per connection at a time.
+
+    Events go on a Redis list, one cheap RPUSH each on the receiver's hot path, and one
+    ``planhat_sync.ingest_batch`` task takes them in batches. ``aclient`` (asyncio) serves
+    the receiver's event loop, ``client`` everything else."""
+
+    def __init__(self, celery: Celery, client: redis.Redis, aclient: AsyncRedis) -> None:
         self._celery = celery
         self._redis = client
+        self._aredis = aclient
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
-        """Queue ids on a Redis list and make sure a batch task will take them: one cheap
-        RPUSH per event on the receiver's hot path, one task per batch for the workers."""
         if not inbox_ids:
             return
-        pipe = self._redis.pipeline(transaction=False)  # one round trip for both
-        pipe.rpush(INGEST_QUEUE, *inbox_ids)
-        pipe.set(INGEST_SCHEDULED, 1, nx=True, px=INGEST_FLAG_MS)
+        pipe = self._redis.pipeline(transaction=False)
+        _queue(pipe, inbox_ids)
         _, scheduled_now = pipe.execute()
         if scheduled_now:
-            self._celery.send_task("planhat_sync.ingest_batch")
+            self._schedule_batch()
+
+    async def ingest_async(self, inbox_ids: Sequence[int]) -> None:
+        if not inbox_ids:
+            return
+        pipe = self._aredis.pipeline(transaction=False)
+        _queue(pipe, inbox_ids)
+        _, scheduled_now = await pipe.execute()
+        if scheduled_now:  # rare (once per batch): Celery's send is blocking, so on a thread
+            await asyncio.to_thread(self._schedule_batch)
+
+    def _schedule_batch(self) -> None:
+        self._celery.send_task("planhat_sync.ingest_batch")
 
     def take_ingest_batch(self, size: int) -> list[int]:
-        """The next ids for the running batch task; [] when it should stop. While it runs
-        its flag stays set, so the receiver schedules no second task for every event."""
+        """While the task runs its flag stays set, so the receiver schedules no second
+        task for every event."""
         ids = self._redis.lpop(INGEST_QUEUE, size)
         if ids:
             self._redis.pexpire(INGEST_SCHEDULED, INGEST_FLAG_MS)
@@ -112,6 +137,9 @@ class CeleryDispatcher:
         ):
             return [int(i) for i in self._redis.lpop(INGEST_QUEUE, size) or []]
         return []
+
+    async def ready(self) -> None:
+        await self._aredis.ping()
 
     def flush(self, connection: str, delay: float) -> None:
         delay = min(MAX_COUNTDOWN, max(0.0, delay))
@@ -140,6 +168,7 @@ def runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None or _runtime[0] != os.getpid():
             client = redis.Redis.from_url(settings.redis_url)
+            aclient = AsyncRedis.from_url(settings.redis_url)  # unused by workers: never connects
             engine = make_engine(settings.database_url)
             _runtime = (
                 os.getpid(),
@@ -148,7 +177,7 @@ def runtime() -> Runtime:
                     limiter=RedisRateLimiter(
                         client, rate_per_minute=config.rate_per_minute, burst=config.burst
                     ),
-                    dispatcher=CeleryDispatcher(app, client),
+                    dispatcher=CeleryDispatcher(app, client, aclient),
                     locks=RedisLocks(client),
                     clients=PlanhatClients(connections(engine)),
                     config=config,
@@ -158,20 +187,9 @@ def runtime() -> Runtime:
         return _runtime[1]
 
 
-@app.task(name="planhat_sync.ingest")
-def ingest_event(inbox_id: int) -> None:
-    run_ingest(runtime(), inbox_id)
-
-
 @app.task(name="planhat_sync.ingest_batch")
 def ingest_batch() -> None:
-    """Take queued inbox ids in batches until the queue is empty. Ids popped by a worker
-    that dies are still pending in the inbox: the sweeper sends them again."""
-    rt = runtime()
-    dispatcher = rt.dispatcher
-    assert isinstance(dispatcher, CeleryDispatcher)
-    while ids := dispatcher.take_ingest_batch(INGEST_BATCH):
-        run_ingest_many(rt, ids)
+    run_ingest_queue(runtime(), INGEST_BATCH)
 
 
 @app.task(name="planhat_sync.flush")
