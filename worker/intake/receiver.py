@@ -7,6 +7,8 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
     415 not application/json          413 body over the limit (default 1 MiB)
     401 bad, missing or expired signature          400 a body that is not a valid event
     200 a duplicate delivery (its event id is stored already): nothing new is stored
+    503 a stored connection whose secrets PLANHAT_SYNC_SECRET_KEY cannot open (the sender
+        retries; ``/readyz`` says which connections and why)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from connectors.change import MappingError, RecordRejected
 from connectors.sources import SOURCES, OptionError, Source, source_options
 from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
-from state.connections import Connections
+from state.connections import Connections, LockedConnectionError
 from worker.intake.inbox import Inbox
 
 log = structlog.get_logger(__name__)
@@ -58,7 +60,13 @@ def create_web_app(
             return _error(404, f"unknown connection {connection[:64]!r}")
         found, tenant = connections.cached(connection)
         if not found:
-            tenant = await run_in_threadpool(connections.get, connection)
+            try:
+                tenant = await run_in_threadpool(connections.get, connection)
+            except LockedConnectionError:
+                # Our fault, not the sender's, and passing: a 5xx makes them retry.
+                return _error(
+                    503, f"connection {connection!r} is unavailable: its secrets cannot be opened"
+                )
         if tenant is None:
             return _error(404, f"unknown connection {connection!r}")
         secret = tenant.secrets.get(source)
@@ -99,6 +107,8 @@ def create_web_app(
     async def readyz() -> JSONResponse:
         try:
             await inbox.ready()
+            # A key that cannot open the stored secrets fails every webhook for them.
+            await run_in_threadpool(connections.check_keys)
         except Exception as error:  # any failure means: not ready
             return JSONResponse({"ok": False, "problem": str(error)}, status_code=503)
         return JSONResponse({"ok": True})
