@@ -1,11 +1,13 @@
 """A wrong or changed PLANHAT_SYNC_SECRET_KEY: the receiver says 503 (never 500) and
-stores nothing, and ``/readyz`` names the connections it cannot open."""
+stores nothing, ``/readyz`` names the connections it cannot open, and every long-running
+command refuses to start with one line."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -13,12 +15,14 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import select
+from typer.testing import CliRunner, Result
 
 from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import session_scope
 from state.tables import InboxEvent
+from worker.cli import app
 from worker.intake.inbox import ThreadedInbox
 from worker.intake.receiver import create_web_app
 
@@ -29,6 +33,9 @@ BODY = json.dumps(
     {"model": "companies", "key": {"sourceId": "c1"}, "fields": {"name": "C"}, "version": 1}
 ).encode()
 NOW = 1_790_000_000
+ADD_ACME = [
+    "connections", "add", "acme", "--planhat-token", "pt-1", "--secret", f"standard={SECRET}",
+]  # fmt: skip
 
 
 def add_acme(engine: Engine, key: str = KEY_A) -> None:
@@ -131,3 +138,79 @@ def test_readyz_opens_the_stored_secrets_once_per_interval(sqlite_engine: Engine
 
     assert answers == [200] * 5
     assert len(opened) == 1
+
+
+def run(tmp_path: Path, key: str, *args: str) -> Result:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/state.db", "PLANHAT_SYNC_SECRET_KEY": key}
+    saved = structlog.get_config()  # the CLI points structlog at the runner's stderr
+    try:
+        return CliRunner().invoke(app, list(args), env=env)
+    finally:
+        structlog.configure(**saved)
+
+
+def one_line(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "beat"])
+def test_a_process_refuses_to_start_with_one_line_when_the_key_does_not_open(
+    tmp_path: Path, command: str
+) -> None:
+    assert run(tmp_path, KEY_A, *ADD_ACME).exit_code == 0
+
+    line = one_line(run(tmp_path, KEY_B, command))
+
+    assert line.startswith("error: PLANHAT_SYNC_SECRET_KEY does not open the stored secrets")
+    assert "'acme'" in line
+
+
+def test_a_key_that_is_not_a_fernet_key_stops_a_process_with_one_line(tmp_path: Path) -> None:
+    line = one_line(run(tmp_path, f"{KEY_A},not-a-key", "worker"))
+
+    assert line == (
+        "error: key 2 of 2 in PLANHAT_SYNC_SECRET_KEY is not a Fernet key "
+        "(32 url-safe base64 bytes; planhat-sync keys generate prints one)"
+    )
+    assert "not-a-key" not in line
+
+
+def test_dev_refuses_to_start_when_its_key_does_not_open_its_connections(tmp_path: Path) -> None:
+    assert run(tmp_path, KEY_A, *ADD_ACME).exit_code == 0
+
+    # dev keeps its state in the data directory; the environment's key wins over its file
+    env = {"PLANHAT_SYNC_SECRET_KEY": KEY_B, "DATABASE_URL": f"sqlite:///{tmp_path}/state.db"}
+    saved = structlog.get_config()
+    try:
+        result = CliRunner().invoke(
+            app, ["dev", "--no-serve", "--data-dir", str(tmp_path / "dev")], env=env
+        )
+    finally:
+        structlog.configure(**saved)
+
+    assert "'acme'" in one_line(result)
+
+
+def test_a_connection_sealed_under_another_key_is_not_added(tmp_path: Path) -> None:
+    assert run(tmp_path, KEY_A, *ADD_ACME).exit_code == 0
+
+    result = run(tmp_path, KEY_B, "connections", "add", "beta", "--planhat-token", "pt-2")
+
+    assert one_line(result).startswith("error: not added: PLANHAT_SYNC_SECRET_KEY does not open")
+    listed = json.loads(run(tmp_path, KEY_A, "connections", "list").stdout)
+    assert [row["name"] for row in listed] == ["acme"]
+
+
+def test_connections_list_shows_a_connection_it_cannot_open_as_locked(tmp_path: Path) -> None:
+    assert run(tmp_path, KEY_A, *ADD_ACME).exit_code == 0
+
+    listed = run(tmp_path, KEY_B, "connections", "list")
+
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.stdout)
+    assert row["sources"] == "(locked: PLANHAT_SYNC_SECRET_KEY does not open it)"

@@ -31,6 +31,7 @@ from state.connections import Connections, Tenant
 from state.crypto import secret_box
 from state.db import migrate, session_scope
 from state.inbox import has_pending
+from worker.cli.keys import require_keys
 from worker.intake.inbox import ThreadedInbox
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import Sweeper, embedded_runtime
@@ -77,6 +78,7 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'state.db'}"
     migrate(database_url)
+    require_keys(database_url, lambda: secret_box(data_dir / "secret.key"))
     box = secret_box(data_dir / "secret.key")
     secret = standard_secret(data_dir)
     sandbox: BackgroundSandbox | None = None
