@@ -14,12 +14,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from state.crypto import SecretBox
+from state.crypto import SecretBox, SecretKeyError
 from state.db import session_scope
+from state.keys import LockedSecretsError, check_secrets, opens
 from state.tables import Connection
+
+log = structlog.get_logger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -49,6 +53,12 @@ def add_connection(
     with session_scope(engine) as session:
         if session.get(Connection, name) is not None:
             raise ValueError(f"connection {name!r} exists already; remove it first")
+        # Every stored connection opens with one key: a row sealed under another would
+        # be unreadable to every process, and stop them at their next start.
+        stored = list(session.exec(select(Connection)))
+        locked = sorted(row.name for row in stored if not opens(box, row))
+        if locked:
+            raise SecretKeyError(f"not added: {LockedSecretsError(locked, len(stored))}")
         session.add(
             Connection(
                 name=name,
@@ -76,12 +86,21 @@ def list_connections(engine: Engine, box: SecretBox | None) -> list[dict[str, ob
         {
             "name": row.name,
             "planhat_base_url": row.planhat_base_url,
-            "sources": sorted(_open_secrets(box, row)) if box else "(locked)",
+            "sources": _sources(box, row),
             "options": row.options or {},
             "created_at": row.created_at.isoformat(),
         }
         for row in rows
     ]
+
+
+def _sources(box: SecretBox | None, row: Connection) -> list[str] | str:
+    if box is None:
+        return "(locked: no usable PLANHAT_SYNC_SECRET_KEY)"
+    try:
+        return sorted(_open_secrets(box, row))
+    except SecretKeyError:
+        return "(locked: PLANHAT_SYNC_SECRET_KEY does not open it)"
 
 
 def _open_secrets(box: SecretBox | None, row: Connection) -> dict[str, str]:
@@ -91,8 +110,21 @@ def _open_secrets(box: SecretBox | None, row: Connection) -> dict[str, str]:
     return opened
 
 
+class LockedConnectionError(SecretKeyError):
+    """A stored connection whose token or secrets the key cannot open."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"connection {name!r}: {reason}")
+
+
 class Connections:
-    """Finds tenants by name, for the receiver and the workers; caches briefly."""
+    """Finds tenants by name, for the receiver and the workers; caches briefly.
+
+    A stored connection the key cannot open raises ``LockedConnectionError``: callers
+    skip it (the receiver answers 503, workers leave its work for later) and it is
+    logged here, once per ``report_every`` seconds, not once per event."""
 
     def __init__(
         self,
@@ -100,12 +132,18 @@ class Connections:
         box: Callable[[], SecretBox],
         default: Callable[[], Tenant | None],
         ttl: float = 5.0,
+        report_every: float = 60.0,
+        check_every: float = 15.0,
     ) -> None:
         self._engine = engine
         self._box = box
         self._default = default
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._report_every = report_every
+        self._check_every = check_every
+        self._cache: dict[str, tuple[float, Tenant | LockedConnectionError | None]] = {}
+        self._reported: dict[str, float] = {}
+        self._checked: tuple[float, SecretKeyError | None] | None = None
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -115,27 +153,75 @@ class Connections:
         return sorted({"default", *stored})
 
     def cached(self, name: str) -> tuple[bool, Tenant | None]:
-        """(found in the cache, the tenant): no I/O, for the receiver's event loop."""
+        """(found in the cache, the tenant): no I/O, for the receiver's event loop. A
+        connection that did not open counts as not found: ``get`` says why."""
         with self._lock:
             hit = self._cache.get(name)
             if hit is not None and time.monotonic() - hit[0] < self._ttl:
+                if isinstance(hit[1], LockedConnectionError):
+                    return False, None
                 return True, hit[1]
         return False, None
 
     def get(self, name: str) -> Tenant | None:
         now = time.monotonic()
-        found, tenant = self.cached(name)
-        if found:
-            return tenant
-        tenant = self._load(name)
         with self._lock:
-            self._cache[name] = (now, tenant)
-        return tenant
+            hit = self._cache.get(name)
+        if hit is not None and now - hit[0] < self._ttl:
+            if isinstance(hit[1], LockedConnectionError):
+                raise hit[1]
+            return hit[1]
+        loaded: Tenant | LockedConnectionError | None
+        try:
+            loaded = self._load(name)
+        except SecretKeyError as error:
+            loaded = LockedConnectionError(name, str(error))
+        with self._lock:
+            self._cache[name] = (now, loaded)
+        if isinstance(loaded, LockedConnectionError):
+            self._report(loaded, now)
+            raise loaded
+        return loaded
 
     def options(self, name: str) -> Mapping[str, str]:
         """The connection's mapping options (none for an unknown connection)."""
-        tenant = self.get(name)
+        try:
+            tenant = self.get(name)
+        except LockedConnectionError:
+            # Options are not sealed: mapping goes on while the secrets are locked.
+            with session_scope(self._engine) as session:
+                row = session.get(Connection, name)
+            return (row.options or {}) if row is not None else {}
         return tenant.options if tenant is not None else {}
+
+    def check_keys(self) -> None:
+        """Raise unless the key opens every stored connection (``state.keys``). The
+        answer is kept ``check_every`` seconds: ``/readyz`` is polled, and this opens
+        every stored secret."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._checked
+        if last is not None and now - last[0] < self._check_every:
+            if last[1] is not None:
+                raise last[1]
+            return
+        problem: SecretKeyError | None = None
+        try:
+            check_secrets(self._engine, self._box)
+        except SecretKeyError as error:
+            problem = error
+        with self._lock:
+            self._checked = (now, problem)
+        if problem is not None:
+            raise problem
+
+    def _report(self, error: LockedConnectionError, now: float) -> None:
+        with self._lock:
+            last = self._reported.get(error.name)
+            if last is not None and now - last < self._report_every:
+                return
+            self._reported[error.name] = now
+        log.error("connection.locked", connection=error.name, reason=error.reason)
 
     def _load(self, name: str) -> Tenant | None:
         with session_scope(self._engine) as session:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -29,6 +30,7 @@ def database_url() -> str:
 def make_engine(url: str | None = None) -> Engine:
     url = url or database_url()
     if url.startswith("sqlite"):
+        create_private_file(make_url(url).database)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
         )
@@ -42,6 +44,17 @@ def make_engine(url: str | None = None) -> Engine:
     return create_engine(
         url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
     )
+
+
+def create_private_file(path: str | None) -> None:
+    """Create a SQLite file readable by its owner only, before SQLite opens it: it holds
+    raw webhook bodies. SQLite gives its -wal and -shm files the database file's mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    # An existing file keeps its mode (a shared database's is its owner's business);
+    # any other failure is SQLite's to report when it opens the file.
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -195,8 +196,12 @@ def test_the_readme_flow_sandbox_in_one_terminal_planhat_in_another() -> None:
 def test_dev_shows_the_flow_on_embedded_defaults(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANHAT_", "DATABASE_"))}
     env.pop("STANDARD_WEBHOOK_SECRET", None)
-    args = ["dev", "--no-serve", "--port", str(free_port_pair()), "--data-dir", str(tmp_path)]
-    first = subprocess.run(_command(*args), env=env, capture_output=True, text=True, check=False)
+    data = tmp_path / "data"
+    args = ["dev", "--no-serve", "--port", str(free_port_pair()), "--data-dir", str(data)]
+    # umask 022, the usual default: what dev keeps must be private by its own doing
+    first = subprocess.run(
+        _command(*args), env=env, capture_output=True, text=True, check=False, umask=0o022
+    )
     assert first.returncode == 0, first.stderr
     assert "Sent 5 signed events to the receiver: 5 accepted" in first.stdout
     assert "Pro  mrr 590 USD" in first.stdout  # two versions coalesced, the newest won
@@ -205,9 +210,7 @@ def test_dev_shows_the_flow_on_embedded_defaults(tmp_path: Path) -> None:
     second = subprocess.run(_command(*args), env=env, capture_output=True, text=True, check=False)
     assert "0 accepted, 5 already received before" in second.stdout
     assert "Pro  mrr 590 USD" in second.stdout
-    assert {p.name for p in tmp_path.iterdir()} >= {
-        "state.db",
-        "planhat-sandbox.db",
-        "secret.key",
-        "standard-webhook-secret",
-    }
+    kept = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+    assert set(kept) >= {"state.db", "planhat-sandbox.db", "secret.key", "standard-webhook-secret"}
+    assert set(kept.values()) == {0o600}, kept  # -wal and -shm too, when they are left
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700

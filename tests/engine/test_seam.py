@@ -47,7 +47,7 @@ from state.crypto import SecretBox
 from state.db import migrate, session_scope
 from state.tables import DeadLetter, InboxEvent
 from tests.conftest import drain_embedded
-from worker.intake.inbox import ThreadedInbox
+from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import embedded_runtime
@@ -245,7 +245,7 @@ def test_a_source_registered_from_a_test_runs_end_to_end(
     receiver = TestClient(
         create_web_app(
             connections=connections(runtime.engine),
-            inbox=ThreadedInbox(runtime.engine, dispatcher.ingest, lambda: None),
+            inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
         )
     )
     try:

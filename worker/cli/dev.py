@@ -29,8 +29,9 @@ from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServe
 from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant
 from state.crypto import secret_box
-from state.db import migrate, session_scope
+from state.db import create_private_file, migrate, session_scope
 from state.inbox import has_pending
+from worker.cli.keys import require_keys
 from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import Sweeper, embedded_runtime
@@ -52,14 +53,44 @@ DEMO_EVENTS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+# What dev keeps in its data directory: raw webhook bodies (the state database and its
+# write-ahead log), the key that opens the stored secrets, a webhook secret.
+PRIVATE_FILES = (
+    "state.db",
+    "state.db-wal",
+    "state.db-shm",
+    "planhat-sandbox.db",
+    "secret.key",
+    "standard-webhook-secret",
+)
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """Create the data directory readable by its owner only (0700). One that exists is
+    left as it is (the user named it, and it may be shared), but the files dev keeps in
+    it, from an older version perhaps, are made private."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        for name in PRIVATE_FILES:
+            path = data_dir / name
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 def standard_secret(data_dir: Path) -> str:
     """STANDARD_WEBHOOK_SECRET, or one generated once and kept in the data directory."""
     if os.environ.get("STANDARD_WEBHOOK_SECRET"):
         return os.environ["STANDARD_WEBHOOK_SECRET"]
     path = data_dir / "standard-webhook-secret"
-    if not path.exists():
-        path.write_text("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
-        path.chmod(0o600)
+    try:
+        # Created readable by its owner only: never written first and restricted later.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     return path.read_text().strip()
 
 
@@ -74,15 +105,17 @@ def _drained(engine: Engine, dispatcher_idle: Any) -> bool:
 
 
 def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(data_dir)
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'state.db'}"
     migrate(database_url)
+    require_keys(database_url, lambda: secret_box(data_dir / "secret.key"))
     box = secret_box(data_dir / "secret.key")
     secret = standard_secret(data_dir)
     sandbox: BackgroundSandbox | None = None
     if settings.planhat_api_token:
         base_url, token = settings.planhat_base_url, settings.planhat_token()
     else:
+        create_private_file(str(data_dir / "planhat-sandbox.db"))
         sandbox = BackgroundSandbox(
             SandboxConfig(db_path=str(data_dir / "planhat-sandbox.db")), port=port + 1
         ).start()

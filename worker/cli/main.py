@@ -20,6 +20,7 @@ from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
 from worker.cli import dev as embedded
 from worker.cli import operate, receive
+from worker.cli.keys import keys_app
 from worker.runtime import logs
 from worker.runtime.settings import MissingTokenError, Settings
 
@@ -212,6 +213,7 @@ app.add_typer(operate.dlq_app, name="dlq")
 app.command("web")(receive.web_command)
 app.command("send")(receive.send_command)
 app.add_typer(receive.connections_app, name="connections")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

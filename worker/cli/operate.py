@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import Engine
 
 from state.db import make_engine, migrate
+from worker.cli.keys import require_keys
 from worker.pipeline import dlq
 from worker.runtime import logs
 from worker.runtime.settings import EngineSettings, Settings, env_options
@@ -43,7 +44,7 @@ def worker_command(
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
 ) -> None:
     """Run a Celery worker (REDIS_URL, DATABASE_URL). Other options pass on to Celery."""
-    _engine_ready()
+    require_keys(_engine_ready().database_url)
     from worker.runtime.tasks import app as celery
 
     argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}"]
@@ -58,7 +59,7 @@ def beat_command(
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
 ) -> None:
     """Run the scheduler (exactly one per deployment): the sweeper and the pollers."""
-    _engine_ready()
+    require_keys(_engine_ready().database_url)
     from worker.runtime.tasks import app as celery
 
     schedule = schedule or Path(tempfile.gettempdir()) / "planhat-sync-beat-schedule"

@@ -21,6 +21,7 @@ from connectors.sources import OptionError, check_options, check_secret_name
 from state.connections import add_connection, list_connections, remove_connection
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
+from worker.cli.keys import require_keys
 from worker.runtime import logs
 from worker.runtime.settings import Settings
 
@@ -61,6 +62,7 @@ def web_command(
     settings = Settings()
     logs.configure(settings.planhat_sync_log_level)
     migrate(settings.database_url)
+    require_keys(settings.database_url)
     typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
     uvicorn.run(
         "worker.cli.receive:app_from_environment",

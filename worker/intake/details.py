@@ -20,7 +20,7 @@ from sqlmodel import col, select
 
 from connectors.source import CannotComplete, ThinEvents
 from connectors.sources import SOURCES, credentials_of
-from state.connections import Connections
+from state.connections import Connections, LockedConnectionError
 from state.db import session_scope
 from state.tables import InboxEvent
 from worker.intake.poll import SourceApis
@@ -44,7 +44,10 @@ def complete(
         ).all()
     for inbox_id, connection, name, body in rows:
         source = thin[name]
-        tenant = connections.get(connection)
+        try:
+            tenant = connections.get(connection)
+        except LockedConnectionError:
+            continue  # pending until its secrets open again (Connections logs why)
         credentials = credentials_of(source, tenant.secrets) if tenant else {}
         try:
             detail = source.detail(credentials, apis.base(name), body)

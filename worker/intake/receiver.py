@@ -9,6 +9,8 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
     400 a body that is not a valid event, from a source that checks on receipt (the
         sender is the user: ``Source.checks_on_receipt``)
     200 a duplicate delivery (its event id is stored already): nothing new is stored
+    503 a stored connection whose secrets PLANHAT_SYNC_SECRET_KEY cannot open (the sender
+        retries; ``/readyz`` says which connections and why)
 
 Any other source's verified event is kept whatever its body says: mapping runs once, in
 ingest, and an event that cannot be mapped becomes a dead letter with the reason,
@@ -31,7 +33,7 @@ from connectors.change import MappingError, RecordRejected
 from connectors.sources import SOURCES, OptionError, Source, source_options
 from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
-from state.connections import Connections
+from state.connections import Connections, LockedConnectionError
 from worker.intake.inbox import Inbox
 
 log = structlog.get_logger(__name__)
@@ -64,7 +66,13 @@ def create_web_app(
             return _error(404, f"unknown connection {connection[:64]!r}")
         found, tenant = connections.cached(connection)
         if not found:
-            tenant = await run_in_threadpool(connections.get, connection)
+            try:
+                tenant = await run_in_threadpool(connections.get, connection)
+            except LockedConnectionError:
+                # Our fault, not the sender's, and passing: a 5xx makes them retry.
+                return _error(
+                    503, f"connection {connection!r} is unavailable: its secrets cannot be opened"
+                )
         if tenant is None:
             return _error(404, f"unknown connection {connection!r}")
         secret = tenant.secrets.get(source)
@@ -103,6 +111,8 @@ def create_web_app(
     async def readyz() -> JSONResponse:
         try:
             await inbox.ready()
+            # A key that cannot open the stored secrets fails every webhook for them.
+            await run_in_threadpool(connections.check_keys)
         except Exception as error:  # any failure means: not ready
             return JSONResponse({"ok": False, "problem": str(error)}, status_code=503)
         return JSONResponse({"ok": True})

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
-from state.connections import Connections
+from state.connections import Connections, LockedConnectionError
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
@@ -230,6 +230,10 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
             return []
         try:
             planhat, budget = rt.clients.planhat(connection)
+        except LockedConnectionError:
+            # Its rows wait in the outbox; Connections logs why, once a minute, not per try.
+            rt.dispatcher.flush(connection, MAX_COUNTDOWN)
+            return []
         except (LookupError, MissingTokenError) as error:
             log.error("flush.no_planhat", connection=connection, error=str(error))
             rt.dispatcher.flush(connection, MAX_COUNTDOWN)
@@ -308,7 +312,10 @@ def run_poll(rt: Runtime, apis: SourceApis) -> int:
     new = 0
     connections = rt.clients.connections
     for name in connections.names():
-        tenant = connections.get(name)
+        try:
+            tenant = connections.get(name)
+        except LockedConnectionError:  # logged by Connections; the others still poll
+            continue
         if tenant is None:
             continue
         for feed, client in feeds(tenant, apis):
