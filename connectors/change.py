@@ -46,6 +46,7 @@ class Change:
             )
         if not self.key:
             raise ValueError("a change needs a non-empty key")
+        _check_storable(self)
 
     @property
     def spec(self) -> ModelSpec:
@@ -59,6 +60,28 @@ class Change:
         if self.key_field == spec.external_key and spec.company_key:
             return f"{self.key_field}={self.key}@{self.fields.get(spec.company_key, '')}"
         return f"{self.key_field}={self.key}"
+
+
+MAX_KEY = 255  # characters of a key (the state store's column)
+MAX_VERSION = 2**63 - 1  # a version is a BIGINT in the state store
+
+
+def _check_storable(change: Change) -> None:
+    """Refuse, naming the field, what the state store cannot hold: retrying would fail the
+    same way forever (PostgreSQL refuses NaN in JSON, BIGINT and column limits)."""
+    what = f"{change.model} {change.key_field}"
+    if len(change.key) > MAX_KEY:
+        raise MappingError(f"{what}: the key is {len(change.key)} characters (at most {MAX_KEY})")
+    if not -MAX_VERSION <= change.version <= MAX_VERSION:
+        raise MappingError(f"{what}={change.key}: the version is out of range (64-bit)")
+    for name, value in change.fields.items():
+        try:
+            json.dumps(value, allow_nan=False, default=str)
+        except ValueError:
+            raise MappingError(
+                f"{what}={change.key}: field {name!r} holds NaN or Infinity, which no JSON "
+                "store or Planhat accepts"
+            ) from None
 
 
 def fields_hash(fields: Mapping[str, Any]) -> str:

@@ -120,13 +120,15 @@ def mark_dispatched(session: Session, ids: Sequence[int], when: datetime | None 
 
 
 def lost_events(session: Session, *, lost_after: float, limit: int = 5000) -> list[int]:
-    """Pending events whose task was sent long enough ago to count as lost (or never)."""
+    """Pending events whose task was sent long enough ago to count as lost (or never), the
+    longest due first: events that keep failing are due later each time (their back-off),
+    so however many there are, they never starve newer ones."""
     cutoff = utcnow() - timedelta(seconds=lost_after)
     query = (
         select(InboxEvent.id)
         .where(InboxEvent.status == "pending", InboxEvent.next_attempt_at <= utcnow())
         .where((col(InboxEvent.dispatched_at).is_(None)) | (col(InboxEvent.dispatched_at) < cutoff))
-        .order_by(col(InboxEvent.id))
+        .order_by(col(InboxEvent.next_attempt_at), col(InboxEvent.id))
         .limit(limit)
     )
     return [event_id for event_id in session.exec(query) if event_id is not None]

@@ -153,8 +153,17 @@ def test_a_body_changed_after_signing_is_401(receiver: Receiver) -> None:
         (b'{"model": "licenses", "key": {"name": "x"}, "version": 1}', "key must be one of"),
         (b'{"model": "licenses", "key": {"sourceId": "x"}}', "version is required"),
         (json.dumps({"changes": [json.loads(BODY)] * 1001}).encode()[:4000], "body is not JSON"),
+        # values the state store cannot hold: named, refused now, not stuck later
+        (b'{"model": "licenses", "key": {"sourceId": "x"}, "version": 1, "fields": {"mrr": NaN}}',
+         "field 'mrr' holds NaN or Infinity"),
+        (b'{"model": "licenses", "key": {"sourceId": "x"}, "version": 1, "fields": {"mrr": 1e999}}',
+         "field 'mrr' holds NaN or Infinity"),
+        (b'{"model": "licenses", "key": {"sourceId": "x"}, "version": 10000000000000000000000000}',
+         "the version is out of range"),
+        (json.dumps({"model": "licenses", "key": {"sourceId": "x" * 300}, "version": 1}).encode(),
+         "the key is 300 characters"),
     ],
-)
+)  # fmt: skip
 def test_an_unparsable_event_is_400_with_the_reason_and_stores_nothing(
     receiver: Receiver, body: bytes, reason: str
 ) -> None:

@@ -3,15 +3,16 @@
 Some deliveries only name what changed (a callback that names a survey response but
 carries no answers). Before ingesting, the worker asks the source (``ThinEvents.detail``),
 outside any transaction, and keeps what it fetched with the stored event
-(``inbox_event.detail``). A fetch that fails for now (timeout, 5xx, 429) leaves the event
-pending: the sweeper sends it again. One that can never succeed (``CannotComplete``: no
-credentials, the record is gone) buries the event with the reason, and ``dlq retry``
-fetches again once that is fixed.
+(``inbox_event.detail``). A fetch that fails for now (timeout, 5xx, 429) counts an
+attempt: the sweeper sends the event again after a back-off, and after the last it is a
+dead letter. One that can never succeed (``CannotComplete``: no credentials, the record is
+gone) buries the event with the reason at once. ``dlq retry`` fetches again once the cause
+is fixed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 import structlog
@@ -30,9 +31,15 @@ log = structlog.get_logger(__name__)
 
 
 def complete(
-    engine: Engine, connections: Connections, apis: SourceApis, inbox_ids: Sequence[int]
+    engine: Engine,
+    connections: Connections,
+    apis: SourceApis,
+    inbox_ids: Sequence[int],
+    failed: Callable[[int, str], None],
 ) -> None:
-    """Fetch and keep the detail of every thin, pending event among ``inbox_ids``."""
+    """Fetch and keep the detail of every thin, pending event among ``inbox_ids``. A fetch
+    that fails for now is ``failed(inbox_id, reason)``: an attempt, and a dead letter after
+    the last."""
     thin = {name: source for name, source in SOURCES.items() if isinstance(source, ThinEvents)}
     if not thin:
         return
@@ -59,7 +66,8 @@ def complete(
             continue
         except (httpx.HTTPError, ValueError, KeyError) as error:
             log.warning("detail.failed", inbox_id=inbox_id, source=name, error=str(error))
-            continue  # still pending: the sweeper sends it again
+            failed(inbox_id or 0, f"could not complete the event: {error}")
+            continue
         with session_scope(engine) as session:
             event = session.get(InboxEvent, inbox_id, with_for_update=True)
             if event is not None and event.detail is None:

@@ -25,7 +25,8 @@ from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
-from worker.pipeline.ingest import ingest, ingest_many
+from worker.pipeline.ingest import ingest, ingest_many, record_failure
+from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter, budget_key
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
@@ -162,11 +163,12 @@ INGEST_CHUNK = 50  # events per transaction when ingesting a batch
 def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     """Ingest a batch of events, ``INGEST_CHUNK`` to a transaction (one commit for many
     events). A chunk that fails (a deadlock with another batch touching the same records)
-    is done again one event per transaction; an event that still fails stays pending in
-    the inbox for the sweeper. Returns how many changes were queued."""
+    is done again one event per transaction; an event that still fails counts an attempt
+    and is tried again after a back-off, until it becomes a dead letter (``fail``).
+    Returns how many changes were queued."""
     queued = 0
     to_flush: set[str] = set()
-    complete(rt.engine, rt.clients.connections, rt.apis, inbox_ids)
+    complete(rt.engine, rt.clients.connections, rt.apis, inbox_ids, lambda i, why: fail(rt, i, why))
     defaults = rt.clients.connections.options("default")
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
@@ -174,14 +176,15 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
             with session_scope(rt.engine) as session:
                 reports = ingest_many(session, chunk, default_options=defaults)
         except Exception as error:
-            log.warning("ingest.chunk_failed", events=len(chunk), error=str(error))
+            log.warning("ingest.chunk_failed", events=len(chunk), error=describe(error))
             reports = []
             for inbox_id in chunk:
                 try:
                     with session_scope(rt.engine) as session:
                         reports.append(ingest(session, inbox_id, default_options=defaults))
-                except Exception:
-                    log.exception("ingest.failed", inbox_id=inbox_id)
+                except Exception as failure:
+                    log.warning("ingest.failed", inbox_id=inbox_id, error=describe(failure))
+                    fail(rt, inbox_id, describe(failure))
         for report in reports:
             queued += report.queued
             if report.models:
@@ -189,6 +192,17 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     for connection in to_flush:
         rt.dispatcher.flush(connection, rt.config.flush_window)
     return queued
+
+
+def fail(rt: Runtime, inbox_id: int, reason: str) -> None:
+    """Count a failed try at a pending event; after ``max_attempts``, a dead letter."""
+    policy = rt.config.policy()
+    try:
+        with session_scope(rt.engine) as session:
+            record_failure(session, inbox_id, reason, max_attempts=policy.max_attempts,
+                           backoff=policy.backoff)  # fmt: skip
+    except Exception as error:  # the database itself: the event stays pending for the sweeper
+        log.warning("ingest.failure_not_recorded", inbox_id=inbox_id, error=describe(error))
 
 
 def run_ingest_queue(rt: Runtime, batch: int) -> int:
