@@ -76,7 +76,12 @@ def _check_storable(change: Change) -> None:
         raise MappingError(f"{what}={change.key}: the version is out of range (64-bit)")
     for name, value in change.fields.items():
         try:
-            json.dumps(value, allow_nan=False, default=str)
+            json.dumps(value, allow_nan=False, ensure_ascii=False, default=str).encode()
+        except UnicodeEncodeError:
+            raise MappingError(
+                f"{what}={change.key}: field {name!r} holds text that is not Unicode "
+                "(a lone surrogate, such as the JSON escape \\ud800)"
+            ) from None
         except ValueError:
             raise MappingError(
                 f"{what}={change.key}: field {name!r} holds NaN or Infinity, which no JSON "

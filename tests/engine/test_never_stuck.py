@@ -44,6 +44,7 @@ from worker.runtime.settings import EngineSettings
         ({"mrr": math.nan}, "k", 1, "field 'mrr' holds NaN or Infinity"),
         ({"mrr": math.inf}, "k", 1, "field 'mrr' holds NaN or Infinity"),
         ({"custom": {"score": -math.inf}}, "k", 1, "field 'custom' holds NaN or Infinity"),
+        ({"name": "\ud800"}, "k", 1, "field 'name' holds text that is not Unicode"),
         ({"mrr": 1}, "k", 10**25, "the version is out of range"),
         ({"mrr": 1}, "k" * 300, 1, "the key is 300 characters (at most 255)"),
     ],
