@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from cachetools import TTLCache
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
@@ -22,6 +23,10 @@ from state.db import session_scope
 from state.tables import Connection
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Names a Connections cache holds at most. The receiver looks up every name a request
+# carries, known or not (a miss is cached too): without a bound, requests naming random
+# connections would grow it forever.
+CACHED_NAMES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +105,15 @@ class Connections:
         box: Callable[[], SecretBox],
         default: Callable[[], Tenant | None],
         ttl: float = 5.0,
+        maxsize: int = CACHED_NAMES,
     ) -> None:
         self._engine = engine
         self._box = box
         self._default = default
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        # Least recently used names go first once it is full; each lives ``ttl`` seconds.
+        self._cache: TTLCache[str, Tenant | None] = TTLCache(
+            maxsize=maxsize, ttl=ttl, timer=time.monotonic
+        )
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -117,19 +125,18 @@ class Connections:
     def cached(self, name: str) -> tuple[bool, Tenant | None]:
         """(found in the cache, the tenant): no I/O, for the receiver's event loop."""
         with self._lock:
-            hit = self._cache.get(name)
-            if hit is not None and time.monotonic() - hit[0] < self._ttl:
-                return True, hit[1]
-        return False, None
+            try:
+                return True, self._cache[name]
+            except KeyError:  # never cached, expired or evicted
+                return False, None
 
     def get(self, name: str) -> Tenant | None:
-        now = time.monotonic()
         found, tenant = self.cached(name)
         if found:
             return tenant
         tenant = self._load(name)
         with self._lock:
-            self._cache[name] = (now, tenant)
+            self._cache[name] = tenant
         return tenant
 
     def options(self, name: str) -> Mapping[str, str]:

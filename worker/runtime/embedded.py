@@ -18,9 +18,9 @@ import structlog
 from state.connections import Connections
 from state.db import make_engine
 from worker.intake.poll import SourceApis
+from worker.runtime.caches import PlanhatClients
 from worker.runtime.jobs import (
     LocalLocks,
-    PlanhatClients,
     Runtime,
     run_flush,
     run_ingest_many,

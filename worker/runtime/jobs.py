@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
 import structlog
@@ -16,8 +16,6 @@ from sqlalchemy import Engine, func, or_
 from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
-from connectors.planhat.retry import RetryPolicy
-from state.connections import Connections
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
 from state.tables import OutboxItem, utcnow
@@ -26,15 +24,13 @@ from worker.intake.poll import SourceApis, feeds, poll
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
 from worker.pipeline.ingest import IngestReport, ingest, ingest_many
-from worker.runtime.ratelimit import RateLimiter, budget_key
+from worker.runtime.caches import PlanhatClients, PrepareMemos
+from worker.runtime.ratelimit import RateLimiter
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 
 MAX_COUNTDOWN = 60.0  # longer waits are a next_attempt_at in the database, found by sweeps
-# Inside one flush the client retries a 5xx briefly; a 429 surfaces at once, so the shared
-# pause is set for every worker instead of one worker sleeping on its own.
-FLUSH_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, max_rate_limit_wait=0.0)
 
 
 class Dispatcher(Protocol):
@@ -91,30 +87,6 @@ class LocalLocks:
                 lock.release()
 
 
-class PlanhatClients:
-    """One Planhat client per (base URL, token), shared by the connections that use it."""
-
-    def __init__(self, connections: Connections) -> None:
-        self.connections = connections
-        self._clients: dict[tuple[str, str], PlanhatClient] = {}
-        self._lock = threading.Lock()
-
-    def planhat(self, connection: str) -> tuple[PlanhatClient, str]:
-        """The client for ``connection`` and the rate budget it draws from."""
-        tenant = self.connections.get(connection)
-        if tenant is None:
-            raise LookupError(f"no connection named {connection!r}")
-        if not tenant.planhat_token:
-            raise MissingTokenError(f"connection {connection!r} has no Planhat token")
-        key = (tenant.planhat_base_url, tenant.planhat_token)
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = PlanhatClient(
-                    tenant.planhat_token, base_url=tenant.planhat_base_url, retry=FLUSH_RETRY
-                )
-            return self._clients[key], budget_key(tenant.planhat_token)
-
-
 @dataclass
 class Runtime:
     engine: Engine
@@ -124,9 +96,8 @@ class Runtime:
     clients: PlanhatClients
     config: EngineSettings
     apis: SourceApis = field(default_factory=SourceApis)  # local fakes in tests
-    # Each connection's scratch space for prepare hooks (their caches): lives as long as
-    # this runtime; one flush per connection at a time uses it.
-    prepare_memo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each connection's scratch space for prepare hooks (their caches), bounded.
+    prepare_memo: PrepareMemos = field(default_factory=PrepareMemos)
 
 
 def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
@@ -204,40 +175,48 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
         pause = rt.config.flush_window if busy else rt.config.flush_window - quiet_for
         rt.dispatcher.flush(connection, max(0.05, pause))
         return []
-    reports: list[FlushReport] = []
     with rt.locks.hold(f"flush:{connection}", ttl=rt.config.lease_seconds) as got:
         if not got:  # another worker is flushing this connection
             rt.dispatcher.flush(connection, rt.config.flush_window)
             return []
         try:
-            planhat, budget = rt.clients.planhat(connection)
+            lease = rt.clients.lease(connection)
         except (LookupError, MissingTokenError) as error:
             log.error("flush.no_planhat", connection=connection, error=str(error))
             rt.dispatcher.flush(connection, MAX_COUNTDOWN)
             return []
-        policy = rt.config.policy()
-        due = due_models(rt.engine, connection)
-        memo = rt.prepare_memo.setdefault(connection, {})
-        for model in (name for name in FLUSH_ORDER if name in due):
-            while True:
-                report = flush_batch(
-                    rt.engine,
-                    planhat,
-                    rt.limiter,
-                    connection=connection,
-                    model=model,
-                    budget=budget,
-                    policy=policy,
-                    hooks=prepare_hooks(model),
-                    memo=memo,
-                )
-                if report.sent or report.dropped or report.deferred:
-                    reports.append(report)
-                if report.retry_in is not None or not report.full:
-                    break
-            if reports and reports[-1].retry_in is not None and reports[-1].calls == 0:
-                break  # out of budget: every model would wait alike
+        with lease as (planhat, budget):
+            reports = _flush_models(rt, connection, planhat, budget)
     _schedule_next(rt, connection)
+    return reports
+
+
+def _flush_models(
+    rt: Runtime, connection: str, planhat: PlanhatClient, budget: str
+) -> list[FlushReport]:
+    reports: list[FlushReport] = []
+    policy = rt.config.policy()
+    due = due_models(rt.engine, connection)
+    memo = rt.prepare_memo.get(connection)
+    for model in (name for name in FLUSH_ORDER if name in due):
+        while True:
+            report = flush_batch(
+                rt.engine,
+                planhat,
+                rt.limiter,
+                connection=connection,
+                model=model,
+                budget=budget,
+                policy=policy,
+                hooks=prepare_hooks(model),
+                memo=memo,
+            )
+            if report.sent or report.dropped or report.deferred:
+                reports.append(report)
+            if report.retry_in is not None or not report.full:
+                break
+        if reports and reports[-1].retry_in is not None and reports[-1].calls == 0:
+            break  # out of budget: every model would wait alike
     return reports
 
 

@@ -20,9 +20,9 @@ from sqlalchemy import Engine
 from state.connections import Connections
 from state.crypto import secret_box
 from state.db import make_engine
+from worker.runtime.caches import PlanhatClients
 from worker.runtime.jobs import (
     MAX_COUNTDOWN,
-    PlanhatClients,
     RedisLocks,
     Runtime,
     run_flush,
