@@ -123,13 +123,13 @@ class Sweeper(threading.Thread):
         self._runtime = runtime
         self._interval = interval
         self._apis = apis
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not _stop: Thread.join() calls its own _stop()
 
     def run(self) -> None:
         # First pass at start: whatever a previous run acknowledged but never finished.
         run_sweep(self._runtime, lost_after=0.0)
         last_poll = 0.0
-        while not self._stop.wait(self._interval):
+        while not self._halt.wait(self._interval):
             try:
                 run_sweep(self._runtime)
                 due = time.monotonic() - last_poll >= self._runtime.config.poll_interval
@@ -140,7 +140,7 @@ class Sweeper(threading.Thread):
                 log.exception("sweep.failed")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 def embedded_runtime(
