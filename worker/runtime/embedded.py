@@ -20,11 +20,13 @@ from state.db import make_engine
 from worker.intake.poll import SourceApis
 from worker.runtime.caches import PlanhatClients
 from worker.runtime.jobs import (
+    PRUNE_EVERY,
     LocalLocks,
     Runtime,
     run_flush,
     run_ingest_many,
     run_poll,
+    run_prune,
     run_sweep,
 )
 from worker.runtime.ratelimit import LocalRateLimiter
@@ -115,8 +117,9 @@ class LocalDispatcher:
 
 
 class Sweeper(threading.Thread):
-    """Beat's work in process: sweeps, and polls of source APIs (every
-    feed a connection has credentials for; none when ``apis`` is None)."""
+    """Beat's work in process: sweeps, polls of source APIs (every feed a connection has
+    credentials for; none when ``apis`` is None) and the daily prune (first at the first
+    tick: a process restarted more often than daily still prunes)."""
 
     def __init__(self, runtime: Runtime, interval: float, apis: SourceApis | None = None) -> None:
         super().__init__(name="sweeper", daemon=True)
@@ -129,6 +132,7 @@ class Sweeper(threading.Thread):
         # First pass at start: whatever a previous run acknowledged but never finished.
         run_sweep(self._runtime, lost_after=0.0)
         last_poll = 0.0
+        last_prune: float | None = None
         while not self._halt.wait(self._interval):
             try:
                 run_sweep(self._runtime)
@@ -138,6 +142,12 @@ class Sweeper(threading.Thread):
                     run_poll(self._runtime, self._apis)
             except Exception:
                 log.exception("sweep.failed")
+            if last_prune is None or time.monotonic() - last_prune >= PRUNE_EVERY:
+                last_prune = time.monotonic()
+                try:
+                    run_prune(self._runtime)
+                except Exception:  # tried again tomorrow; nothing depends on it meanwhile
+                    log.exception("prune.failed")
 
     def stop(self) -> None:
         self._halt.set()

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 import redis
@@ -18,6 +19,7 @@ from sqlmodel import col, select
 from connectors.planhat.client import PlanhatClient
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
+from state.prune import Pruned, prune
 from state.tables import OutboxItem, utcnow
 from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
@@ -31,6 +33,7 @@ from worker.runtime.settings import EngineSettings, MissingTokenError
 log = structlog.get_logger(__name__)
 
 MAX_COUNTDOWN = 60.0  # longer waits are a next_attempt_at in the database, found by sweeps
+PRUNE_EVERY = 24 * 3600.0  # seconds between prunes in the embedded runner
 
 
 class Dispatcher(Protocol):
@@ -261,6 +264,22 @@ def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
     for connection in connections:
         rt.dispatcher.flush(connection, 0.0)
     return len(lost), len(connections)
+
+
+def run_prune(rt: Runtime) -> Pruned | None:
+    """Delete what the retention (``retention_days``) no longer keeps; None when it is off
+    or another prune is running."""
+    days = rt.config.retention_days
+    if days <= 0:
+        return None
+    with rt.locks.hold("prune", ttl=3600.0) as got:
+        if not got:
+            return None
+        pruned = prune(rt.engine, older_than=timedelta(days=days))
+    log.info("prune.done", retention_days=days, inbox_events=pruned.inbox_events,
+             dead_letters=pruned.dead_letters,
+             dead_letters_kept=pruned.dead_letters_kept)  # fmt: skip
+    return pruned
 
 
 def run_poll(rt: Runtime, apis: SourceApis) -> int:
