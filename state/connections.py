@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
+from cachetools import TTLCache
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
@@ -26,6 +27,10 @@ from state.tables import Connection
 log = structlog.get_logger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Names a Connections cache holds at most. The receiver looks up every name a request
+# carries, known or not (a miss is cached too): without a bound, requests naming random
+# connections would grow it forever.
+CACHED_NAMES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,13 @@ class LockedConnectionError(SecretKeyError):
         super().__init__(f"connection {name!r}: {reason}")
 
 
+class _Missing:
+    """Not in the cache (``None`` is cached too: a name with no connection)."""
+
+
+_MISSING = _Missing()
+
+
 class Connections:
     """Finds tenants by name, for the receiver and the workers; caches briefly.
 
@@ -134,14 +146,18 @@ class Connections:
         ttl: float = 5.0,
         report_every: float = 60.0,
         check_every: float = 15.0,
+        maxsize: int = CACHED_NAMES,
     ) -> None:
         self._engine = engine
         self._box = box
         self._default = default
-        self._ttl = ttl
         self._report_every = report_every
         self._check_every = check_every
-        self._cache: dict[str, tuple[float, Tenant | LockedConnectionError | None]] = {}
+        # Least recently used names go first once it is full; each lives ``ttl`` seconds.
+        # A connection the key cannot open is cached as its error, to be raised again.
+        self._cache: TTLCache[str, Tenant | LockedConnectionError | None] = TTLCache(
+            maxsize=maxsize, ttl=ttl, timer=time.monotonic
+        )
         self._reported: dict[str, float] = {}
         self._checked: tuple[float, SecretKeyError | None] | None = None
         self._lock = threading.Lock()
@@ -156,28 +172,29 @@ class Connections:
         """(found in the cache, the tenant): no I/O, for the receiver's event loop. A
         connection that did not open counts as not found: ``get`` says why."""
         with self._lock:
-            hit = self._cache.get(name)
-            if hit is not None and time.monotonic() - hit[0] < self._ttl:
-                if isinstance(hit[1], LockedConnectionError):
-                    return False, None
-                return True, hit[1]
-        return False, None
+            try:
+                hit = self._cache[name]
+            except KeyError:  # never cached, expired or evicted
+                return False, None
+        if isinstance(hit, LockedConnectionError):
+            return False, None
+        return True, hit
 
     def get(self, name: str) -> Tenant | None:
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(name)
-        if hit is not None and now - hit[0] < self._ttl:
-            if isinstance(hit[1], LockedConnectionError):
-                raise hit[1]
-            return hit[1]
+            hit = self._cache.get(name, _MISSING)
+        if not isinstance(hit, _Missing):
+            if isinstance(hit, LockedConnectionError):
+                raise hit
+            return hit
         loaded: Tenant | LockedConnectionError | None
         try:
             loaded = self._load(name)
         except SecretKeyError as error:
             loaded = LockedConnectionError(name, str(error))
         with self._lock:
-            self._cache[name] = (now, loaded)
+            self._cache[name] = loaded
         if isinstance(loaded, LockedConnectionError):
             self._report(loaded, now)
             raise loaded

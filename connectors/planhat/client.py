@@ -87,6 +87,10 @@ class PlanhatClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
     # --- operations -------------------------------------------------------------------
 
     def list_page(

@@ -16,12 +16,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from cachetools import TTLCache
 
 from connectors.source import CannotComplete
 
 SURVEYMONKEY_API = "https://api.surveymonkey.com"
 RESPONSE_EVENTS = frozenset({"response_completed", "response_updated"})
 SURVEY_TTL = 600.0  # seconds a survey's details are reused
+# Surveys kept at most (least recently used go first): a survey's details run to tens of
+# kilobytes, and a process serving many accounts sees many surveys.
+SURVEYS_CACHED = 256
 
 
 def surveymonkey_client(access_token: str, base_url: str = SURVEYMONKEY_API) -> httpx.Client:
@@ -36,21 +40,24 @@ def surveymonkey_client(access_token: str, base_url: str = SURVEYMONKEY_API) -> 
 class Surveys:
     """Survey details by (base URL, survey id), cached: they change rarely."""
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+    def __init__(self, maxsize: int = SURVEYS_CACHED, ttl: float = SURVEY_TTL) -> None:
+        self._cache: TTLCache[tuple[str, str], Any] = TTLCache(
+            maxsize=maxsize, ttl=ttl, timer=time.monotonic
+        )
         self._lock = threading.Lock()
 
     def get(self, client: httpx.Client, survey_id: str) -> Any:
         key = (str(client.base_url), survey_id)
         with self._lock:
-            hit = self._cache.get(key)
-        if hit and time.monotonic() - hit[0] < SURVEY_TTL:
-            return hit[1]
+            try:
+                return self._cache[key]
+            except KeyError:  # never fetched, expired or evicted
+                pass
         response = client.get(f"/v3/surveys/{survey_id}/details")
         response.raise_for_status()
         survey = response.json()
         with self._lock:
-            self._cache[key] = (time.monotonic(), survey)
+            self._cache[key] = survey
         return survey
 
 

@@ -403,6 +403,21 @@ def test_survey_details_are_cached_per_base_url(surveys: Surveys) -> None:
     assert fake.calls[f"/v3/surveys/{SURVEY}/responses/{RESPONSE}/details"] == 3
 
 
+def test_the_survey_cache_keeps_only_the_most_recently_used_surveys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api, "SURVEYS", Surveys(maxsize=2))
+    fake = FakeSurveyMonkey({RESPONSE: load("response_details")})
+
+    # the same survey seen through three accounts: three entries for a cache of two
+    for name in ("one", "two", "three", "two", "one"):
+        with fake_client(fake, name) as client:
+            detail(client, raw("response_completed"))
+
+    # "two" was still cached; "one" had been pushed out by "three" and is fetched again
+    assert fake.calls[f"/v3/surveys/{SURVEY}/details"] == 4
+
+
 def test_an_event_that_names_no_response_is_stored_without_fetching(surveys: Surveys) -> None:
     fake = FakeSurveyMonkey({})
     event = {"event_id": "10690000001", "event_type": "collector_created",

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import redis
 import typer
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from state.db import make_engine, migrate
+from state.prune import prune
 from worker.cli.keys import require_keys
 from worker.pipeline import dlq
 from worker.runtime import logs
@@ -133,6 +136,56 @@ def replay_command(
     report = dlq.replay(engine, since=when, source=source, default_options=env_options())
     typer.echo(json.dumps(report))
     _ask_for_flush(set(report["connections"]))
+
+
+AGE = re.compile(r"([0-9]+)([dhm])")
+AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``: a whole, positive number of days, hours or minutes."""
+    match = AGE.fullmatch(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"--older-than {text!r} is not an age like 30d, 12h or 90m")
+    return timedelta(**{AGE_UNITS[match[2]]: int(match[1])})
+
+
+def prune_command(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="30d, 12h or 90m. Default: PLANHAT_SYNC_RETENTION_DAYS (30) days."),
+    ] = None,
+) -> None:
+    """Delete processed inbox events and resolved dead letters older than this. Never
+    pending events, unresolved dead letters, or an event either still needs."""
+    if older_than is None:
+        try:
+            days = EngineSettings().retention_days
+        except ValidationError as error:
+            typer.echo(f"error: {error.errors()[0]['msg']} (PLANHAT_SYNC_*)", err=True)
+            raise typer.Exit(2) from None
+        if not days:
+            typer.echo("retention is off (PLANHAT_SYNC_RETENTION_DAYS=0): give --older-than")
+            return
+        age, older_than = timedelta(days=days), f"{days:g}d"
+    else:
+        try:
+            age = parse_age(older_than)
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+    pruned = prune(_engine(_engine_ready()), older_than=age)
+    typer.echo(
+        json.dumps(
+            {
+                "older_than": older_than,
+                "cutoff": pruned.cutoff.isoformat(),
+                "inbox_events": pruned.inbox_events,
+                "dead_letters": pruned.dead_letters,
+                "dead_letters_kept": pruned.dead_letters_kept,
+            }
+        )
+    )
 
 
 def _engine(settings: Settings) -> Engine:

@@ -18,13 +18,15 @@ import structlog
 from state.connections import Connections
 from state.db import make_engine
 from worker.intake.poll import SourceApis
+from worker.runtime.caches import PlanhatClients
 from worker.runtime.jobs import (
+    PRUNE_EVERY,
     LocalLocks,
-    PlanhatClients,
     Runtime,
     run_flush,
     run_ingest_queue,
     run_poll,
+    run_prune,
     run_sweep,
 )
 from worker.runtime.ratelimit import LocalRateLimiter
@@ -127,21 +129,23 @@ class LocalDispatcher:
 
 
 class Sweeper(threading.Thread):
-    """Beat's work in process: sweeps, and polls of source APIs (every
-    feed a connection has credentials for; none when ``apis`` is None)."""
+    """Beat's work in process: sweeps, polls of source APIs (every feed a connection has
+    credentials for; none when ``apis`` is None) and the daily prune (first at the first
+    tick: a process restarted more often than daily still prunes)."""
 
     def __init__(self, runtime: Runtime, interval: float, apis: SourceApis | None = None) -> None:
         super().__init__(name="sweeper", daemon=True)
         self._runtime = runtime
         self._interval = interval
         self._apis = apis
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not _stop: Thread.join() calls its own _stop()
 
     def run(self) -> None:
         # First pass at start: whatever a previous run acknowledged but never finished.
         run_sweep(self._runtime, lost_after=0.0)
         last_poll = 0.0
-        while not self._stop.wait(self._interval):
+        last_prune: float | None = None
+        while not self._halt.wait(self._interval):
             try:
                 run_sweep(self._runtime)
                 due = time.monotonic() - last_poll >= self._runtime.config.poll_interval
@@ -150,9 +154,15 @@ class Sweeper(threading.Thread):
                     run_poll(self._runtime, self._apis)
             except Exception:
                 log.exception("sweep.failed")
+            if last_prune is None or time.monotonic() - last_prune >= PRUNE_EVERY:
+                last_prune = time.monotonic()
+                try:
+                    run_prune(self._runtime)
+                except Exception:  # tried again tomorrow; nothing depends on it meanwhile
+                    log.exception("prune.failed")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 def embedded_runtime(

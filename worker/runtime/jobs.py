@@ -8,7 +8,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Protocol
 
 import redis
 import structlog
@@ -16,26 +17,25 @@ from sqlalchemy import Engine, func, or_
 from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
-from connectors.planhat.retry import RetryPolicy
-from state.connections import Connections, LockedConnectionError
+from state.connections import LockedConnectionError
 from state.db import session_scope
 from state.inbox import has_pending, lost_events, mark_dispatched
+from state.prune import Pruned, prune
 from state.tables import OutboxItem, utcnow
 from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
 from worker.pipeline.ingest import ingest, ingest_many, record_failure
+from worker.runtime.caches import PlanhatClients, PrepareMemos
 from worker.runtime.logs import describe
-from worker.runtime.ratelimit import RateLimiter, budget_key
+from worker.runtime.ratelimit import RateLimiter
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 
 MAX_COUNTDOWN = 60.0  # longer waits are a next_attempt_at in the database, found by sweeps
-# Inside one flush the client retries a 5xx briefly; a 429 surfaces at once, so the shared
-# pause is set for every worker instead of one worker sleeping on its own.
-FLUSH_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, max_rate_limit_wait=0.0)
+PRUNE_EVERY = 24 * 3600.0  # seconds between prunes in the embedded runner
 
 
 class Dispatcher(Protocol):
@@ -110,30 +110,6 @@ class LocalLocks:
                 lock.release()
 
 
-class PlanhatClients:
-    """One Planhat client per (base URL, token), shared by the connections that use it."""
-
-    def __init__(self, connections: Connections) -> None:
-        self.connections = connections
-        self._clients: dict[tuple[str, str], PlanhatClient] = {}
-        self._lock = threading.Lock()
-
-    def planhat(self, connection: str) -> tuple[PlanhatClient, str]:
-        """The client for ``connection`` and the rate budget it draws from."""
-        tenant = self.connections.get(connection)
-        if tenant is None:
-            raise LookupError(f"no connection named {connection!r}")
-        if not tenant.planhat_token:
-            raise MissingTokenError(f"connection {connection!r} has no Planhat token")
-        key = (tenant.planhat_base_url, tenant.planhat_token)
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = PlanhatClient(
-                    tenant.planhat_token, base_url=tenant.planhat_base_url, retry=FLUSH_RETRY
-                )
-            return self._clients[key], budget_key(tenant.planhat_token)
-
-
 @dataclass
 class Runtime:
     engine: Engine
@@ -143,9 +119,8 @@ class Runtime:
     clients: PlanhatClients
     config: EngineSettings
     apis: SourceApis = field(default_factory=SourceApis)  # local fakes in tests
-    # Each connection's scratch space for prepare hooks (their caches): lives as long as
-    # this runtime; one flush per connection at a time uses it.
-    prepare_memo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each connection's scratch space for prepare hooks (their caches), bounded.
+    prepare_memo: PrepareMemos = field(default_factory=PrepareMemos)
 
 
 def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
@@ -237,13 +212,12 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
         pause = rt.config.flush_window if busy else rt.config.flush_window - quiet_for
         rt.dispatcher.flush(connection, max(0.05, pause))
         return []
-    reports: list[FlushReport] = []
     with rt.locks.hold(f"flush:{connection}", ttl=rt.config.lease_seconds) as got:
         if not got:  # another worker is flushing this connection
             rt.dispatcher.flush(connection, rt.config.flush_window)
             return []
         try:
-            planhat, budget = rt.clients.planhat(connection)
+            lease = rt.clients.lease(connection)
         except LockedConnectionError:
             # Its rows wait in the outbox; Connections logs why, once a minute, not per try.
             rt.dispatcher.flush(connection, MAX_COUNTDOWN)
@@ -252,29 +226,38 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
             log.error("flush.no_planhat", connection=connection, error=str(error))
             rt.dispatcher.flush(connection, MAX_COUNTDOWN)
             return []
-        policy = rt.config.policy()
-        due = due_models(rt.engine, connection)
-        memo = rt.prepare_memo.setdefault(connection, {})
-        for model in (name for name in FLUSH_ORDER if name in due):
-            while True:
-                report = flush_batch(
-                    rt.engine,
-                    planhat,
-                    rt.limiter,
-                    connection=connection,
-                    model=model,
-                    budget=budget,
-                    policy=policy,
-                    hooks=prepare_hooks(model),
-                    memo=memo,
-                )
-                if report.sent or report.dropped or report.deferred:
-                    reports.append(report)
-                if report.retry_in is not None or not report.full:
-                    break
-            if report.stopped:
-                break  # every model would wait alike, and children must not pass parents
+        with lease as (planhat, budget):
+            reports = _flush_models(rt, connection, planhat, budget)
     _schedule_next(rt, connection)
+    return reports
+
+
+def _flush_models(
+    rt: Runtime, connection: str, planhat: PlanhatClient, budget: str
+) -> list[FlushReport]:
+    reports: list[FlushReport] = []
+    policy = rt.config.policy()
+    due = due_models(rt.engine, connection)
+    memo = rt.prepare_memo.get(connection)
+    for model in (name for name in FLUSH_ORDER if name in due):
+        while True:
+            report = flush_batch(
+                rt.engine,
+                planhat,
+                rt.limiter,
+                connection=connection,
+                model=model,
+                budget=budget,
+                policy=policy,
+                hooks=prepare_hooks(model),
+                memo=memo,
+            )
+            if report.sent or report.dropped or report.deferred:
+                reports.append(report)
+            if report.retry_in is not None or not report.full:
+                break
+        if report.stopped:
+            break  # every model would wait alike, and children must not pass parents
     return reports
 
 
@@ -319,6 +302,22 @@ def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
     for connection in connections:
         rt.dispatcher.flush(connection, 0.0)
     return len(lost), len(connections)
+
+
+def run_prune(rt: Runtime) -> Pruned | None:
+    """Delete what the retention (``retention_days``) no longer keeps; None when it is off
+    or another prune is running."""
+    days = rt.config.retention_days
+    if days <= 0:
+        return None
+    with rt.locks.hold("prune", ttl=3600.0) as got:
+        if not got:
+            return None
+        pruned = prune(rt.engine, older_than=timedelta(days=days))
+    log.info("prune.done", retention_days=days, inbox_events=pruned.inbox_events,
+             dead_letters=pruned.dead_letters,
+             dead_letters_kept=pruned.dead_letters_kept)  # fmt: skip
+    return pruned
 
 
 def run_poll(rt: Runtime, apis: SourceApis) -> int:

@@ -6,7 +6,7 @@ import os
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
@@ -111,6 +111,9 @@ class EngineSettings(BaseSettings):
     rate_per_minute: float = 180.0
     burst: int = 40
     max_budget_wait: float = 30.0
+    # Days processed inbox events (raw bodies) and superseded dead letters are kept before
+    # the daily prune deletes them (state/prune.py); 0 turns the daily prune off.
+    retention_days: float = Field(default=30.0, ge=0)
 
     def policy(self) -> FlushPolicy:
         return FlushPolicy(

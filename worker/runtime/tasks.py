@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import redis
 from celery import Celery
+from celery.schedules import crontab
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
@@ -24,14 +25,15 @@ from sqlalchemy import Engine
 from state.connections import Connections
 from state.crypto import secret_box
 from state.db import make_engine
+from worker.runtime.caches import PlanhatClients
 from worker.runtime.jobs import (
     MAX_COUNTDOWN,
-    PlanhatClients,
     RedisLocks,
     Runtime,
     run_flush,
     run_ingest_queue,
     run_poll,
+    run_prune,
     run_sweep,
 )
 from worker.runtime.ratelimit import RedisRateLimiter
@@ -45,6 +47,10 @@ INGEST_BATCH = 500
 # of the task failed). A running task refreshes it at every batch.
 INGEST_FLAG_MS = 10_000
 VISIBILITY_TIMEOUT = 3600  # seconds; MAX_COUNTDOWN stays far below it
+# The daily prune, at a fixed time (UTC) rather than every 24 h: beat keeps its schedule in
+# a temporary file, so an interval would start again at every restart, and a beat that is
+# restarted more often than daily (each deploy) would never prune.
+PRUNE_AT = crontab(hour=3, minute=17)
 
 
 def make_celery(settings: Settings, config: EngineSettings) -> Celery:
@@ -63,6 +69,7 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
             # Periodic jobs (the sweeper, the pollers) share the poll queue.
             "planhat_sync.sweep": {"queue": "poll"},
             "planhat_sync.poll": {"queue": "poll"},
+            "planhat_sync.prune": {"queue": "poll"},
         },
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
@@ -70,6 +77,8 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
         beat_schedule={
             "sweep": {"task": "planhat_sync.sweep", "schedule": config.sweep_interval},
             "poll": {"task": "planhat_sync.poll", "schedule": config.poll_interval},
+            # Always scheduled: the worker's PLANHAT_SYNC_RETENTION_DAYS decides (0: off).
+            "prune": {"task": "planhat_sync.prune", "schedule": PRUNE_AT},
         },
     )
     return app
@@ -205,3 +214,8 @@ def sweep() -> None:
 @app.task(name="planhat_sync.poll")
 def poll() -> None:
     run_poll(runtime(), settings.source_apis())
+
+
+@app.task(name="planhat_sync.prune")
+def prune() -> None:
+    run_prune(runtime())
