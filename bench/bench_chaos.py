@@ -31,6 +31,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox  # noqa: E402
 from tests.engine.chaos import TENANTS, good_events, mix, poison, tenant_done  # noqa: E402
 from tests.engine.harness import RedisServer, fresh_deployment, send_events  # noqa: E402
 from tests.engine.test_e2e_chaos import CHAOS_ENV, add_tenants  # noqa: E402
+from worker.runtime import logs  # noqa: E402
 
 
 def one_run(with_poison: bool, seed: int, deadline: float = 300.0) -> dict[str, float]:
@@ -73,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="runs of each kind, alternating")
     args = parser.parse_args()
+    logs.configure("warning")  # the checks' own Planhat calls are not the news here
     times: dict[bool, dict[str, list[float]]] = {True: {}, False: {}}
     for run in range(args.runs):
         for with_poison in (False, True):
