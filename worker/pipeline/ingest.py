@@ -92,7 +92,10 @@ def awaiting_detail(event: InboxEvent) -> bool:
 
 
 def _map(
-    session: Session, event: InboxEvent, default_options: Mapping[str, str] | None
+    session: Session,
+    event: InboxEvent,
+    default_options: Mapping[str, str] | None,
+    known: dict[str, Mapping[str, str]] | None = None,
 ) -> list[Change] | None:
     """The event's changes, or None after burying an event that cannot be mapped: a bad
     mapping never gets better by retrying; the dead letter is replayable once it is fixed."""
@@ -100,7 +103,9 @@ def _map(
     try:
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
-        given = source_options(source, _options(session, event.connection, default_options))
+        given = source_options(
+            source, _options(session, event.connection, default_options, known)
+        )
         body = event.detail if isinstance(source, ThinEvents) else event.body
         if body is None:  # not completed from the source's API yet: the caller waits
             raise MappingError("the event's detail was not fetched from the source's API")
@@ -164,15 +169,24 @@ def record_failure(
 
 
 def _options(
-    session: Session, connection: str, default_options: Mapping[str, str] | None
+    session: Session,
+    connection: str,
+    default_options: Mapping[str, str] | None,
+    known: dict[str, Mapping[str, str]] | None = None,
 ) -> Mapping[str, str]:
     """A connection's mapping options, read in this transaction (never a second one: on
-    SQLite that would wait for the lock this one holds). The ``default`` connection
-    without a stored row takes ``default_options`` (from the environment)."""
+    SQLite that would wait for the lock this one holds), once per batch (``known``). The
+    ``default`` connection without a stored row takes ``default_options`` (from the
+    environment)."""
+    if known is not None and connection in known:
+        return known[connection]
     row = session.get(Connection, connection)
-    if row is not None:
-        return row.options or {}
-    return (default_options or {}) if connection == "default" else {}
+    options: Mapping[str, str] = row.options or {} if row is not None else {}
+    if row is None and connection == "default":
+        options = default_options or {}
+    if known is not None:
+        known[connection] = options
+    return options
 
 
 def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
@@ -282,10 +296,11 @@ def ingest_many(
     )
     mapped: list[tuple[InboxEvent, list[Change]]] = []
     reports: list[IngestReport] = []
+    known: dict[str, Mapping[str, str]] = {}  # each connection's options, read once
     for event in events:
         if awaiting_detail(event):
             continue
-        changes = _map(session, event, default_options)
+        changes = _map(session, event, default_options, known)
         if changes is None:
             reports.append(_nothing(event.connection))
         else:
