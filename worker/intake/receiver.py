@@ -5,7 +5,9 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
 
     404 unknown connection or source (or no secret for that source on that connection)
     415 not application/json          413 body over the limit (default 1 MiB)
-    401 bad, missing or expired signature          400 an event id that cannot be a key
+    401 bad, missing or expired signature, or a signed body that is not one of the
+        source's events (connectors/webhooks.py: load_json says what JSON it reads)
+    400 an event id that cannot be a key
     400 a body that is not a valid event, from a source that checks on receipt (the
         sender is the user: ``Source.checks_on_receipt``)
     200 a duplicate delivery (its event id is stored already): nothing new is stored
@@ -28,6 +30,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from connectors.change import MappingError, RecordRejected
 from connectors.sources import SOURCES, OptionError, Source, source_options
@@ -39,7 +42,9 @@ from worker.intake.inbox import Inbox
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-EVENT_ID = re.compile(r"^[\x21-\x7e]{1,255}$")  # it becomes a database key: no NULs, no spaces
+# It becomes a database key: no NULs, no spaces. Always fullmatch: "$" also matches before
+# a trailing newline, and "evt_1\n" would be stored as another event than "evt_1".
+EVENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -57,12 +62,17 @@ def create_web_app(
     """``inbox`` commits events and hands them to the workers (``worker.intake.inbox``)."""
     app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None, lifespan=lifespan)
 
+    @app.exception_handler(HTTPException)
+    async def refused(_: Request, error: HTTPException) -> JSONResponse:
+        # Starlette's own refusals (no such route, wrong method) speak as ours do.
+        return JSONResponse({"error": error.detail}, error.status_code, error.headers)
+
     @app.post("/webhooks/{connection}/{source}", status_code=202)
     async def receive(connection: str, source: str, request: Request) -> JSONResponse:
         kind = SOURCES.get(source)
         if kind is None:
             return _error(404, f"unknown source {source!r} (known: {', '.join(sorted(SOURCES))})")
-        if not CONNECTION_NAME.match(connection):
+        if not CONNECTION_NAME.fullmatch(connection):
             return _error(404, f"unknown connection {connection[:64]!r}")
         found, tenant = connections.cached(connection)
         if not found:
@@ -88,7 +98,7 @@ def create_web_app(
             event_id = kind.verify(request.headers, body, secret, clock())
         except SignatureError as error:
             return _error(401, f"signature refused: {error}")
-        if not EVENT_ID.match(event_id):
+        if not EVENT_ID.fullmatch(event_id):
             return _error(400, "the event id must be 1-255 printable characters")
         if kind.checks_on_receipt:
             # The sender is the user: tell them now. Mapping proper runs once, in ingest.
