@@ -23,7 +23,7 @@ from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
 from worker.cli.keys import require_keys
 from worker.runtime import logs
-from worker.runtime.settings import Settings
+from worker.runtime.settings import Settings, WebSettings
 
 connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per Planhat tenant.")
 
@@ -36,10 +36,13 @@ def app_from_environment() -> FastAPI:
     from worker.runtime.tasks import settings as worker_settings
 
     logs.configure(worker_settings.planhat_sync_log_level)
-    engine = make_engine(worker_settings.database_url)
+    limits = WebSettings().limits()
+    # pre_ping: a connection lookup after a database restart is not a 500 (state/db.py).
+    engine = make_engine(worker_settings.database_url, pre_ping=True)
     aclient = AsyncRedis.from_url(worker_settings.redis_url)
     dispatcher = CeleryDispatcher(app, redis.Redis.from_url(worker_settings.redis_url), aclient)
-    inbox = Inbox(writer_for(engine), dispatcher)
+    wait = limits.database_wait
+    inbox = Inbox(writer_for(engine, wait=wait), dispatcher, wait=wait)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +53,9 @@ def app_from_environment() -> FastAPI:
             await inbox.close()
             await aclient.aclose()
 
-    return create_web_app(connections=connections(engine), inbox=inbox, lifespan=lifespan)
+    return create_web_app(
+        connections=connections(engine), inbox=inbox, lifespan=lifespan, limits=limits
+    )
 
 
 def web_command(

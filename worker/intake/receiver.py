@@ -13,6 +13,8 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
     200 a duplicate delivery (its event id is stored already): nothing new is stored
     503 a stored connection whose secrets PLANHAT_SYNC_SECRET_KEY cannot open (the sender
         retries; ``/readyz`` says which connections and why)
+    503 + Retry-After: the database did not answer within ``ReceiverLimits.database_wait``
+        (locked, down, restarting): nothing was stored, the sender retries
 
 Any other source's verified event is kept whatever its body says: mapping runs once, in
 ingest, and an event that cannot be mapped becomes a dead letter with the reason,
@@ -29,6 +31,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -36,8 +39,9 @@ from connectors.change import MappingError, RecordRejected
 from connectors.sources import SOURCES, OptionError, Source, source_options
 from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
-from state.connections import Connections, LockedConnectionError
-from worker.intake.inbox import Inbox
+from state.connections import Connections, LockedConnectionError, Tenant
+from worker.intake.inbox import DatabaseUnavailable, Inbox, within
+from worker.intake.limits import ReceiverLimits
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +51,9 @@ MAX_BODY_BYTES = 1024 * 1024
 EVENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def create_web_app(
@@ -58,8 +63,29 @@ def create_web_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     clock: Callable[[], float] = time.time,
     lifespan: Any = None,
+    limits: ReceiverLimits | None = None,
 ) -> FastAPI:
     """``inbox`` commits events and hands them to the workers (``worker.intake.inbox``)."""
+    limits = limits or ReceiverLimits()
+    wait = limits.database_wait
+
+    def unavailable(why: str) -> JSONResponse:
+        log.warning("receive.database_unavailable", reason=why)
+        return _error(503, f"not stored: {why}; retry later", limits.retry_after)
+
+    async def tenant_of(connection: str) -> Tenant | None:
+        # Raises LockedConnectionError, DatabaseUnavailable.
+        found, tenant = connections.cached(connection)
+        if found:
+            return tenant
+        try:
+            return await within(wait, run_in_threadpool(connections.get, connection))
+        except TimeoutError:
+            raise DatabaseUnavailable(f"the database did not answer within {wait:g} s") from None
+        except SQLAlchemyError as error:
+            why = f"the database is unavailable ({type(error).__name__})"
+            raise DatabaseUnavailable(why) from None
+
     app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.exception_handler(HTTPException)
@@ -74,15 +100,15 @@ def create_web_app(
             return _error(404, f"unknown source {source!r} (known: {', '.join(sorted(SOURCES))})")
         if not CONNECTION_NAME.fullmatch(connection):
             return _error(404, f"unknown connection {connection[:64]!r}")
-        found, tenant = connections.cached(connection)
-        if not found:
-            try:
-                tenant = await run_in_threadpool(connections.get, connection)
-            except LockedConnectionError:
-                # Our fault, not the sender's, and passing: a 5xx makes them retry.
-                return _error(
-                    503, f"connection {connection!r} is unavailable: its secrets cannot be opened"
-                )
+        try:
+            tenant = await tenant_of(connection)
+        except LockedConnectionError:
+            # Our fault, not the sender's, and passing: a 5xx makes them retry.
+            return _error(
+                503, f"connection {connection!r} is unavailable: its secrets cannot be opened"
+            )
+        except DatabaseUnavailable as error:
+            return unavailable(str(error))
         if tenant is None:
             return _error(404, f"unknown connection {connection!r}")
         secret = tenant.secrets.get(source)
@@ -108,7 +134,10 @@ def create_web_app(
                 pass  # well-formed: kept, and the worker makes it a dead letter
             except MappingError as error:
                 return _error(400, str(error))
-        inbox_id = await inbox.store(connection, source, event_id, body)
+        try:
+            inbox_id = await inbox.store(connection, source, event_id, body)
+        except DatabaseUnavailable as error:
+            return unavailable(str(error))
         if inbox_id is None:
             return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
         return JSONResponse({"status": "accepted", "inbox_id": inbox_id}, status_code=202)
@@ -120,11 +149,15 @@ def create_web_app(
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         try:
-            await inbox.ready()
+            await inbox.ready()  # within the wait, the database and then the broker
             # A key that cannot open the stored secrets fails every webhook for them.
-            await run_in_threadpool(connections.check_keys)
+            await within(wait, run_in_threadpool(connections.check_keys))
+        except TimeoutError:
+            problem = f"the database did not answer within {wait:g} s"
+            return JSONResponse({"ok": False, "problem": problem}, status_code=503)
         except Exception as error:  # any failure means: not ready
-            return JSONResponse({"ok": False, "problem": str(error)}, status_code=503)
+            problem = str(error) or type(error).__name__
+            return JSONResponse({"ok": False, "problem": problem}, status_code=503)
         return JSONResponse({"ok": True})
 
     return app

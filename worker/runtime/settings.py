@@ -13,6 +13,7 @@ from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import SOURCES, check_options, env_api_bases, env_secrets
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
+from worker.intake.limits import ReceiverLimits
 from worker.intake.poll import SourceApis
 from worker.pipeline.batch import FlushPolicy
 
@@ -122,3 +123,17 @@ class EngineSettings(BaseSettings):
             parent_wait_attempts=self.parent_wait_attempts,
             max_budget_wait=self.max_budget_wait,
         )
+
+
+DEFAULTS = ReceiverLimits()
+
+
+class WebSettings(BaseSettings):
+    """The receiver's limits (``worker.intake.limits``); each is ``PLANHAT_SYNC_WEB_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANHAT_SYNC_WEB_", extra="ignore")
+
+    database_wait: float = DEFAULTS.database_wait  # seconds before a 503
+
+    def limits(self) -> ReceiverLimits:
+        return ReceiverLimits(database_wait=self.database_wait)
