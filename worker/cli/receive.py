@@ -14,6 +14,7 @@ import redis
 import typer
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 from redis.asyncio import Redis as AsyncRedis
 
 from connectors.planhat.client import DEFAULT_BASE_URL
@@ -64,8 +65,15 @@ def web_command(
     workers: Annotated[int, typer.Option(help="Receiver processes.")] = 1,
 ) -> None:
     """Serve the webhook receiver: POST /webhooks/{connection}/{source}."""
+    from worker.intake.serving import PROTOCOL
+
     settings = Settings()
     logs.configure(settings.planhat_sync_log_level)
+    try:
+        WebSettings()  # a bad PLANHAT_SYNC_WEB_* stops it here, with the reason
+    except ValidationError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     migrate(settings.database_url)
     require_keys(settings.database_url)
     typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
@@ -75,6 +83,9 @@ def web_command(
         host=host,
         port=port,
         workers=workers,
+        # uvicorn's httptools protocol, with a cap on request heads and a deadline for
+        # them (worker/intake/serving.py); the limits are read from the environment.
+        http=PROTOCOL,
         log_level="warning",
         access_log=False,
     )

@@ -5,6 +5,8 @@ the inbox (ARCHITECTURE.md, invariant 1). A rejection stores nothing and says wh
 
     404 unknown connection or source (or no secret for that source on that connection)
     415 not application/json          413 body over the limit (default 1 MiB)
+    408 the body did not arrive within ``ReceiverLimits.body_timeout``
+    503 + Retry-After: more than ``ReceiverLimits.max_in_flight`` webhooks at once
     401 bad, missing or expired signature, or a signed body that is not one of the
         source's events (connectors/webhooks.py: load_json says what JSON it reads)
     400 an event id that cannot be a key
@@ -23,6 +25,7 @@ replayable once the mapping is fixed (invariant 7).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +44,7 @@ from connectors.webhooks import SignatureError
 from state.connections import NAME as CONNECTION_NAME
 from state.connections import Connections, LockedConnectionError, Tenant
 from worker.intake.inbox import DatabaseUnavailable, Inbox, within
-from worker.intake.limits import ReceiverLimits
+from worker.intake.limits import InFlightLimit, ReceiverLimits
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +90,7 @@ def create_web_app(
             raise DatabaseUnavailable(why) from None
 
     app = FastAPI(title="planhat-sync receiver", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_middleware(InFlightLimit, limit=limits.max_in_flight)
 
     @app.exception_handler(HTTPException)
     async def refused(_: Request, error: HTTPException) -> JSONResponse:
@@ -117,7 +121,13 @@ def create_web_app(
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             return _error(415, "the body must be application/json")
-        body = await _read_limited(request, max_body_bytes)
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                body = await _read_limited(request, max_body_bytes)
+        except TimeoutError:
+            answer = _error(408, f"the body did not arrive within {limits.body_timeout:g} s")
+            answer.headers["Connection"] = "close"  # the rest of it is not waited for
+            return answer
         if body is None:
             return _error(413, f"the body is over {max_body_bytes} bytes")
         try:

@@ -6,7 +6,7 @@ import os
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
@@ -133,7 +133,17 @@ class WebSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PLANHAT_SYNC_WEB_", extra="ignore")
 
-    database_wait: float = DEFAULTS.database_wait  # seconds before a 503
+    max_header_bytes: int = Field(default=DEFAULTS.max_header_bytes, ge=1024)  # past it: 431
+    header_timeout: float = Field(default=DEFAULTS.header_timeout, gt=0)  # seconds; past it: 408
+    body_timeout: float = Field(default=DEFAULTS.body_timeout, gt=0)  # seconds; past it: 408
+    max_in_flight: int = Field(default=DEFAULTS.max_in_flight, ge=1)  # per process; past it: 503
+    database_wait: float = Field(default=DEFAULTS.database_wait, gt=0)  # seconds; past it: 503
 
     def limits(self) -> ReceiverLimits:
-        return ReceiverLimits(database_wait=self.database_wait)
+        return ReceiverLimits(
+            max_header_bytes=self.max_header_bytes,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            max_in_flight=self.max_in_flight,
+            database_wait=self.database_wait,
+        )
