@@ -258,7 +258,8 @@ def _late_commit(inbox_id: int | None) -> None:
 
 
 def _unavailable(error: BaseException) -> DatabaseUnavailable:
-    # The first line of the driver's message; never parameters (hide_parameters, and
-    # psycopg's messages carry none).
+    # The driver's first line goes to the log (it names hosts and ports: not for senders);
+    # never parameters (hide_parameters, and psycopg's messages carry none).
     lines = str(getattr(error, "orig", None) or error).strip().splitlines()
-    return DatabaseUnavailable(f"the database is unavailable: {lines[0] if lines else error!r}")
+    log.warning("receive.database_error", error=lines[0] if lines else type(error).__name__)
+    return DatabaseUnavailable(f"the database is unavailable ({type(error).__name__})")
