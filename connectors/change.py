@@ -95,12 +95,23 @@ def fields_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# Versions are stored as a signed 64-bit integer (BIGINT).
+MAX_VERSION = 2**63 - 1
+
+
 def version_number(value: Any) -> int:
     """A source version as an integer that orders correctly.
 
     Integers (sequence numbers, Unix seconds) stay as they are; an ISO 8601 time becomes
     microseconds since the epoch. Mixing both kinds for one record is not supported.
     """
+    number = _version_number(value)
+    if not -MAX_VERSION <= number <= MAX_VERSION:
+        raise ValueError("a version must fit in 64 bits (a BIGINT)")
+    return number
+
+
+def _version_number(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a version is an ISO time or an integer, not a boolean")
     if isinstance(value, int):

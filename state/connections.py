@@ -26,7 +26,7 @@ from state.tables import Connection
 
 log = structlog.get_logger(__name__)
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch only: "$" passes a final "\n"
 # Names a Connections cache holds at most. The receiver looks up every name a request
 # carries, known or not (a miss is cached too): without a bound, requests naming random
 # connections would grow it forever.
@@ -53,7 +53,7 @@ def add_connection(
     secrets: Mapping[str, str],
     options: Mapping[str, str] | None = None,
 ) -> None:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ValueError("a connection name is 1-64 of a-z, 0-9, _ and -, starting alphanumeric")
     with session_scope(engine) as session:
         if session.get(Connection, name) is not None:

@@ -27,7 +27,10 @@ def database_url() -> str:
     return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str | None = None, *, pre_ping: bool = False) -> Engine:
+    """``pre_ping``: test each pooled connection as it is checked out (PostgreSQL), for a
+    caller that answers someone and must not fail on a connection the database dropped
+    (a restart): the receiver. Ignored on SQLite, a file that has no connection to drop."""
     url = url or database_url()
     if url.startswith("sqlite"):
         create_private_file(make_url(url).database)
@@ -37,12 +40,19 @@ def make_engine(url: str | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    # No pool_pre_ping: it costs a round trip on every checkout (the receiver's hot path);
-    # connections are recycled instead, and a dead one fails its transaction, which is
-    # retried like any other failure.
+    # No pool_pre_ping by default: it costs a round trip on every checkout, and a worker's
+    # transaction that meets a dead connection fails and is retried like any other
+    # failure. The receiver, which answers senders, asks for it: its inserts go through
+    # its own psycopg pool (worker/intake/inbox.py), so the engine only looks up
+    # connections there, and a sender is never answered 500 for a dropped connection.
     # hide_parameters: an error's text never carries the values (records, bodies) it held.
     return create_engine(
-        url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_recycle=1800,
+        pool_pre_ping=pre_ping,
+        hide_parameters=True,
     )
 
 

@@ -10,7 +10,6 @@ Reads Product Catalog 2.0 (``subscription_items``) and 1.0 (``plan_id``, ``addon
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from connectors.billing import (
 )
 from connectors.change import Change, MappingError, RecordRejected
 from connectors.options import Option
+from connectors.webhooks import load_json
 
 Resource = dict[str, Any]
 
@@ -66,7 +66,7 @@ MAPPED = frozenset(
 )  # fmt: skip
 
 # Chargebee names item prices "<item>-<CURRENCY>-<Period>" unless told otherwise.
-PRICE_SUFFIX = re.compile(r"-[A-Z]{3}-(?:Daily|Weekly|Monthly|Yearly|Every-\d+-[A-Za-z]+)$")
+PRICE_SUFFIX = re.compile(r"-[A-Z]{3}-(?:Daily|Weekly|Monthly|Yearly|Every-\d+-[A-Za-z]+)\Z")
 # Line items that are not a recurring subscription charge: sales once paid.
 ONE_OFF_ENTITIES = frozenset({"charge_item_price", "adhoc", "charge"})
 RECURRING_ITEMS = frozenset({"plan", "addon"})
@@ -242,7 +242,7 @@ def event_changes(envelope: Resource, options: BillingOptions) -> list[Change]:
 
 def changes(body: bytes, event_id: str, options: Mapping[str, str] | None = None) -> list[Change]:
     try:
-        envelope = json.loads(body)
+        envelope = load_json(body)
         if envelope["event_type"] not in MAPPED:
             return []
         return event_changes(envelope, BillingOptions.of(OPTIONS, options or {}))

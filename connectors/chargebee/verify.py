@@ -10,10 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping
 
-from connectors.webhooks import SignatureError, header
+from connectors.webhooks import SignatureError, header, signed_document
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -34,8 +33,8 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
     if not hmac.compare_digest(given, secret.encode()):
         raise SignatureError("wrong Chargebee webhook username or password")
     try:
-        event_id = json.loads(body)["id"]
-    except (ValueError, KeyError, TypeError):
+        event_id = signed_document(body, "a Chargebee event")["id"]
+    except (KeyError, TypeError):
         raise SignatureError("an authenticated body that is not a Chargebee event") from None
     if not isinstance(event_id, str) or not event_id:
         raise SignatureError("a Chargebee event's id must be a non-empty string")

@@ -10,11 +10,11 @@ name; ``key`` names one keyable: ``sourceId``, or the model's external key
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from connectors.change import Change, MappingError, version_number
 from connectors.planhat.models import UnknownModelError, model_spec
+from connectors.webhooks import BodyError, load_json
 
 MAX_CHANGES = 1000
 
@@ -60,9 +60,9 @@ def _change(item: Any, position: str, event_id: str) -> Change:
 
 def parse(body: bytes, event_id: str) -> list[Change]:
     try:
-        document = json.loads(body)
-    except ValueError as error:
-        raise StandardBodyError(f"body is not JSON: {error}") from None
+        document = load_json(body)
+    except BodyError as error:
+        raise StandardBodyError(str(error)) from None
     if isinstance(document, dict) and "changes" in document:
         items = document["changes"]
         if not isinstance(items, list) or not items:

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from connectors.webhooks import SignatureError, header
+from connectors.webhooks import SignatureError, header, unix_time
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -49,10 +49,7 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
     event_id = header(headers, "webhook-id")
     raw_timestamp = header(headers, "webhook-timestamp")
     signatures = header(headers, "webhook-signature")
-    try:
-        timestamp = int(raw_timestamp)
-    except ValueError:
-        raise SignatureError("webhook-timestamp is not a Unix time") from None
+    timestamp = unix_time(raw_timestamp, "webhook-timestamp")
     if abs(now - timestamp) > TOLERANCE_SECONDS:
         raise SignatureError("webhook-timestamp is more than 5 minutes from now")
     expected = sign(secret, event_id, timestamp, body).split(",", 1)[1].encode()

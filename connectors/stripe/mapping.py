@@ -7,7 +7,6 @@ return no change: the event is kept and marked "ignored".
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from connectors.billing import BillingOptions
@@ -15,6 +14,7 @@ from connectors.change import Change, MappingError
 from connectors.stripe.common import OPTIONS, Mapper
 from connectors.stripe.invoices import invoice_changes
 from connectors.stripe.subscriptions import customer_changes, subscription_changes
+from connectors.webhooks import load_json
 
 SUBSCRIPTION_EVENTS = ("created", "updated", "paused", "resumed", "trial_will_end", "deleted")
 INVOICE_EVENTS = (
@@ -37,7 +37,7 @@ MAPPERS: dict[str, Mapper] = {
 
 def changes(body: bytes, event_id: str, options: Mapping[str, str] | None = None) -> list[Change]:
     try:
-        event = json.loads(body)
+        event = load_json(body)
         mapper = MAPPERS.get(event["type"])
         return mapper(event, BillingOptions.of(OPTIONS, options or {})) if mapper else []
     except MappingError:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 
-from connectors.webhooks import SignatureError, header
+from connectors.webhooks import SignatureError, header, signed_document, unix_time
 
 TOLERANCE_SECONDS = 300
 
@@ -32,22 +31,21 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
     for part in value.split(","):
         name, _, item = part.strip().partition("=")
         if name == "t":
-            try:
-                timestamp = int(item)
-            except ValueError:
-                raise SignatureError("Stripe-Signature t= is not a Unix time") from None
+            timestamp = unix_time(item, "Stripe-Signature t=")
         elif name == "v1":
             candidates.append(item)
     if timestamp is None or not candidates:
         raise SignatureError("Stripe-Signature needs t= and at least one v1=")
     if abs(now - timestamp) > TOLERANCE_SECONDS:
         raise SignatureError("Stripe-Signature timestamp is more than 300 s from now")
-    expected = sign(secret, timestamp, body).rsplit("=", 1)[1]
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+    # Bytes, not str: compare_digest raises TypeError on a str that is not ASCII, and a
+    # header may hold any byte (read as latin-1).
+    expected = sign(secret, timestamp, body).rsplit("=", 1)[1].encode()
+    if not any(hmac.compare_digest(expected, candidate.encode()) for candidate in candidates):
         raise SignatureError("no Stripe-Signature v1 matches")
     try:
-        event_id = json.loads(body)["id"]
-    except (ValueError, KeyError, TypeError):
+        event_id = signed_document(body, "a Stripe event")["id"]
+    except (KeyError, TypeError):
         raise SignatureError("a signed body that is not a Stripe event") from None
     if not isinstance(event_id, str) or not event_id:
         raise SignatureError("a Stripe event's id must be a non-empty string")

@@ -19,6 +19,7 @@ import httpx
 from cachetools import TTLCache
 
 from connectors.source import CannotComplete
+from connectors.webhooks import load_json
 
 SURVEYMONKEY_API = "https://api.surveymonkey.com"
 RESPONSE_EVENTS = frozenset({"response_completed", "response_updated"})
@@ -67,7 +68,7 @@ SURVEYS = Surveys()
 def callback(body: bytes) -> tuple[Any, str, str]:
     """The callback, its survey id and response id; ValueError if it names neither."""
     try:
-        event = json.loads(body)
+        event = load_json(body)
         if event.get("event_type") not in RESPONSE_EVENTS:
             return event, "", ""
         return event, str(event["resources"]["survey_id"]), str(event["object_id"])

@@ -8,7 +8,6 @@ same record at a newer ``date_modified``: it updates the NPS record, never adds 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from connectors.change import Change, MappingError, version_number
 from connectors.options import Option
 from connectors.surveymonkey.api import RESPONSE_EVENTS
 from connectors.surveys import PER_FORM, SurveyResponse, fallback_option, nps_change, per_form
+from connectors.webhooks import load_json
 
 Json = dict[str, Any]
 SCALE = [str(n) for n in range(11)]
@@ -130,7 +130,7 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str] | None = None
     """``body`` is the stored document, or the bare callback (at the receiver, before the
     worker fetched the response): that one maps to nothing yet."""
     try:
-        document = json.loads(body)
+        document = load_json(body)
         if "event" not in document:
             if "event_type" not in document:
                 raise MappingError("not a SurveyMonkey event: no event_type")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 
-from connectors.webhooks import SignatureError, header
+from connectors.webhooks import SignatureError, header, signed_document
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -31,8 +30,8 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
     if not hmac.compare_digest(sign(secret, body).encode(), given.encode()):
         raise SignatureError("Sm-Signature does not match")
     try:
-        event_id = json.loads(body)["event_id"]
-    except (ValueError, KeyError, TypeError):
+        event_id = signed_document(body, "a SurveyMonkey event")["event_id"]
+    except (KeyError, TypeError):
         raise SignatureError("a signed body that is not a SurveyMonkey event") from None
     if not isinstance(event_id, str | int) or isinstance(event_id, bool) or not str(event_id):
         raise SignatureError("a SurveyMonkey event's event_id must be a string or number")

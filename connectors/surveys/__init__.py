@@ -23,7 +23,7 @@ from connectors.options import Option
 # Fields whose name starts with "~" are for planhat-sync itself and never sent to Planhat.
 FALLBACK_COMPANY = "~fallbackCompany"
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # fullmatch only
 WHOLE = re.compile(r"-?[0-9]+")
 
 # "ref" for every form, or "form_id:ref,form_id:ref" per form (a later entry wins).
@@ -83,7 +83,7 @@ def nps_change(response: SurveyResponse, version: int, event_id: str) -> Change:
     email = (response.email or "").strip().lower()
     if not email:
         raise RecordRejected(f"{what} has no e-mail, so the score cannot go to an enduser")
-    if not EMAIL.match(email):
+    if not EMAIL.fullmatch(email):
         raise RecordRejected(f"{what}: {response.email!r} is not an e-mail address")
     fields = {
         "email": email,

@@ -9,13 +9,13 @@ that fit a plain NPS form; the rules for the record itself are in connectors/sur
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from connectors.change import Change, MappingError, version_number
 from connectors.options import Option
 from connectors.surveys import PER_FORM, SurveyResponse, fallback_option, nps_change, per_form
+from connectors.webhooks import load_json
 
 Answer = dict[str, Any]
 
@@ -118,7 +118,7 @@ def response_change(response: Answer, options: Mapping[str, str], event_id: str)
 
 def changes(body: bytes, event_id: str, options: Mapping[str, str] | None = None) -> list[Change]:
     try:
-        event = json.loads(body)
+        event = load_json(body)
         if event.get("event_type") != "form_response":
             return []
         return [response_change(event["form_response"], options or {}, event_id)]

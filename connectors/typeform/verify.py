@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 
-from connectors.webhooks import SignatureError, header
+from connectors.webhooks import SignatureError, header, signed_document
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -33,8 +32,8 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
     if not hmac.compare_digest(sign(secret, body).encode(), value.encode()):
         raise SignatureError("Typeform-Signature does not match")
     try:
-        token = json.loads(body)["form_response"]["token"]
-    except (ValueError, KeyError, TypeError):
+        token = signed_document(body, "a Typeform form_response")["form_response"]["token"]
+    except (KeyError, TypeError):
         raise SignatureError("a signed body that is not a Typeform form_response") from None
     if not isinstance(token, str) or not token:
         raise SignatureError("a Typeform response's token must be a non-empty string")

@@ -14,6 +14,7 @@ import redis
 import typer
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 from redis.asyncio import Redis as AsyncRedis
 
 from connectors.planhat.client import DEFAULT_BASE_URL
@@ -23,7 +24,7 @@ from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
 from worker.cli.keys import require_keys
 from worker.runtime import logs
-from worker.runtime.settings import Settings
+from worker.runtime.settings import Settings, WebSettings
 
 connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per Planhat tenant.")
 
@@ -36,10 +37,13 @@ def app_from_environment() -> FastAPI:
     from worker.runtime.tasks import settings as worker_settings
 
     logs.configure(worker_settings.planhat_sync_log_level)
-    engine = make_engine(worker_settings.database_url)
+    limits = WebSettings().limits()
+    # pre_ping: a connection lookup after a database restart is not a 500 (state/db.py).
+    engine = make_engine(worker_settings.database_url, pre_ping=True)
     aclient = AsyncRedis.from_url(worker_settings.redis_url)
     dispatcher = CeleryDispatcher(app, redis.Redis.from_url(worker_settings.redis_url), aclient)
-    inbox = Inbox(writer_for(engine), dispatcher)
+    wait = limits.database_wait
+    inbox = Inbox(writer_for(engine, wait=wait), dispatcher, wait=wait)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +54,9 @@ def app_from_environment() -> FastAPI:
             await inbox.close()
             await aclient.aclose()
 
-    return create_web_app(connections=connections(engine), inbox=inbox, lifespan=lifespan)
+    return create_web_app(
+        connections=connections(engine), inbox=inbox, lifespan=lifespan, limits=limits
+    )
 
 
 def web_command(
@@ -59,8 +65,15 @@ def web_command(
     workers: Annotated[int, typer.Option(help="Receiver processes.")] = 1,
 ) -> None:
     """Serve the webhook receiver: POST /webhooks/{connection}/{source}."""
+    from worker.intake.serving import PROTOCOL
+
     settings = Settings()
     logs.configure(settings.planhat_sync_log_level)
+    try:
+        WebSettings()  # a bad PLANHAT_SYNC_WEB_* stops it here, with the reason
+    except ValidationError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     migrate(settings.database_url)
     require_keys(settings.database_url)
     typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
@@ -70,6 +83,9 @@ def web_command(
         host=host,
         port=port,
         workers=workers,
+        # uvicorn's httptools protocol, with a cap on request heads and a deadline for
+        # them (worker/intake/serving.py); the limits are read from the environment.
+        http=PROTOCOL,
         log_level="warning",
         access_log=False,
     )

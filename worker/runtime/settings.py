@@ -13,6 +13,7 @@ from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import SOURCES, check_options, env_api_bases, env_secrets
 from state.connections import Tenant
 from state.db import DEFAULT_DATABASE_URL
+from worker.intake.limits import ReceiverLimits
 from worker.intake.poll import SourceApis
 from worker.pipeline.batch import FlushPolicy
 
@@ -124,4 +125,28 @@ class EngineSettings(BaseSettings):
             backoff_cap=self.backoff_cap,
             parent_wait_attempts=self.parent_wait_attempts,
             max_budget_wait=self.max_budget_wait,
+        )
+
+
+DEFAULTS = ReceiverLimits()
+
+
+class WebSettings(BaseSettings):
+    """The receiver's limits (``worker.intake.limits``); each is ``PLANHAT_SYNC_WEB_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANHAT_SYNC_WEB_", extra="ignore")
+
+    max_header_bytes: int = Field(default=DEFAULTS.max_header_bytes, ge=1024)  # past it: 431
+    header_timeout: float = Field(default=DEFAULTS.header_timeout, gt=0)  # seconds; past it: 408
+    body_timeout: float = Field(default=DEFAULTS.body_timeout, gt=0)  # seconds; past it: 408
+    max_in_flight: int = Field(default=DEFAULTS.max_in_flight, ge=1)  # per process; past it: 503
+    database_wait: float = Field(default=DEFAULTS.database_wait, gt=0)  # seconds; past it: 503
+
+    def limits(self) -> ReceiverLimits:
+        return ReceiverLimits(
+            max_header_bytes=self.max_header_bytes,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            max_in_flight=self.max_in_flight,
+            database_wait=self.database_wait,
         )
