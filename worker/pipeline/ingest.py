@@ -103,9 +103,7 @@ def _map(
     try:
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
-        given = source_options(
-            source, _options(session, event.connection, default_options, known)
-        )
+        given = source_options(source, _options(session, event.connection, default_options, known))
         body = event.detail if isinstance(source, ThinEvents) else event.body
         if body is None:  # not completed from the source's API yet: the caller waits
             raise MappingError("the event's detail was not fetched from the source's API")
