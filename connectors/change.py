@@ -70,6 +70,8 @@ def _check_storable(change: Change) -> None:
     """Refuse, naming the field, what the state store cannot hold: retrying would fail the
     same way forever (PostgreSQL refuses NaN in JSON, BIGINT and column limits)."""
     what = f"{change.model} {change.key_field}"
+    if "\x00" in change.key:  # PostgreSQL text holds no NUL
+        raise MappingError(f"{what}: the key holds a NUL character")
     if len(change.key) > MAX_KEY:
         raise MappingError(f"{what}: the key is {len(change.key)} characters (at most {MAX_KEY})")
     if not -MAX_VERSION <= change.version <= MAX_VERSION:

@@ -47,6 +47,7 @@ from worker.runtime.settings import EngineSettings
         ({"name": "\ud800"}, "k", 1, "field 'name' holds text that is not Unicode"),
         ({"mrr": 1}, "k", 10**25, "the version is out of range"),
         ({"mrr": 1}, "k" * 300, 1, "the key is 300 characters (at most 255)"),
+        ({"mrr": 1}, "a\x00b", 1, "the key holds a NUL character"),
     ],
 )
 def test_what_the_store_cannot_hold_is_refused_naming_it(
