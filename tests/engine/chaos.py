@@ -81,15 +81,14 @@ class Poison:
 
 
 POISONS = (
-    Poison("nan", lambda k: _raw("licenses", k, "1", '{"mrr": NaN}'), "holds NaN or Infinity"),
-    Poison("infinity", lambda k: _raw("licenses", k, "1", '{"mrr": 1e999}'),
-           "holds NaN or Infinity"),
+    Poison("nan", lambda k: _raw("licenses", k, "1", '{"mrr": NaN}'), "NaN is not JSON"),
+    Poison("infinity", lambda k: _raw("licenses", k, "1", '{"mrr": 1e999}'), "is too large"),
     Poison("huge version", lambda k: _raw("companies", k, "1" + "0" * 25, '{"name": "x"}'),
-           "the version is out of range"),
+           "must fit in 64 bits"),
     Poison("long key", lambda k: _raw("companies", k + "x" * 300, "1", '{"name": "x"}'),
            "the key is"),
     Poison("lone surrogate", lambda k: _raw("companies", k, "1", '{"name": "\\ud800"}'),
-           "not Unicode"),
+           "half of a surrogate pair"),
     Poison("unknown model", lambda k: _raw("licences", k, "1", "{}"), "unknown Planhat model"),
     Poison("not json", lambda k: b'{"model": "companies", "key": ', "not JSON"),
 )  # fmt: skip
