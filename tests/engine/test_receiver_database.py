@@ -5,6 +5,7 @@ PostgreSQL (the production writer: an asyncio psycopg pool) and on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import socket
@@ -30,7 +31,7 @@ from state.db import make_engine, migrate, session_scope
 from state.tables import InboxEvent
 from tests.engine.services import fresh_postgres_database
 from tests.fakes import RecordingDispatcher
-from worker.intake.inbox import Inbox, writer_for
+from worker.intake.inbox import Inbox, ThreadedWriter, writer_for
 from worker.intake.limits import ReceiverLimits
 from worker.intake.receiver import create_web_app
 
@@ -43,11 +44,19 @@ def libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class SlowWriter(ThreadedWriter):
+    """A database that answers, but only after the receiver's bound."""
+
+    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+        await asyncio.sleep(WAIT + 0.5)
+        return await super().write(connection, source, event_id, body)
+
+
 class Receiver:
     """The receiver as ``app_from_environment`` wires it, on ``url``, for the stored
     connection ``acme``, looked up on every request (no cache: the lookup is a query too)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, slow: bool = False) -> None:
         self.url = url
         self.engine: Engine = make_engine(url, pre_ping=True)
         box = SecretBox(Fernet.generate_key().decode())
@@ -56,7 +65,9 @@ class Receiver:
                 self.engine, box, name="acme", planhat_base_url="http://127.0.0.1:9",
                 planhat_token="t", secrets={"standard": SECRET},
             )  # fmt: skip
-        self.inbox = Inbox(writer_for(self.engine, wait=WAIT), RecordingDispatcher(), wait=WAIT)
+        self.dispatcher = RecordingDispatcher()
+        writer = SlowWriter(self.engine) if slow else writer_for(self.engine, wait=WAIT)
+        self.inbox = Inbox(writer, self.dispatcher, wait=WAIT)
 
         @contextlib.asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -211,4 +222,22 @@ def test_on_sqlite_a_locked_database_is_a_503_in_time_and_the_retry_is_not_store
             retry, _ = receiver.post(http, "evt_1")
         assert retry.status_code in (200, 202)
     assert receiver.stored() == ["evt_1"]
+    receiver.engine.dispose()
+
+
+def test_a_write_that_commits_after_its_503_is_handed_on_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    migrate(url)
+    receiver = Receiver(url, slow=True)
+    with TestClient(receiver.app, raise_server_exceptions=False) as http:
+        answer, _ = receiver.post(http, "evt_late")
+        deadline = time.monotonic() + 5
+        while not receiver.dispatcher.ingested and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    # then: a 503, yet stored after all, and handed to the workers without the sweeper
+    assert answer.status_code == 503
+    with session_scope(receiver.engine) as session:
+        [inbox_id] = session.exec(select(InboxEvent.id)).all()
+    assert receiver.dispatcher.ingested == [inbox_id]
     receiver.engine.dispose()

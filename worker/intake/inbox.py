@@ -75,7 +75,7 @@ class Inbox:
         ``DatabaseUnavailable`` when that takes longer than ``wait``, or cannot be done."""
         write = self._writer.write(connection, source, event_id, body)
         try:
-            inbox_id = await within(self._wait, write, keep=_late_commit)
+            inbox_id = await within(self._wait, write, keep=self._late_commit)
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"the database did not answer within {self._wait:g} s"
@@ -86,6 +86,16 @@ class Inbox:
             except Exception as error:  # stored is safe: the sweeper sends it again
                 log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
         return inbox_id
+
+    def _late_commit(self, inbox_id: int | None) -> None:
+        """A write given up on (answered 503) committed after all: the sender's retry is
+        a duplicate (200), so hand the event on now rather than wait for the sweeper."""
+        if inbox_id is None:
+            return
+        log.warning("receive.committed_after_503", inbox_id=inbox_id)
+        handing = asyncio.ensure_future(self._dispatcher.ingest_async([inbox_id]))
+        _LATE.add(handing)  # kept until it ends; a failure leaves it to the sweeper
+        handing.add_done_callback(lambda done: _settle(done, None))
 
     async def ready(self) -> None:
         """Raise unless the database and the broker answer, each within ``wait``."""
@@ -248,13 +258,6 @@ def _settle(task: asyncio.Future[Any], keep: Callable[[Any], None] | None) -> No
         return  # ended without a result: nothing was stored
     if keep is not None:
         keep(task.result())
-
-
-def _late_commit(inbox_id: int | None) -> None:
-    if inbox_id is not None:
-        # Answered 503 already: the sender's retry is a duplicate (200), and the sweeper
-        # hands the event on once its dispatch looks lost (PLANHAT_SYNC_LOST_AFTER).
-        log.warning("receive.committed_after_503", inbox_id=inbox_id)
 
 
 def _unavailable(error: BaseException) -> DatabaseUnavailable:
