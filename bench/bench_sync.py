@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_sync.py --mode redis    --events 10000 --records 1000
     .venv/bin/python bench/bench_sync.py --mode embedded --events 10000 --records 1000
 
-Prints the receiver's acceptance rate and p50/p99 acknowledgement latency, the end-to-end
+Prints the receiver's acceptance rate and p50/p99 acknowledgement latency beside a bare
+verify-and-202 endpoint's (``bench/bare.py``: same server, process count and load
+generator, measured in the same run once the drain is over), the end-to-end
 drain time, Planhat calls per 1,000 events, the same for a naive baseline (one Planhat
 call per event through the same client, measured on a sample and projected at the rate
 limit), and the physical limit (calls needed at 5,000 records a call ÷ the rate limit).
@@ -178,6 +180,44 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def bare_endpoint(
+    requests: list[bytes], secret: str, processes: int, concurrency: int, logs: Path
+) -> tuple[float, list[float], int]:
+    """The same requests, sender and server against ``bench/bare.py``: (seconds, latencies,
+    non-2xx answers)."""
+    port = free_port()
+    env = dict(os.environ) | {"STANDARD_WEBHOOK_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(processes),
+            "--http",
+            "worker.intake.serving:GuardedHttpToolsProtocol",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=(logs / "bare.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        time.sleep(1.0)
+        return asyncio.run(fire(port, requests, concurrency))  # its Host header is not read
+    finally:
+        stop([server])
+
+
 def naive_baseline(sample: list[tuple[str, bytes, dict[str, str]]], logs: Path) -> dict[str, float]:
     """One Planhat call per event through the same client, against the same limits."""
     port = free_port()
@@ -303,9 +343,14 @@ def run(
         started = time.perf_counter()
         seconds, latencies, failures = asyncio.run(fire(web_port, requests, concurrency))
         acknowledged = time.perf_counter()
+        load = os.getloadavg()
         wait_until(lambda: drained(database_url), timeout=900, what="the drain", every=0.05)
         finished = time.perf_counter()
         calls = planhat_requests(planhat) - calls_before
+        bare_seconds, bare_latencies, bare_failures = bare_endpoint(
+            requests, secret, web_workers if mode == "redis" else 1, concurrency, logs
+        )
+        bare_load = os.getloadavg()
     finally:
         stop(processes)
         if redis_server is not None:
@@ -331,8 +376,16 @@ def run(
         f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
         f"{percentile(latencies, 50) * 1000:.1f} ms, "
         f"p99 {percentile(latencies, 99) * 1000:.1f} ms, "
-        f"{failures} not accepted"
+        f"{failures} not accepted (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
     )
+    print(
+        f"  bare verify-and-202 endpoint, same run: {count / bare_seconds:,.0f} events/s, p50 "
+        f"{percentile(bare_latencies, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(bare_latencies, 99) * 1000:.1f} ms, "
+        f"{bare_failures} not accepted (load average {bare_load[0]:.2f} {bare_load[1]:.2f} "
+        f"{bare_load[2]:.2f})"
+    )
+    print(f"  receiver ÷ bare: {bare_seconds / seconds:.2f}")
     print(
         f"  drain: {finished - started:.1f} s from the first event, "
         f"{finished - acknowledged:.1f} s after the last acknowledgement"

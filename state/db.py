@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -16,11 +18,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 from sqlmodel.sql.expression import SelectOfScalar
 
 DEFAULT_DATABASE_URL = "sqlite:///planhat-sync.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_SECONDS = 30  # how long a SQLite transaction waits for the write lock, then fails
 
 
 def database_url() -> str:
@@ -33,12 +37,15 @@ def make_engine(url: str | None = None, *, pre_ping: bool = False) -> Engine:
     (a restart): the receiver. Ignored on SQLite, a file that has no connection to drop."""
     url = url or database_url()
     if url.startswith("sqlite"):
-        create_private_file(make_url(url).database)
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
-        )
+        path = make_url(url).database
+        create_private_file(path)
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": BUSY_SECONDS}
+        lock = _write_lock(path)
+        if lock is not None:
+            connect_args["factory"] = _TurnTakingConnection
+        engine = create_engine(url, connect_args=connect_args, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", lambda connection: _sqlite_begin_immediate(connection, lock))
         return engine
     # No pool_pre_ping by default: it costs a round trip on every checkout, and a worker's
     # transaction that meets a dead connection fails and is retried like any other
@@ -67,11 +74,74 @@ def create_private_file(path: str | None) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
+def _sqlite_begin_immediate(connection: Any, lock: threading.Lock | None) -> None:
     # Every transaction takes the write lock at BEGIN (SQLAlchemy's recipe for pysqlite):
     # transactions then run one after another, the SQLite stand-in for PostgreSQL's row
     # locks (SELECT … FOR UPDATE), and a read is never upgraded after another commit.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if lock is None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    dbapi = connection.connection.dbapi_connection
+    if not lock.acquire(timeout=BUSY_SECONDS):
+        locked = sqlite3.OperationalError("database is locked")
+        raise OperationalError("BEGIN IMMEDIATE", None, locked)
+    dbapi.turn = lock
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        dbapi.let_go()
+        raise
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str | None) -> threading.Lock | None:
+    """This process's turn at a SQLite file's write lock, shared by its engines.
+
+    Threads of one process (the embedded engine: receiver, ingest, flush timers, sweeper)
+    take turns here before BEGIN IMMEDIATE. Without it they all wait in SQLite's busy
+    handler, which sleeps and retries (1 ms, then up to 100 ms a try) instead of waking
+    when the lock is let go: measured in the embedded default, transactions waited there
+    for seconds while the file was free most of the time. Other processes (the CLI) still
+    wait in the busy handler. None for a database that is not a file (each in-memory
+    connection is a database of its own)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    key = os.path.realpath(path)
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+
+
+class _TurnTakingConnection(sqlite3.Connection):
+    """A pysqlite connection that lets go of its process's turn at the write lock
+    (``_write_lock``) once its transaction has ended: committed, rolled back or closed."""
+
+    turn: threading.Lock | None = None
+
+    def let_go(self) -> None:
+        turn, self.turn = self.turn, None
+        if turn is not None:
+            turn.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.let_go()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.let_go()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.let_go()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from state.db import make_engine, migrate, session_scope
 from state.tables import InboxEvent
 from tests.engine.services import fresh_postgres_database
 from tests.fakes import RecordingDispatcher
+from worker.intake.group import Values
 from worker.intake.inbox import Inbox, ThreadedWriter, writer_for
 from worker.intake.limits import ReceiverLimits
 from worker.intake.receiver import create_web_app
@@ -47,9 +48,9 @@ def libpq(url: str) -> str:
 class SlowWriter(ThreadedWriter):
     """A database that answers, but only after the receiver's bound."""
 
-    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+    async def write_many(self, events: Sequence[Values]) -> list[int | None]:
         await asyncio.sleep(WAIT + 0.5)
-        return await super().write(connection, source, event_id, body)
+        return await super().write_many(events)
 
 
 class Receiver:

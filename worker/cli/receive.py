@@ -43,7 +43,13 @@ def app_from_environment() -> FastAPI:
     aclient = AsyncRedis.from_url(worker_settings.redis_url)
     dispatcher = CeleryDispatcher(app, redis.Redis.from_url(worker_settings.redis_url), aclient)
     wait = limits.database_wait
-    inbox = Inbox(writer_for(engine, wait=wait), dispatcher, wait=wait)
+    inbox = Inbox(
+        writer_for(engine, wait=wait),
+        dispatcher,
+        wait=wait,
+        window=limits.group_window,
+        size=limits.group_size,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,28 +1,29 @@
 """How the receiver commits an event and hands it on: the hot path of every webhook.
 
-One path for every deployment: ``Inbox`` commits the event through a writer, then queues
-its id with the dispatcher's enqueue protocol (``Dispatcher.ingest_async``: Celery on
-Redis, or the embedded engine's threads). Both writers run the one statement that stores
-an event (``state.inbox.insert_event``) and commit before they return, so a 2xx always
-means the event is in the inbox:
+One path for every deployment: ``Inbox`` gathers the events of concurrent webhooks into
+groups (``worker.intake.group``), commits each group through a writer, then queues its
+new ids with the dispatcher's enqueue protocol (``Dispatcher.ingest_async``: Celery on
+Redis, or the embedded engine's threads), once per group. Both writers run the one
+statement that stores events (``state.inbox.insert_events``) and commit before they
+return, so a 2xx always means the event is in the inbox:
 
 - ``ThreadedWriter``: any database, through a SQLAlchemy session on a worker thread (the
   embedded default, on SQLite);
-- ``PostgresWriter``: production, that statement compiled once and run through an asyncio
-  psycopg pool, without leaving the event loop.
+- ``PostgresWriter``: production, that statement compiled once per group size and run
+  through an asyncio psycopg pool, without leaving the event loop.
 
-Waiting on the database is bounded (``wait``): past it, or when the database cannot be
-reached, ``store`` raises ``DatabaseUnavailable`` and the receiver answers 503 with
-Retry-After. The write is not cut short (on PostgreSQL the server ends it at the same
-bound, rolled back: ``statement_timeout``); one that commits after all, the lock gone just
-then, still counts: the sender's retry is a duplicate (200), and the sweeper hands the
-event on.
+Waiting on the database, the group's turn included, is bounded (``wait``): past it, or
+when the database cannot be reached, ``store`` raises ``DatabaseUnavailable`` and the
+receiver answers 503 with Retry-After. The write is not cut short (on PostgreSQL the
+server ends it at the same bound, rolled back: ``statement_timeout``); one that commits
+after all, the lock gone just then, still counts: the sender's retry is a duplicate (200),
+and the sweeper hands the event on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import psycopg
@@ -34,14 +35,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from state.db import session_scope
-from state.inbox import compile_insert, new_event, store_event
+from state.inbox import CompiledInsert, compile_insert, key_of, new_event, store_events, stored_ids
+from worker.intake.group import DatabaseClosing, GroupCommit, Values
 from worker.intake.limits import ReceiverLimits
 from worker.runtime.jobs import Dispatcher
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-DEFAULT_WAIT = ReceiverLimits().database_wait
+DEFAULTS = ReceiverLimits()
+DEFAULT_WAIT = DEFAULTS.database_wait
 
 
 class DatabaseUnavailable(Exception):
@@ -49,8 +52,9 @@ class DatabaseUnavailable(Exception):
 
 
 class EventWriter(Protocol):
-    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        """Commit the event, marked as handed on; its inbox id, or None for a duplicate."""
+    async def write_many(self, events: Sequence[Values]) -> list[int | None]:
+        """Commit ``new_event``s with distinct keys, marked as handed on, in one transaction;
+        for each, its inbox id, or None for a duplicate."""
         ...
 
     async def ready(self) -> None:
@@ -64,38 +68,46 @@ class EventWriter(Protocol):
 
 class Inbox:
     def __init__(
-        self, writer: EventWriter, dispatcher: Dispatcher, wait: float = DEFAULT_WAIT
+        self,
+        writer: EventWriter,
+        dispatcher: Dispatcher,
+        wait: float = DEFAULT_WAIT,
+        *,
+        window: float = DEFAULTS.group_window,
+        size: int = DEFAULTS.group_size,
     ) -> None:
+        """``window``, ``size``: how long a group gathers after its first event, and at
+        most how many events it holds (``worker.intake.group``)."""
         self._writer = writer
         self._dispatcher = dispatcher
         self._wait = wait
+        self._group = GroupCommit(self._commit, window=window, size=size)
 
     async def store(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
         """Commit the event and hand it on; its inbox id, or None for a duplicate.
         ``DatabaseUnavailable`` when that takes longer than ``wait``, or cannot be done."""
-        write = self._writer.write(connection, source, event_id, body)
+        values = new_event(
+            connection=connection, source=source, event_id=event_id, body=body, dispatched=True
+        )
         try:
-            inbox_id = await within(self._wait, write, keep=self._late_commit)
+            return await within(self._wait, self._group.submit(values), keep=_late_commit)
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"the database did not answer within {self._wait:g} s"
             ) from None
-        if inbox_id is not None:
-            try:
-                await self._dispatcher.ingest_async([inbox_id])
-            except Exception as error:  # stored is safe: the sweeper sends it again
-                log.warning("receive.enqueue_failed", inbox_id=inbox_id, error=str(error))
-        return inbox_id
+        except DatabaseClosing:
+            raise DatabaseUnavailable("the receiver is stopping") from None
 
-    def _late_commit(self, inbox_id: int | None) -> None:
-        """A write given up on (answered 503) committed after all: the sender's retry is
-        a duplicate (200), so hand the event on now rather than wait for the sweeper."""
-        if inbox_id is None:
-            return
-        log.warning("receive.committed_after_503", inbox_id=inbox_id)
-        handing = asyncio.ensure_future(self._dispatcher.ingest_async([inbox_id]))
-        _LATE.add(handing)  # kept until it ends; a failure leaves it to the sweeper
-        handing.add_done_callback(lambda done: _settle(done, None))
+    async def _commit(self, events: Sequence[Values]) -> list[int | None]:
+        """One group: one transaction, then one enqueue of the new ids."""
+        ids = await self._writer.write_many(events)
+        new = [inbox_id for inbox_id in ids if inbox_id is not None]
+        if new:
+            try:
+                await self._dispatcher.ingest_async(new)
+            except Exception as error:  # stored is safe: the sweeper sends them again
+                log.warning("receive.enqueue_failed", inbox_ids=new, error=str(error))
+        return ids
 
     async def ready(self) -> None:
         """Raise unless the database and the broker answer, each within ``wait``."""
@@ -114,6 +126,7 @@ class Inbox:
         await self._writer.open()
 
     async def close(self) -> None:
+        await self._group.close()
         await self._writer.close()
 
 
@@ -121,17 +134,10 @@ class ThreadedWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def _write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
+    def _write(self, events: Sequence[Values]) -> list[int | None]:
         try:
             with session_scope(self._engine) as session:
-                return store_event(
-                    session,
-                    connection=connection,
-                    source=source,
-                    event_id=event_id,
-                    body=body,
-                    dispatched=True,
-                )
+                return store_events(session, events)
         except (OperationalError, PoolTimeoutError) as error:  # locked, unreachable, no slot
             raise _unavailable(error) from None
         except DBAPIError as error:
@@ -139,8 +145,8 @@ class ThreadedWriter:
                 raise
             raise DatabaseUnavailable("the database dropped the connection") from None
 
-    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        return await run_in_threadpool(self._write, connection, source, event_id, body)
+    async def write_many(self, events: Sequence[Values]) -> list[int | None]:
+        return await run_in_threadpool(self._write, events)
 
     def _ready(self) -> None:
         with self._engine.connect() as connection:
@@ -159,7 +165,8 @@ class ThreadedWriter:
 class PostgresWriter:
     def __init__(self, engine: Engine, pool_size: int = 10, wait: float = DEFAULT_WAIT) -> None:
         """The statement is compiled by ``engine``'s dialect; the pool opens its database."""
-        self._insert = compile_insert(engine.dialect)
+        self._dialect = engine.dialect
+        self._inserts: dict[int, CompiledInsert] = {}  # by number of rows, compiled once
         self._timeout_ms = max(1, int(wait * 1000))
         self._attempts = pool_size + 1  # every pooled connection dead, then a new one
         # Autocommit: the INSERT commits as it runs, one round trip instead of two.
@@ -197,17 +204,18 @@ class PostgresWriter:
                     raise _unavailable(error) from None
         raise DatabaseUnavailable("the database drops every connection")
 
-    async def write(self, connection: str, source: str, event_id: str, body: bytes) -> int | None:
-        values = new_event(
-            connection=connection, source=source, event_id=event_id, body=body, dispatched=True
-        )
-        parameters = self._insert.parameters(values)
+    async def write_many(self, events: Sequence[Values]) -> list[int | None]:
+        insert = self._inserts.get(len(events))
+        if insert is None:
+            insert = self._inserts[len(events)] = compile_insert(self._dialect, len(events))
+        parameters = insert.parameters(events)
 
-        async def insert(conn: psycopg.AsyncConnection[Any]) -> int | None:
-            row = await (await conn.execute(self._insert.sql, parameters)).fetchone()
-            return int(row[0]) if row is not None else None
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            # One statement in autocommit: committed when it returns.
+            return await (await conn.execute(insert.sql, parameters)).fetchall()
 
-        return await self._run(insert)
+        rows = await self._run(run)
+        return stored_ids([key_of(values) for values in events], rows)
 
     async def ready(self) -> None:
         """The lock an INSERT takes, taken and let go at once: a table locked against
@@ -258,6 +266,13 @@ def _settle(task: asyncio.Future[Any], keep: Callable[[Any], None] | None) -> No
         return  # ended without a result: nothing was stored
     if keep is not None:
         keep(task.result())
+
+
+def _late_commit(inbox_id: int | None) -> None:
+    if inbox_id is not None:  # its group's enqueue ran: only the answer was late
+        # Answered 503 already: the sender's retry is a duplicate (200), and the sweeper
+        # hands the event on once its dispatch looks lost (PLANHAT_SYNC_LOST_AFTER).
+        log.warning("receive.committed_after_503", inbox_id=inbox_id)
 
 
 def _unavailable(error: BaseException) -> DatabaseUnavailable:

@@ -9,6 +9,7 @@ Where each is enforced:
 
     max_header_bytes, header_timeout   the HTTP server (``worker.intake.serving``): 431, 408
     body_timeout, database_wait        the app (``worker.intake.receiver``): 408, 503
+    group_window, group_size           not limits: how the inbox gathers events to commit
     max_in_flight                      ``InFlightLimit`` below: 503
 """
 
@@ -37,6 +38,12 @@ class ReceiverLimits:
     # with Retry-After: nothing was stored, the sender tries again later.
     database_wait: float = 5.0
     retry_after: int = 5  # seconds, in the Retry-After of a 503
+    # Group commit (``worker.intake.group``): concurrent webhooks share one INSERT, commit
+    # and enqueue. A group gathers at most this many seconds after its first event (while
+    # the one before it commits, it gathers anyway) ...
+    group_window: float = 0.002
+    # ... and holds at most this many events (the in-flight limit bounds it too).
+    group_size: int = 64
 
 
 class InFlightLimit:

@@ -125,7 +125,13 @@ class LocalDispatcher:
         finally:
             with self._lock:
                 self._flushing -= 1
-            self.flush_started(connection)
+                # Forget this timer if a failure left it scheduled, never the next one:
+                # run_flush schedules the next itself while changes keep coming, and
+                # forgetting that one let every ingest batch start another chain of
+                # timers (measured: ~100 flush threads a second, each taking the write
+                # lock to find the outbox still busy).
+                if self._timers.get(connection) is threading.current_thread():
+                    del self._timers[connection]
 
 
 class Sweeper(threading.Thread):

@@ -141,6 +141,8 @@ class WebSettings(BaseSettings):
     body_timeout: float = Field(default=DEFAULTS.body_timeout, gt=0)  # seconds; past it: 408
     max_in_flight: int = Field(default=DEFAULTS.max_in_flight, ge=1)  # per process; past it: 503
     database_wait: float = Field(default=DEFAULTS.database_wait, gt=0)  # seconds; past it: 503
+    group_window: float = Field(default=DEFAULTS.group_window, ge=0, le=0.1)  # seconds
+    group_size: int = Field(default=DEFAULTS.group_size, ge=1, le=1000)  # events a commit
 
     def limits(self) -> ReceiverLimits:
         return ReceiverLimits(
@@ -149,4 +151,6 @@ class WebSettings(BaseSettings):
             body_timeout=self.body_timeout,
             max_in_flight=self.max_in_flight,
             database_wait=self.database_wait,
+            group_window=self.group_window,
+            group_size=self.group_size,
         )
