@@ -12,7 +12,7 @@ limit), and the physical limit (calls needed at 5,000 records a call ÷ the rate
 
 Everything runs on 127.0.0.1 and stops by itself: a Redis and a PostgreSQL database of its
 own (redis mode), the sandbox with Planhat's limits (200 calls/min, bursts of 50), the
-receiver, two workers and beat as processes, and the load generator here.
+receiver, workers (two unless ``--workers``) and beat as processes, and the load generator here.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from connectors.standard.verify import sign  # noqa: E402
 from tests.engine.harness import (  # noqa: E402
     RedisServer,
     drained,
+    engine_state,
     free_port,
     postgres_database,
     wait_until,
@@ -139,6 +140,10 @@ async def fire(
     started = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     return time.perf_counter() - started, latencies, failures
+
+
+def ingested(database_url: str) -> bool:
+    return engine_state(database_url)["pending"] == 0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -258,6 +263,7 @@ def run(
     baseline_sample: int,
     web_workers: int = 2,
     worker_concurrency: int = 1,
+    workers: int = 2,
 ) -> None:
     logs = Path(tempfile.mkdtemp(prefix="phs-bench-"))
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -303,7 +309,7 @@ def run(
                     logs / "web.log",
                 )
             )
-            for n in range(2):
+            for n in range(workers):
                 processes.append(
                     start(
                         [
@@ -344,6 +350,9 @@ def run(
         seconds, latencies, failures = asyncio.run(fire(web_port, requests, concurrency))
         acknowledged = time.perf_counter()
         load = os.getloadavg()
+        # Ingested: no event pending in the inbox (all turned into outbox rows).
+        wait_until(lambda: ingested(database_url), timeout=900, what="the ingest", every=0.05)
+        ingest_done = time.perf_counter()
         wait_until(lambda: drained(database_url), timeout=900, what="the drain", every=0.05)
         finished = time.perf_counter()
         calls = planhat_requests(planhat) - calls_before
@@ -364,7 +373,7 @@ def run(
     naive_per_1000 = baseline["calls"] / baseline["events"] * 1000
     naive_drain = count / (RATE_PER_MINUTE / 60)  # one call per event at the rate limit
     shape = (
-        f"{web_workers} receiver process(es), 2 workers x {worker_concurrency}"
+        f"{web_workers} receiver process(es), {workers} worker(s) x {worker_concurrency}"
         if mode == "redis"
         else "one planhat-sync dev process (SQLite, in-process queue)"
     )
@@ -386,6 +395,10 @@ def run(
         f"{bare_load[2]:.2f})"
     )
     print(f"  receiver ÷ bare: {bare_seconds / seconds:.2f}")
+    print(
+        f"  ingest: {count / (ingest_done - started):,.0f} events/s from the first event, "
+        f"done {ingest_done - acknowledged:.1f} s after the last acknowledgement"
+    )
     print(
         f"  drain: {finished - started:.1f} s from the first event, "
         f"{finished - acknowledged:.1f} s after the last acknowledgement"
@@ -414,7 +427,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent senders")
     parser.add_argument("--baseline-sample", type=int, default=120)
     parser.add_argument("--web-workers", type=int, default=2, help="receiver processes")
-    parser.add_argument("--worker-concurrency", type=int, default=1, help="per worker (2 run)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (redis mode)")
+    parser.add_argument("--worker-concurrency", type=int, default=1, help="per worker")
     args = parser.parse_args()
     run(
         args.mode,
@@ -424,6 +438,7 @@ def main() -> None:
         args.baseline_sample,
         args.web_workers,
         args.worker_concurrency,
+        args.workers,
     )
 
 

@@ -13,11 +13,17 @@ from state.tables import OutboxItem, RecordState
 def pending_rows(
     session: Session, connection: str, model: str, keys: Collection[str]
 ) -> dict[str, OutboxItem]:
-    """The outbox rows of these records, locked until the transaction ends (PostgreSQL)."""
-    query = select(OutboxItem).where(
-        OutboxItem.connection == connection,
-        OutboxItem.model == model,
-        col(OutboxItem.key).in_(keys),
+    """The outbox rows of these records, locked until the transaction ends (PostgreSQL),
+    in key order: transactions locking overlapping rows wait for each other, never in a
+    cycle."""
+    query = (
+        select(OutboxItem)
+        .where(
+            OutboxItem.connection == connection,
+            OutboxItem.model == model,
+            col(OutboxItem.key).in_(keys),
+        )
+        .order_by(col(OutboxItem.key))
     )
     return {row.key: row for row in session.exec(for_update(session, query))}
 

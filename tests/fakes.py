@@ -22,7 +22,7 @@ class RecordingDispatcher:
     async def ingest_async(self, inbox_ids: Sequence[int]) -> None:
         self.ingest(inbox_ids)
 
-    def take_ingest_batch(self, size: int) -> list[int]:
+    def take_ingest_batch(self, size: int, slot: int = 0, release: bool = True) -> list[int]:
         taken, self.ingested[:size] = self.ingested[:size], []
         return taken
 

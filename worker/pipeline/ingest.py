@@ -14,7 +14,7 @@ The rules themselves are the pure ``merge`` (worker/pipeline/merge.py); here the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -95,7 +95,7 @@ def _map(
     session: Session,
     event: InboxEvent,
     default_options: Mapping[str, str] | None,
-    known: dict[str, Mapping[str, str]] | None = None,
+    known: MutableMapping[str, Mapping[str, str]] | None = None,
 ) -> list[Change] | None:
     """The event's changes, or None after burying an event that cannot be mapped: a bad
     mapping never gets better by retrying; the dead letter is replayable once it is fixed."""
@@ -170,14 +170,14 @@ def _options(
     session: Session,
     connection: str,
     default_options: Mapping[str, str] | None,
-    known: dict[str, Mapping[str, str]] | None = None,
+    known: MutableMapping[str, Mapping[str, str]] | None = None,
 ) -> Mapping[str, str]:
     """A connection's mapping options, read in this transaction (never a second one: on
-    SQLite that would wait for the lock this one holds), once per batch (``known``). The
-    ``default`` connection without a stored row takes ``default_options`` (from the
-    environment)."""
-    if known is not None and connection in known:
-        return known[connection]
+    SQLite that would wait for the lock this one holds) unless ``known`` has them (read
+    once per batch, or kept across batches by the caller). The ``default`` connection
+    without a stored row takes ``default_options`` (from the environment)."""
+    if known is not None and (seen := known.get(connection)) is not None:
+        return seen
     row = session.get(Connection, connection)
     options: Mapping[str, str] = row.options or {} if row is not None else {}
     if row is None and connection == "default":
@@ -275,12 +275,17 @@ def _apply(
 
 
 def ingest_many(
-    session: Session, inbox_ids: Sequence[int], *, default_options: Mapping[str, str] | None = None
+    session: Session,
+    inbox_ids: Sequence[int],
+    *,
+    default_options: Mapping[str, str] | None = None,
+    options: MutableMapping[str, Mapping[str, str]] | None = None,
 ) -> list[IngestReport]:
     """``ingest`` for a batch in one transaction, loading rows in bulk: one query for the
     events, one per model for record states and one for pending rows, instead of several
     round trips per change. Same rules, same results (``_apply``). A concurrent insert
-    of the same new row fails the whole transaction: the caller then ingests one by one.
+    of the same new row fails the whole transaction: the caller then tries again.
+    ``options``: connections' mapping options already read (filled with those read here).
     """
     events = list(
         session.exec(
@@ -294,7 +299,7 @@ def ingest_many(
     )
     mapped: list[tuple[InboxEvent, list[Change]]] = []
     reports: list[IngestReport] = []
-    known: dict[str, Mapping[str, str]] = {}  # each connection's options, read once
+    known = options if options is not None else {}  # each connection's options, read once
     for event in events:
         if awaiting_detail(event):
             continue
@@ -303,10 +308,22 @@ def ingest_many(
             reports.append(_nothing(event.connection))
         else:
             mapped.append((event, changes))
-    keys: dict[tuple[str, str], set[str]] = {}
-    for event, changes in mapped:
-        for change in changes:
-            keys.setdefault((event.connection, change.model), set()).add(change.record_key)
+    # Rows are locked, and new ones inserted, in one order (connection, model, key) for
+    # every batch: two batches touching the same records at once wait for each other
+    # instead of deadlocking. One record's changes keep their order (the events' order).
+    work = sorted(
+        (
+            ((event.connection, change.model, change.record_key), n, event, change)
+            for n, (event, changes) in enumerate(mapped)
+            for change in changes
+        ),
+        key=lambda item: (item[0], item[1]),  # stable: an event's changes keep their order
+    )
+    keys: dict[tuple[str, str], list[str]] = {}
+    for (connection, model, record_key), *_ in work:
+        group = keys.setdefault((connection, model), [])
+        if not group or group[-1] != record_key:
+            group.append(record_key)
     states: dict[tuple[str, str, str], RecordState] = {}
     pending: dict[tuple[str, str, str], OutboxItem | None] = {}
     for (connection, model), record_keys in keys.items():
@@ -316,21 +333,20 @@ def ingest_many(
             states[(connection, model, record_key)] = state
         for record_key, row in pending_rows(session, connection, model, record_keys).items():
             pending[(connection, model, record_key)] = row
-    for event, changes in mapped:
-        verdicts: Counter[str] = Counter()
-        models: set[str] = set()
-        for change in changes:
-            key = (event.connection, change.model, change.record_key)
-            verdict, pending[key] = _apply(
-                session, event.connection, change, states.get(key), pending.get(key), event.id
-            )
-            verdicts[verdict] += 1
-            if verdict is Verdict.QUEUED:
-                models.add(change.model)
+    verdicts: list[Counter[str]] = [Counter() for _ in mapped]
+    models: list[set[str]] = [set() for _ in mapped]
+    for key, n, event, change in work:
+        verdict, pending[key] = _apply(
+            session, event.connection, change, states.get(key), pending.get(key), event.id
+        )
+        verdicts[n][verdict] += 1
+        if verdict is Verdict.QUEUED:
+            models[n].add(change.model)
+    for n, (event, changes) in enumerate(mapped):
         _done(session, event, changes)
         reports.append(
             IngestReport(
-                connection=event.connection, verdicts=dict(verdicts), models=frozenset(models)
+                connection=event.connection, verdicts=dict(verdicts[n]), models=frozenset(models[n])
             )
         )
     return reports

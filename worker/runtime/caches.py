@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -29,6 +29,9 @@ CLIENTS = 128
 # tenant) is kept, and for how long: the directory is re-read after 5 minutes anyway.
 MEMOS = 128
 MEMO_TTL = 3600.0
+# Connections whose mapping options ingest keeps, and for how long (as Connections does).
+OPTIONS = 1024
+OPTIONS_TTL = 5.0
 
 ClientKey = tuple[str, str]  # (base URL, token)
 
@@ -128,3 +131,41 @@ class PrepareMemos:
     def __len__(self) -> int:
         with self._lock:
             return len(self._memos)
+
+
+class MappingOptions(MutableMapping[str, Mapping[str, str]]):
+    """Each connection's mapping options as ingest last read them, kept ``ttl`` seconds
+    (as long as ``Connections`` keeps a tenant, so an edit applies as soon): a batch reads
+    only those it has not seen lately, instead of every connection once per batch. Filled
+    by ingest from inside its own transaction: on SQLite a second one would wait for it."""
+
+    def __init__(
+        self,
+        maxsize: int = OPTIONS,
+        ttl: float = OPTIONS_TTL,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._options: TTLCache[str, Mapping[str, str]] = TTLCache(
+            maxsize=maxsize, ttl=ttl, timer=timer
+        )
+        self._lock = threading.Lock()  # the embedded engine's ingest threads share it
+
+    def __getitem__(self, connection: str) -> Mapping[str, str]:
+        with self._lock:
+            return self._options[connection]
+
+    def __setitem__(self, connection: str, options: Mapping[str, str]) -> None:
+        with self._lock:
+            self._options[connection] = options
+
+    def __delitem__(self, connection: str) -> None:
+        with self._lock:
+            del self._options[connection]
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._options))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._options)

@@ -73,7 +73,8 @@ class LocalDispatcher:
     async def ingest_async(self, inbox_ids: Sequence[int]) -> None:
         self.ingest(inbox_ids)  # an append under a lock held for no longer: never blocks
 
-    def take_ingest_batch(self, size: int) -> list[int]:
+    def take_ingest_batch(self, size: int, slot: int = 0, release: bool = True) -> list[int]:
+        # One in-process queue for every ingest thread: no flag to keep or drop.
         with self._lock:
             return [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
 

@@ -5,7 +5,8 @@ embedded runner) call. Ingest, flush and sweep never depend on how they were sch
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,8 +27,8 @@ from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
-from worker.pipeline.ingest import ingest, ingest_many, record_failure
-from worker.runtime.caches import PlanhatClients, PrepareMemos
+from worker.pipeline.ingest import IngestReport, ingest, ingest_many, record_failure
+from worker.runtime.caches import MappingOptions, PlanhatClients, PrepareMemos
 from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter
 from worker.runtime.settings import EngineSettings, MissingTokenError
@@ -41,8 +42,9 @@ PRUNE_EVERY = 24 * 3600.0  # seconds between prunes in the embedded runner
 class Dispatcher(Protocol):
     """Sends jobs to whoever runs them (Celery, or the embedded runner's threads).
 
-    Stored events are queued (``ingest``, or ``ingest_async`` on an event loop) and one
-    ingest job at a time takes them in batches (``take_ingest_batch``) until none is left.
+    Stored events are queued (``ingest``, or ``ingest_async`` on an event loop) and ingest
+    jobs (several at once, each in its own ``slot``) take them in batches
+    (``take_ingest_batch``) until none is left.
     """
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
@@ -53,8 +55,10 @@ class Dispatcher(Protocol):
         """``ingest`` without blocking the event loop (the receiver's hot path)."""
         ...
 
-    def take_ingest_batch(self, size: int) -> list[int]:
-        """Up to ``size`` queued ids for the running ingest job; [] when it should stop."""
+    def take_ingest_batch(self, size: int, slot: int = 0, release: bool = True) -> list[int]:
+        """Up to ``size`` queued ids for the ingest job of ``slot``. [] when none is left;
+        then, with ``release``, the job must stop (a new one is started for new ids);
+        without, it may ask again."""
         ...
 
     async def ready(self) -> None:
@@ -121,6 +125,8 @@ class Runtime:
     apis: SourceApis = field(default_factory=SourceApis)  # local fakes in tests
     # Each connection's scratch space for prepare hooks (their caches), bounded.
     prepare_memo: PrepareMemos = field(default_factory=PrepareMemos)
+    # Connections' mapping options as ingest last read them (a few seconds).
+    options: MappingOptions = field(default_factory=MappingOptions)
 
 
 def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
@@ -133,33 +139,22 @@ def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
 
 
 INGEST_CHUNK = 50  # events per transaction when ingesting a batch
+INGEST_POLL = 0.02  # seconds between looks at an empty queue while a job lingers
 
 
 def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     """Ingest a batch of events, ``INGEST_CHUNK`` to a transaction (one commit for many
-    events). A chunk that fails (a deadlock with another batch touching the same records)
-    is done again one event per transaction; an event that still fails counts an attempt
-    and is tried again after a back-off, until it becomes a dead letter (``fail``).
-    Returns how many changes were queued."""
+    events). A chunk that fails is tried once more (another batch inserted a row this one
+    also found missing: it is there now), then one event per transaction; an event that
+    still fails counts an attempt and is tried again after a back-off, until it becomes a
+    dead letter (``fail``). Returns how many changes were queued."""
     queued = 0
     to_flush: set[str] = set()
     complete(rt.engine, rt.clients.connections, rt.apis, inbox_ids, lambda i, why: fail(rt, i, why))
     defaults = rt.clients.connections.options("default")
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
-        try:
-            with session_scope(rt.engine) as session:
-                reports = ingest_many(session, chunk, default_options=defaults)
-        except Exception as error:
-            log.warning("ingest.chunk_failed", events=len(chunk), error=describe(error))
-            reports = []
-            for inbox_id in chunk:
-                try:
-                    with session_scope(rt.engine) as session:
-                        reports.append(ingest(session, inbox_id, default_options=defaults))
-                except Exception as failure:
-                    log.warning("ingest.failed", inbox_id=inbox_id, error=describe(failure))
-                    fail(rt, inbox_id, describe(failure))
+        reports = _ingest_chunk(rt, chunk, defaults)
         for report in reports:
             queued += report.queued
             if report.models:
@@ -167,6 +162,27 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     for connection in to_flush:
         rt.dispatcher.flush(connection, rt.config.flush_window)
     return queued
+
+
+def _ingest_chunk(
+    rt: Runtime, chunk: Sequence[int], defaults: Mapping[str, str]
+) -> list[IngestReport]:
+    for attempt in range(2):
+        try:
+            with session_scope(rt.engine) as session:
+                return ingest_many(session, chunk, default_options=defaults, options=rt.options)
+        except Exception as error:
+            log.warning("ingest.chunk_failed", events=len(chunk), attempt=attempt + 1,
+                        error=describe(error))  # fmt: skip
+    reports = []
+    for inbox_id in chunk:
+        try:
+            with session_scope(rt.engine) as session:
+                reports.append(ingest(session, inbox_id, default_options=defaults))
+        except Exception as failure:
+            log.warning("ingest.failed", inbox_id=inbox_id, error=describe(failure))
+            fail(rt, inbox_id, describe(failure))
+    return reports
 
 
 def fail(rt: Runtime, inbox_id: int, reason: str) -> None:
@@ -180,15 +196,27 @@ def fail(rt: Runtime, inbox_id: int, reason: str) -> None:
         log.warning("ingest.failure_not_recorded", inbox_id=inbox_id, error=describe(error))
 
 
-def run_ingest_queue(rt: Runtime, batch: int) -> int:
-    """The ingest job: take queued events ``batch`` at a time until none is left. Ids taken
-    by a job that dies are still pending in the inbox: the sweeper sends them again.
-    Returns how many events it took."""
+def run_ingest_queue(rt: Runtime, batch: int, slot: int = 0, linger: float = 0.0) -> int:
+    """The ingest job of ``slot``: take queued events ``batch`` at a time until none is
+    left, and none came for ``linger`` seconds (at a trickle one job keeps taking events as
+    they come, instead of a task started and stopped for each). Ids taken by a job that
+    dies are still pending in the inbox: the sweeper sends them again. Returns how many
+    events it took."""
     taken = 0
-    while ids := rt.dispatcher.take_ingest_batch(batch):
-        run_ingest_many(rt, ids)
-        taken += len(ids)
-    return taken
+    idle_since: float | None = None
+    while True:
+        lingering = linger > 0 and (idle_since is None or time.monotonic() - idle_since < linger)
+        ids = rt.dispatcher.take_ingest_batch(batch, slot, release=not lingering)
+        if ids:
+            run_ingest_many(rt, ids)
+            taken += len(ids)
+            idle_since = None
+        elif not lingering:
+            return taken  # its flag is down: the next id starts a new job
+        else:
+            if idle_since is None:
+                idle_since = time.monotonic()
+            time.sleep(INGEST_POLL)
 
 
 def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:

@@ -107,6 +107,9 @@ class EngineSettings(BaseSettings):
     sweep_interval: float = 15.0  # seconds between sweeps (beat)
     poll_interval: float = 60.0  # seconds between polls of source APIs (beat)
     lost_after: float = 120.0  # a pending event's task is presumed lost after this long
+    # Ingest tasks that may run at once across all workers (Redis): a long queue starts
+    # another, up to this many; more than the worker processes there are only wait.
+    ingest_tasks: int = Field(default=4, ge=1)
     # Planhat allows ~200 calls/min per token with bursts of 50; we stay a little under, so
     # another client on the same token or clock skew does not push us over.
     rate_per_minute: float = 180.0

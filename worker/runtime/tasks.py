@@ -40,12 +40,19 @@ from worker.runtime.ratelimit import RedisRateLimiter
 from worker.runtime.settings import EngineSettings, Settings
 
 INGEST_QUEUE = "phs:ingest-queue"
+# Slot 0's flag is the one the receiver raises; slot n > 0 is "phs:ingest-scheduled:n".
 INGEST_SCHEDULED = "phs:ingest-scheduled"
-INGEST_BATCH = 500
-# How long the "a batch task is scheduled or running" flag lives without a refresh: the
+INGEST_BATCH = 500  # the most ids one take hands out
+# The fewest: a long queue is shared between the running tasks in batches of at least one
+# transaction (INGEST_CHUNK), so no task sits idle while another holds 500 ids.
+INGEST_MIN_BATCH = 50
+# How long a "a batch task is scheduled or running" flag lives without a refresh: the
 # longest a queued id waits if the task holding it died (its worker killed, or the send
 # of the task failed). A running task refreshes it at every batch.
 INGEST_FLAG_MS = 10_000
+# How long a task keeps looking at an empty queue before it stops: at a steady trickle
+# one task takes events as they come, instead of one Celery task started per event.
+INGEST_LINGER = 0.2
 VISIBILITY_TIMEOUT = 3600  # seconds; MAX_COUNTDOWN stays far below it
 # The daily prune, at a fixed time (UTC) rather than every 24 h: beat keeps its schedule in
 # a temporary file, so an interval would start again at every restart, and a beat that is
@@ -89,26 +96,74 @@ config = EngineSettings()
 app = make_celery(settings, config)
 
 
+def _flag(slot: int) -> str:
+    return INGEST_SCHEDULED if slot == 0 else f"{INGEST_SCHEDULED}:{slot}"
+
+
 def _queue(pipe: Pipeline | AsyncPipeline, inbox_ids: Sequence[int]) -> None:
-    """The enqueue protocol, in one round trip: push the ids, and raise the "a batch task is
-    scheduled" flag unless it is up. Its second answer says whether the caller raised it,
-    and so must schedule the task. Fills a sync or an asyncio pipeline alike (both buffer
-    commands until ``execute``)."""
+    """The enqueue protocol, in one round trip: push the ids, and raise slot 0's "a batch
+    task is scheduled" flag unless it is up. Its second answer says whether the caller
+    raised it, and so must schedule the task. Fills a sync or an asyncio pipeline alike
+    (both buffer commands until ``execute``)."""
     pipe.rpush(INGEST_QUEUE, *inbox_ids)
     pipe.set(INGEST_SCHEDULED, 1, nx=True, px=INGEST_FLAG_MS)
+
+
+# One atomic step of a running ingest task (slot ARGV[1], flag KEYS[2]), so no id pushed
+# meanwhile can be missed:
+# - take ceil(waiting / slots) ids, between ARGV[3] and ARGV[4]: a long queue is shared
+#   between the tasks instead of the first one taking 500 while the next finds none;
+# - some taken: refresh this task's flag, and if a full batch is still waiting, raise
+#   the first free flag of slots 1..n-1 (returned: its task must be sent);
+# - none taken and ARGV[5] == "1": drop this task's flag. Nothing runs between the empty
+#   pop and the drop, so an id pushed before it is taken and one pushed after it finds
+#   slot 0's flag down (when this is slot 0) and schedules a task. Slots n > 0 are never
+#   what the receiver relies on: slot 0's protocol alone strands no id (the proof of the
+#   one-task design, unchanged); the other slots only add hands.
+# Returns {ids, slot raised or -1}.
+TAKE = """
+local waiting = redis.call('LLEN', KEYS[1])
+local slots = tonumber(ARGV[2])
+local size = math.max(tonumber(ARGV[3]), math.min(tonumber(ARGV[4]),
+    math.ceil(waiting / slots)))
+local ids = {}
+if waiting > 0 then ids = redis.call('LPOP', KEYS[1], size) end
+local raised = -1
+if #ids > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  if waiting - #ids >= tonumber(ARGV[4]) then
+    for n = 1, slots - 1 do
+      if n ~= tonumber(ARGV[1]) and
+         redis.call('SET', KEYS[3] .. ':' .. n, 1, 'NX', 'PX', ARGV[6]) then
+        raised = n
+        break
+      end
+    end
+  end
+elseif ARGV[5] == '1' then
+  redis.call('DEL', KEYS[2])
+end
+return {ids, raised}
+"""
 
 
 class CeleryDispatcher:
     """Sends jobs through the broker; one scheduled flush per connection at a time.
 
-    Events go on a Redis list, one cheap RPUSH each on the receiver's hot path, and one
-    ``planhat_sync.ingest_batch`` task takes them in batches. ``aclient`` (asyncio) serves
-    the receiver's event loop, ``client`` everything else."""
+    Events go on a Redis list, one cheap RPUSH each on the receiver's hot path, and up to
+    ``slots`` ``planhat_sync.ingest_batch`` tasks take them in batches, each under its own
+    flag: the receiver starts slot 0's task, a running task starts another while a full
+    batch is still waiting. LPOP hands each id to one task only. ``aclient`` (asyncio)
+    serves the receiver's event loop, ``client`` everything else."""
 
-    def __init__(self, celery: Celery, client: redis.Redis, aclient: AsyncRedis) -> None:
+    def __init__(
+        self, celery: Celery, client: redis.Redis, aclient: AsyncRedis, slots: int = 1
+    ) -> None:
         self._celery = celery
         self._redis = client
         self._aredis = aclient
+        self._slots = max(1, slots)
+        self._take = client.register_script(TAKE)
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
         if not inbox_ids:
@@ -117,7 +172,7 @@ class CeleryDispatcher:
         _queue(pipe, inbox_ids)
         _, scheduled_now = pipe.execute()
         if scheduled_now:
-            self._schedule_batch()
+            self._schedule_batch(0)
 
     async def ingest_async(self, inbox_ids: Sequence[int]) -> None:
         if not inbox_ids:
@@ -126,26 +181,24 @@ class CeleryDispatcher:
         _queue(pipe, inbox_ids)
         _, scheduled_now = await pipe.execute()
         if scheduled_now:  # rare (once per batch): Celery's send is blocking, so on a thread
-            await asyncio.to_thread(self._schedule_batch)
+            await asyncio.to_thread(self._schedule_batch, 0)
 
-    def _schedule_batch(self) -> None:
-        self._celery.send_task("planhat_sync.ingest_batch")
+    def _schedule_batch(self, slot: int) -> None:
+        self._celery.send_task("planhat_sync.ingest_batch", (slot,))
 
-    def take_ingest_batch(self, size: int) -> list[int]:
-        """While the task runs its flag stays set, so the receiver schedules no second
-        task for every event."""
-        ids = self._redis.lpop(INGEST_QUEUE, size)
-        if ids:
-            self._redis.pexpire(INGEST_SCHEDULED, INGEST_FLAG_MS)
-            return [int(i) for i in ids]
-        # Empty: give up the flag, then look once more. An id pushed in between found the
-        # flag still set and scheduled nothing: this task takes it, unless a new one will.
-        self._redis.delete(INGEST_SCHEDULED)
-        if self._redis.llen(INGEST_QUEUE) and self._redis.set(
-            INGEST_SCHEDULED, 1, nx=True, px=INGEST_FLAG_MS
-        ):
-            return [int(i) for i in self._redis.lpop(INGEST_QUEUE, size) or []]
-        return []
+    def take_ingest_batch(self, size: int, slot: int = 0, release: bool = True) -> list[int]:
+        """Up to ``size`` ids for the task of ``slot`` (fewer when other tasks can share a
+        long queue). While it takes some its flag stays set, so the receiver schedules no
+        second task for every event; [] once none is left, and then (``release``) its flag
+        is down: the task must stop."""
+        ids, raised = self._take(
+            keys=[INGEST_QUEUE, _flag(slot), INGEST_SCHEDULED],
+            args=[slot, self._slots, min(size, INGEST_MIN_BATCH), size,
+                  int(release), INGEST_FLAG_MS],
+        )  # fmt: skip
+        if raised >= 0:
+            self._schedule_batch(int(raised))
+        return [int(i) for i in ids]
 
     async def ready(self) -> None:
         await self._aredis.ping()
@@ -186,7 +239,7 @@ def runtime() -> Runtime:
                     limiter=RedisRateLimiter(
                         client, rate_per_minute=config.rate_per_minute, burst=config.burst
                     ),
-                    dispatcher=CeleryDispatcher(app, client, aclient),
+                    dispatcher=CeleryDispatcher(app, client, aclient, config.ingest_tasks),
                     locks=RedisLocks(client),
                     clients=PlanhatClients(connections(engine)),
                     config=config,
@@ -197,8 +250,8 @@ def runtime() -> Runtime:
 
 
 @app.task(name="planhat_sync.ingest_batch")
-def ingest_batch() -> None:
-    run_ingest_queue(runtime(), INGEST_BATCH)
+def ingest_batch(slot: int = 0) -> None:  # no argument: a message sent by an older version
+    run_ingest_queue(runtime(), INGEST_BATCH, slot, INGEST_LINGER)
 
 
 @app.task(name="planhat_sync.flush")
