@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -19,6 +20,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.db import make_engine, migrate, session_scope
 from state.inbox import has_pending
 from state.tables import OutboxItem
+from tests.engine.services import TEST_REDIS_URL, service_missing
 from worker.runtime.embedded import LocalDispatcher
 
 # Tests that are not about rate limits must never meet one.
@@ -114,3 +116,18 @@ def drain_embedded(
             return
         time.sleep(0.05)
     raise AssertionError("the embedded engine did not drain")
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The test database of the machine's Redis, emptied before and after (skipped on a
+    developer's machine when Redis is down, failed in CI)."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as error:
+        service_missing("Redis", error)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

@@ -11,14 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import Engine, text
 
 from connectors.change import Change, fields_hash
 from state.db import make_engine, migrate, session_scope
 from state.inbox import store_event
 from tests.engine.harness import RedisServer, require_services
-from tests.engine.services import TEST_REDIS_URL, fresh_postgres_database, service_missing
+from tests.engine.services import fresh_postgres_database
 from worker.pipeline.ingest import offer
 
 TABLES = ("inbox_event", "record_state", "outbox", "dead_letter", "cursor", "connection")
@@ -45,19 +44,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Engine]:
             connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as error:
-        service_missing("Redis", error)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

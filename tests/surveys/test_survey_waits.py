@@ -9,11 +9,9 @@ before the company was written is read again before anything is set aside.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 from sqlmodel import select
 
@@ -21,33 +19,19 @@ from connectors.change import Change
 from state.db import session_scope
 from state.tables import OutboxItem
 from tests.conftest import sandbox_stats
-from tests.engine.services import TEST_REDIS_URL, service_missing
 from tests.surveys.harness import Surveys, typeform_event
 from worker.pipeline.ingest import offer
 from worker.runtime.ratelimit import RedisRateLimiter, budget_key
 
 
-@pytest.fixture
-def shared_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as error:
-        service_missing("Redis", error)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
 def test_a_429_to_a_prepare_hooks_read_pauses_every_worker_and_costs_no_attempt(
-    tmp_path: Path, shared_redis: redis.Redis
+    tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     surveys = Surveys(tmp_path)
     try:
         # given: this engine and another worker share one limiter in Redis
-        surveys.runtime.limiter = RedisRateLimiter(shared_redis, rate_per_minute=1e6, burst=1000)
-        other_worker = RedisRateLimiter(shared_redis, rate_per_minute=1e6, burst=1000)
+        surveys.runtime.limiter = RedisRateLimiter(redis_client, rate_per_minute=1e6, burst=1000)
+        other_worker = RedisRateLimiter(redis_client, rate_per_minute=1e6, burst=1000)
         surveys.company("Acme", "acme.example")
         storm = httpx.post(f"{surveys.planhat.url}/_sandbox/faults", json={"rate_limit_storm_s": 3})
         storm.raise_for_status()

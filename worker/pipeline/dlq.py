@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from connectors.change import Change
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent
-from worker.pipeline.ingest import Verdict, awaiting_detail, ingest, offer
+from worker.pipeline.ingest import awaiting_detail, ingest, offer_again
 
 
 def list_dead_letters(engine: Engine, *, limit: int = 1000) -> list[DeadLetter]:
@@ -88,16 +87,7 @@ def _retry_one(
             return "event sent back to be completed"
         ingest(session, event.id or 0, again=True, default_options=default_options)
         return "event re-run"
-    change = Change(
-        model=letter.model,
-        key_field=letter.key_field,
-        key=letter.key_value,
-        fields=letter.fields,
-        version=letter.version,
-        event_id=letter.event_id,
-    )
-    verdict: Verdict = offer(session, letter.connection, change, inbox_id=letter.inbox_id)
-    return str(verdict)
+    return str(offer_again(session, letter))
 
 
 def drop(engine: Engine, letter_id: int) -> None:

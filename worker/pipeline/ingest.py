@@ -209,6 +209,20 @@ def offer(
     raise RuntimeError(f"could not queue {change.model} {change.record_key}")
 
 
+def offer_again(session: Session, letter: DeadLetter) -> Verdict:
+    """A dead record's change, offered again as it was stored (``dlq retry``, or its
+    company arriving): the same diff as any change, so a newer version makes it stale."""
+    change = Change(
+        model=letter.model,
+        key_field=letter.key_field,
+        key=letter.key_value,
+        fields=letter.fields,
+        version=letter.version,
+        event_id=letter.event_id,
+    )
+    return offer(session, letter.connection, change, inbox_id=letter.inbox_id)
+
+
 def _offer(session: Session, connection: str, change: Change, inbox_id: int | None) -> Verdict:
     key = (connection, change.model, change.record_key)
     state = session.get(RecordState, key)

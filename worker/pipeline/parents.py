@@ -17,10 +17,9 @@ from typing import Any
 import structlog
 from sqlmodel import Session, col, select
 
-from connectors.change import Change
 from connectors.planhat.models import model_spec
 from state.tables import DeadLetter, OutboxItem
-from worker.pipeline.ingest import offer
+from worker.pipeline.ingest import offer_again
 
 log = structlog.get_logger(__name__)
 
@@ -69,15 +68,7 @@ def wake_children(
     for letter in buried:
         if company_key(letter.model, letter.fields) not in companies:
             continue
-        change = Change(
-            model=letter.model,
-            key_field=letter.key_field,
-            key=letter.key_value,
-            fields=letter.fields,
-            version=letter.version,
-            event_id=letter.event_id,
-        )
-        offer(session, connection, change, inbox_id=letter.inbox_id)
+        offer_again(session, letter)
         session.delete(letter)
         revived += 1
     if woken or revived:
