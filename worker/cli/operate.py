@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 
 from state.db import make_engine, migrate
 from state.prune import prune
+from worker.cli import restart
 from worker.cli.keys import require_keys
 from worker.pipeline import dlq
 from worker.runtime import logs
@@ -48,10 +50,26 @@ def worker_command(
 ) -> None:
     """Run a Celery worker (REDIS_URL, DATABASE_URL). Other options pass on to Celery."""
     require_keys(_engine_ready().database_url)
+    from celery.signals import worker_ready, worker_shutting_down
+
     from worker.runtime.tasks import app as celery
 
+    ran: list[str] = []  # "ready" once it consumed, "asked" once a signal asked it to stop
+    worker_ready.connect(lambda **_: ran.append("ready"), weak=False)
+    worker_shutting_down.connect(lambda **_: ran.append("asked"), weak=False)
+    started = time.monotonic()
     argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}"]
-    celery.worker_main([*argv, f"--loglevel={loglevel}", *ctx.args])
+    # Celery.start, not worker_main: worker_main drops the exit status (an "Unrecoverable
+    # error" would exit 0, and a supervisor that restarts on failure would not).
+    status: int | None = celery.start([*argv, f"--loglevel={loglevel}", *ctx.args])
+    ran_for = time.monotonic() - started
+    restarts = restart.restarts_so_far(ran_for)
+    pause = restart.restart_pause(
+        status, was_ready="ready" in ran, asked_to_stop="asked" in ran, restarts=restarts
+    )
+    if pause is None:
+        raise typer.Exit(status or 0)
+    restart.restart(pause, status, restarts)
 
 
 def beat_command(
