@@ -87,7 +87,7 @@ def run(count: int, records: int, workers: int, rate: float | None) -> None:
                 "REDIS_URL": server.url,
                 "PLANHAT_SYNC_LOG_LEVEL": "warning",
                 "PLANHAT_BASE_URL": "http://127.0.0.1:9",
-                "PLANHAT_SYNC_FLUSH_WINDOW": "600",  # no flush while measuring
+                "PLANHAT_SYNC_FLUSH_LINGER": "600",  # no flush while measuring
                 "PLANHAT_SYNC_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             }
             os.environ["REDIS_URL"] = server.url  # read by worker.runtime.tasks on import

@@ -61,7 +61,7 @@ class Embedded:
         def connections(engine: Engine) -> Connections:
             return Connections(engine, box=lambda: box, default=lambda: default)
 
-        config = EngineSettings(flush_window=0.05, sweep_interval=1.0)
+        config = EngineSettings(flush_linger=0.05, sweep_interval=1.0)
         self.runtime, self.dispatcher = embedded_runtime(url, connections, config)
         add_connection(
             self.runtime.engine,

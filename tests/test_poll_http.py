@@ -128,7 +128,7 @@ class Polled:
         def connections(engine: Any) -> Connections:
             return Connections(engine, box=lambda: box, default=lambda: tenant)
 
-        config = EngineSettings(flush_window=0.05)
+        config = EngineSettings(flush_linger=0.05)
         self.runtime: Runtime
         self.dispatcher: LocalDispatcher
         self.runtime, self.dispatcher = embedded_runtime(url, connections, config)

@@ -127,8 +127,9 @@ class Deployment:
             "PLANHAT_SYNC_SWEEP_INTERVAL": "1",
             "PLANHAT_SYNC_LOST_AFTER": "5",
             "PLANHAT_SYNC_LEASE_SECONDS": "5",
-            "PLANHAT_SYNC_FLUSH_WINDOW": "0.5",
-            "PLANHAT_SYNC_FLUSH_MAX_DELAY": "120",
+            # A linger longer than ingesting the tests' 5,000 events: what they check is
+            # coalescing (about one call per model), not latency (bench/bench_steady.py).
+            "PLANHAT_SYNC_FLUSH_LINGER": "10",
             **self.env_extra,
         }
 

@@ -25,7 +25,7 @@ from tests.engine.harness import Deployment, RedisServer, fresh_deployment, send
 CHAOS_ENV = {
     "PLANHAT_SYNC_BACKOFF_BASE": "0.2",
     "PLANHAT_SYNC_BACKOFF_CAP": "2",
-    "PLANHAT_SYNC_FLUSH_MAX_DELAY": "5",
+    "PLANHAT_SYNC_FLUSH_LINGER": "0.25",  # the default: flushes while events still arrive
 }
 
 

@@ -60,7 +60,7 @@ def test_events_posted_to_the_receiver_are_stored_then_reach_planhat_exactly_onc
     tmp_path: Path,
 ) -> None:
     sandbox = start_sandbox(SandboxConfig(rate_per_minute=1e9, burst=10**6))
-    env = {"STANDARD_WEBHOOK_SECRET": SECRET, "PLANHAT_SYNC_FLUSH_WINDOW": "0.2"}
+    env = {"STANDARD_WEBHOOK_SECRET": SECRET, "PLANHAT_SYNC_FLUSH_LINGER": "0.2"}
     with fresh_deployment(redis_server, sandbox.url, tmp_path, env_extra=env) as system:
         port = free_port()
         url = f"http://127.0.0.1:{port}"

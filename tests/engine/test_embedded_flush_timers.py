@@ -34,7 +34,7 @@ def test_a_busy_connection_has_one_flush_timer_however_often_a_flush_is_asked_fo
     _, dispatcher = embedded_runtime(
         url,
         lambda e: Connections(e, box=lambda: box, default=lambda: None),
-        EngineSettings(flush_window=0.02),
+        EngineSettings(flush_linger=0.02),
     )
     before = timers()
     try:

@@ -38,7 +38,7 @@ def runtime(engine: Engine, key: str, dispatcher: RecordingDispatcher) -> Runtim
         dispatcher=dispatcher,
         locks=LocalLocks(),
         clients=PlanhatClients(connections),
-        config=EngineSettings(flush_window=0.0),
+        config=EngineSettings(flush_linger=0.0),
     )
 
 

@@ -239,7 +239,7 @@ def test_a_source_registered_from_a_test_runs_end_to_end(
     def connections(engine: Engine) -> Connections:
         return Connections(engine, box=lambda: box, default=lambda: tenant)
 
-    config = EngineSettings(flush_window=0.05, sweep_interval=1.0)
+    config = EngineSettings(flush_linger=0.05, sweep_interval=1.0)
     runtime, dispatcher = embedded_runtime(url, connections, config, SourceApis())
     dispatcher.start()
     receiver = TestClient(

@@ -132,7 +132,7 @@ class Surveys:
         apis = SourceApis(typeform=self.sources.url, surveymonkey=self.sources.url)
         # Fast back-off: a respondent whose domain no company has waits its tries first.
         config = config or EngineSettings(
-            flush_window=0.05, sweep_interval=1.0, backoff_base=0.05, backoff_cap=0.2
+            flush_linger=0.05, sweep_interval=1.0, backoff_base=0.05, backoff_cap=0.2
         )
         self.runtime: Runtime
         self.dispatcher: LocalDispatcher

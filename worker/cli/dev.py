@@ -127,7 +127,7 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         planhat_token=token,
         secrets={**env_tenant.secrets, "standard": secret},
     )
-    config = EngineSettings(flush_window=0.2, sweep_interval=5.0)
+    config = EngineSettings(sweep_interval=5.0)
 
     def connections(engine: Engine) -> Connections:
         return Connections(engine, box=lambda: box, default=lambda: tenant)

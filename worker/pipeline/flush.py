@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, col, select
 
 from connectors.planhat.bulk import RecordResult
@@ -53,22 +53,44 @@ def prepare_hooks(model: str) -> list[PrepareHook]:
     return hooks
 
 
-def due_models(engine: Engine, connection: str) -> set[str]:
-    """The models of ``connection`` with rows a flush may claim now: only those are claimed."""
+@dataclass(frozen=True, slots=True)
+class FlushPlan:
+    """Which models of a connection may be sent now, and when the next one may."""
+
+    ready: frozenset[str]
+    next_in: float | None  # seconds until another row is ready; None: nothing waits
+
+
+def flush_plan(engine: Engine, connection: str, *, batch_size: int, linger: float) -> FlushPlan:
+    """A model is ready when a full batch of its rows is due, or when its oldest due row
+    has waited ``linger`` seconds (Kafka's ``linger.ms`` and ``batch.size``): in a burst
+    batches fill, at a trickle a change waits about ``linger``. Rows claimed by a running
+    flush, or backing off, are not due."""
     now = utcnow()
+    free = or_(col(OutboxItem.claimed_until).is_(None), col(OutboxItem.claimed_until) < now)
+    mine = OutboxItem.connection == connection
     with session_scope(engine) as session:
-        return set(
-            session.exec(
-                select(OutboxItem.model)
-                .where(OutboxItem.connection == connection, OutboxItem.next_attempt_at <= now)
-                .where(
-                    or_(
-                        col(OutboxItem.claimed_until).is_(None), col(OutboxItem.claimed_until) < now
-                    )
-                )
-                .distinct()
+        due = session.exec(
+            select(OutboxItem.model, func.count(), func.min(OutboxItem.enqueued_at))
+            .where(mine, free, OutboxItem.next_attempt_at <= now)
+            .group_by(OutboxItem.model)
+        ).all()
+        later = session.exec(
+            select(func.min(OutboxItem.next_attempt_at)).where(
+                mine, free, OutboxItem.next_attempt_at > now
             )
-        )
+        ).one()
+    ready: set[str] = set()
+    waits: list[float] = []
+    for model, count, oldest in due:
+        waited = (now - oldest).total_seconds()
+        if count >= batch_size or waited >= linger:
+            ready.add(model)
+        else:
+            waits.append(linger - waited)
+    if later is not None:
+        waits.append((later - now).total_seconds())
+    return FlushPlan(frozenset(ready), max(0.0, min(waits)) if waits else None)
 
 
 def _claim(

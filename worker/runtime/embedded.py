@@ -34,6 +34,7 @@ from worker.runtime.settings import EngineSettings
 
 log = structlog.get_logger(__name__)
 INGEST_BATCH = 200
+FLUSH_SLACK = 0.05  # seconds: a flush due this much later than asked is soon enough
 
 
 class LocalDispatcher:
@@ -45,7 +46,8 @@ class LocalDispatcher:
         self._queue: deque[int] = deque()
         self._lock = threading.Lock()
         self._queued = threading.Condition(self._lock)
-        self._timers: dict[str, threading.Timer] = {}
+        # One pending flush per connection: its timer and when it fires (monotonic).
+        self._timers: dict[str, tuple[threading.Timer, float]] = {}
         self._threads = [
             threading.Thread(target=self._ingest_loop, name=f"ingest-{n}", daemon=True)
             for n in range(ingest_threads)
@@ -62,7 +64,7 @@ class LocalDispatcher:
         with self._lock:
             self._stopping = True
             self._queued.notify_all()
-            for timer in self._timers.values():
+            for timer, _ in self._timers.values():
                 timer.cancel()
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
@@ -83,12 +85,18 @@ class LocalDispatcher:
             raise RuntimeError("the embedded engine is stopping")
 
     def flush(self, connection: str, delay: float) -> None:
+        due = time.monotonic() + delay
         with self._lock:
-            if self._stopping or connection in self._timers:
+            if self._stopping:
                 return
+            pending = self._timers.get(connection)
+            if pending is not None:
+                if pending[1] <= due + FLUSH_SLACK:
+                    return  # one will run soon enough
+                pending[0].cancel()  # asked for sooner: that one is replaced
             timer = threading.Timer(delay, self._flush, (connection,))
             timer.daemon = True
-            self._timers[connection] = timer
+            self._timers[connection] = (timer, due)
             timer.start()
 
     def flush_started(self, connection: str) -> None:
@@ -131,7 +139,8 @@ class LocalDispatcher:
                 # forgetting that one let every ingest batch start another chain of
                 # timers (measured: ~100 flush threads a second, each taking the write
                 # lock to find the outbox still busy).
-                if self._timers.get(connection) is threading.current_thread():
+                pending = self._timers.get(connection)
+                if pending is not None and pending[0] is threading.current_thread():
                     del self._timers[connection]
 
 

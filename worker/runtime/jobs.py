@@ -14,28 +14,30 @@ from typing import Protocol
 
 import redis
 import structlog
-from sqlalchemy import Engine, func, or_
+from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
 from connectors.planhat.client import PlanhatClient
 from state.connections import LockedConnectionError
 from state.db import session_scope
-from state.inbox import has_pending, lost_events, mark_dispatched
+from state.inbox import lost_events, mark_dispatched
 from state.prune import Pruned, prune
 from state.tables import OutboxItem, utcnow
 from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
 from worker.pipeline.batch import FlushReport
-from worker.pipeline.flush import FLUSH_ORDER, due_models, flush_batch, prepare_hooks
+from worker.pipeline.flush import FLUSH_ORDER, FlushPlan, flush_batch, flush_plan, prepare_hooks
 from worker.pipeline.ingest import IngestReport, ingest, ingest_many, record_failure
 from worker.runtime.caches import MappingOptions, PlanhatClients, PrepareMemos
 from worker.runtime.logs import describe
-from worker.runtime.ratelimit import RateLimiter
+from worker.runtime.ratelimit import LocalRateLimiter, RateLimiter, wait_for_budget
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
 
 MAX_COUNTDOWN = 60.0  # longer waits are a next_attempt_at in the database, found by sweeps
+# The longest a flush sleeps for its turn in the budget; longer, it asks to run again then.
+PACE_SLEEP = 1.0
 PRUNE_EVERY = 24 * 3600.0  # seconds between prunes in the embedded runner
 
 
@@ -127,6 +129,14 @@ class Runtime:
     prepare_memo: PrepareMemos = field(default_factory=PrepareMemos)
     # Connections' mapping options as ingest last read them (a few seconds).
     options: MappingOptions = field(default_factory=MappingOptions)
+    # The flush's share of each token's budget (flush_budget_share of rate_per_minute, in
+    # even steps: no burst of its own on top of the token's). None: one in this process.
+    pacer: RateLimiter | None = None
+    flush_pacer: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        local = LocalRateLimiter(rate_per_minute=self.config.flush_rate(), burst=1)
+        self.flush_pacer = self.pacer or local
 
 
 def submit(rt: Runtime, inbox_ids: Sequence[int]) -> None:
@@ -160,7 +170,7 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
             if report.models:
                 to_flush.add(report.connection)
     for connection in to_flush:
-        rt.dispatcher.flush(connection, rt.config.flush_window)
+        rt.dispatcher.flush(connection, rt.config.flush_linger)
     return queued
 
 
@@ -220,29 +230,17 @@ def run_ingest_queue(rt: Runtime, batch: int, slot: int = 0, linger: float = 0.0
 
 
 def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
-    """Flush every model of ``connection``, parents first, until nothing is due."""
+    """Send every model of ``connection`` that is ready (``flush_plan``), parents first,
+    paced to the flush's share of the token's budget; then ask for the next flush when the
+    next row will be ready."""
     rt.dispatcher.flush_started(connection)
-    with session_scope(rt.engine) as session:
-        busy = has_pending(session, connection)
-        oldest, latest = session.exec(
-            select(func.min(OutboxItem.enqueued_at), func.max(OutboxItem.changed_at)).where(
-                OutboxItem.connection == connection
-            )
-        ).one()
-    if oldest is None or latest is None:
-        return []
-    now = utcnow()
-    quiet_for = (now - latest).total_seconds()
-    waited = (now - oldest).total_seconds()
-    if (busy or quiet_for < rt.config.flush_window) and waited < rt.config.flush_max_delay:
-        # Changes are still coming in: let them coalesce into full batches, but never keep
-        # the oldest waiting past flush_max_delay.
-        pause = rt.config.flush_window if busy else rt.config.flush_window - quiet_for
-        rt.dispatcher.flush(connection, max(0.05, pause))
+    plan = _plan(rt, connection)
+    if not plan.ready:
+        _flush_later(rt, connection, plan.next_in)
         return []
     with rt.locks.hold(f"flush:{connection}", ttl=rt.config.lease_seconds) as got:
         if not got:  # another worker is flushing this connection
-            rt.dispatcher.flush(connection, rt.config.flush_window)
+            rt.dispatcher.flush(connection, max(rt.config.flush_linger, PACE_SLEEP))
             return []
         try:
             lease = rt.clients.lease(connection)
@@ -255,20 +253,43 @@ def run_flush(rt: Runtime, connection: str) -> list[FlushReport]:
             rt.dispatcher.flush(connection, MAX_COUNTDOWN)
             return []
         with lease as (planhat, budget):
-            reports = _flush_models(rt, connection, planhat, budget)
-    _schedule_next(rt, connection)
+            reports, paced = _flush_models(rt, connection, planhat, budget, plan.ready)
+    after = _plan(rt, connection)
+    if paced is not None and after.ready:
+        _flush_later(rt, connection, paced)
+    else:
+        _flush_later(rt, connection, 0.0 if after.ready else after.next_in)
     return reports
 
 
+def _plan(rt: Runtime, connection: str) -> FlushPlan:
+    return flush_plan(
+        rt.engine, connection, batch_size=rt.config.batch_size, linger=rt.config.flush_linger
+    )
+
+
+def _flush_later(rt: Runtime, connection: str, delay: float | None) -> None:
+    if delay is not None:
+        rt.dispatcher.flush(connection, min(MAX_COUNTDOWN, delay))
+
+
 def _flush_models(
-    rt: Runtime, connection: str, planhat: PlanhatClient, budget: str
-) -> list[FlushReport]:
+    rt: Runtime, connection: str, planhat: PlanhatClient, budget: str, ready: frozenset[str]
+) -> tuple[list[FlushReport], float | None]:
+    """Flush the ready models; returns the reports, and the wait when the flush's share of
+    the budget ran out first (None when it did not)."""
     reports: list[FlushReport] = []
     policy = rt.config.policy()
-    due = due_models(rt.engine, connection)
     memo = rt.prepare_memo.get(connection)
-    for model in (name for name in FLUSH_ORDER if name in due):
+    for model in (name for name in FLUSH_ORDER if name in ready):
         while True:
+            # Each call first takes its turn from the flush's share of the token's budget
+            # (PLANHAT_SYNC_FLUSH_BUDGET_SHARE): what is left is the reverse path's, the
+            # polls' and the prepare reads'. A short wait is slept; a longer one ends the
+            # round, and children never pass their parents.
+            wait = wait_for_budget(rt.flush_pacer, budget, max_wait=PACE_SLEEP)
+            if wait > 0:
+                return reports, wait
             report = flush_batch(
                 rt.engine,
                 planhat,
@@ -286,21 +307,7 @@ def _flush_models(
                 break
         if report.stopped:
             break  # every model would wait alike, and children must not pass parents
-    return reports
-
-
-def _schedule_next(rt: Runtime, connection: str) -> None:
-    now = utcnow()
-    with session_scope(rt.engine) as session:
-        due = session.exec(
-            select(func.min(OutboxItem.next_attempt_at)).where(
-                OutboxItem.connection == connection,
-                or_(col(OutboxItem.claimed_until).is_(None), col(OutboxItem.claimed_until) < now),
-            )
-        ).one()
-    if due is not None:
-        delay = min(MAX_COUNTDOWN, max(0.0, (due - now).total_seconds()))
-        rt.dispatcher.flush(connection, delay)
+    return reports, None
 
 
 def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:

@@ -97,8 +97,12 @@ class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLANHAT_SYNC_", extra="ignore")
 
     batch_size: int = 500  # records per Planhat bulk call (at most 5,000)
-    flush_window: float = 1.0  # seconds changes may gather before a flush
-    flush_max_delay: float = 30.0  # a busy inbox delays a flush at most this long
+    # Seconds the oldest waiting change of a model lingers before a partial batch goes out
+    # (a full batch goes at once): at steady load a change waits about this plus one call.
+    flush_linger: float = Field(default=0.25, ge=0)
+    # The share of rate_per_minute flushes may plan to spend; the rest is the reverse
+    # path's, the polls' and the prepare reads'.
+    flush_budget_share: float = Field(default=0.8, gt=0, le=1)
     lease_seconds: float = 120.0  # a flush holds its rows this long (a killed worker's return)
     max_attempts: int = 8  # failed sends before a record becomes a dead letter
     parent_wait_attempts: int = 5  # rejected tries while its company is not yet known
@@ -118,6 +122,10 @@ class EngineSettings(BaseSettings):
     # Days processed inbox events (raw bodies) and superseded dead letters are kept before
     # the daily prune deletes them (state/prune.py); 0 turns the daily prune off.
     retention_days: float = Field(default=30.0, ge=0)
+
+    def flush_rate(self) -> float:
+        """Flush calls a minute at most, per token."""
+        return self.rate_per_minute * self.flush_budget_share
 
     def policy(self) -> FlushPolicy:
         return FlushPolicy(

@@ -60,6 +60,24 @@ VISIBILITY_TIMEOUT = 3600  # seconds; MAX_COUNTDOWN stays far below it
 PRUNE_AT = crontab(hour=3, minute=17)
 
 
+# A flush is asked for when it should run; one is sent unless one is already due no later
+# (give or take FLUSH_SLACK_MS). The key holds that due time (Redis's clock, ms) and
+# expires on its own, so a lost flush message blocks nothing for long. A flush asked for
+# sooner than the scheduled one is sent too: the later one then finds less to do.
+# KEYS[1]: the connection's key; ARGV: delay ms, hold ms past the due time, slack ms.
+SCHEDULE_FLUSH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = now + tonumber(ARGV[1])
+local scheduled = tonumber(redis.call('GET', KEYS[1]))
+if scheduled and scheduled <= due + tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], due, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[2]))
+return 1
+"""
+FLUSH_HOLD_MS = 30_000
+FLUSH_SLACK = 50  # ms
+
+
 def make_celery(settings: Settings, config: EngineSettings) -> Celery:
     app = Celery("planhat_sync", broker=settings.redis_url)
     app.conf.update(
@@ -164,6 +182,7 @@ class CeleryDispatcher:
         self._aredis = aclient
         self._slots = max(1, slots)
         self._take = client.register_script(TAKE)
+        self._schedule_flush = client.register_script(SCHEDULE_FLUSH)
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
         if not inbox_ids:
@@ -205,9 +224,8 @@ class CeleryDispatcher:
 
     def flush(self, connection: str, delay: float) -> None:
         delay = min(MAX_COUNTDOWN, max(0.0, delay))
-        # The key expires on its own, so a lost flush message blocks nothing for long.
-        hold_ms = int((delay + 30) * 1000)
-        if self._redis.set(f"phs:flush-scheduled:{connection}", 1, nx=True, px=hold_ms):
+        key = f"phs:flush-scheduled:{connection}"
+        if self._schedule_flush(keys=[key], args=[int(delay * 1000), FLUSH_HOLD_MS, FLUSH_SLACK]):
             self._celery.send_task("planhat_sync.flush", (connection,), countdown=delay)
 
     def flush_started(self, connection: str) -> None:
@@ -238,6 +256,9 @@ def runtime() -> Runtime:
                     engine=engine,
                     limiter=RedisRateLimiter(
                         client, rate_per_minute=config.rate_per_minute, burst=config.burst
+                    ),
+                    pacer=RedisRateLimiter(
+                        client, rate_per_minute=config.flush_rate(), burst=1, prefix="phs:pace"
                     ),
                     dispatcher=CeleryDispatcher(app, client, aclient, config.ingest_tasks),
                     locks=RedisLocks(client),
