@@ -94,6 +94,8 @@ def web_command(
         http=PROTOCOL,
         log_level="warning",
         access_log=False,
+        # Client addresses are never used: no X-Forwarded-* rewriting on every request.
+        proxy_headers=False,
     )
 
 
