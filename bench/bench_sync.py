@@ -273,7 +273,13 @@ def run(
     database = postgres_database() if mode == "redis" else None
     try:
         web_port, sandbox_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANHAT", "DATABASE"))}
+        # The engine's settings (PLANHAT_SYNC_*) pass through, to compare them; never a
+        # real tenant's token or a database of the caller's.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith("PLANHAT_SYNC_") or not k.startswith(("PLANHAT", "DATABASE"))
+        }
         env |= {"STANDARD_WEBHOOK_SECRET": secret, "PLANHAT_SYNC_LOG_LEVEL": "warning"}
         if mode == "redis":
             assert database is not None

@@ -13,6 +13,7 @@ import redis
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, update
 
+from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
@@ -21,7 +22,7 @@ from state.tables import OutboxItem, utcnow
 from tests.conftest import sandbox_stats
 from tests.engine.conftest import change, queue
 from tests.fakes import RecordingDispatcher
-from worker.pipeline.flush import flush_plan
+from worker.pipeline.flush import flush_batch, flush_plan
 from worker.runtime.jobs import LocalLocks, PlanhatClients, Runtime, run_flush
 from worker.runtime.ratelimit import LocalRateLimiter
 from worker.runtime.settings import EngineSettings
@@ -143,3 +144,25 @@ def test_a_flush_asked_for_sooner_is_sent_even_when_one_is_scheduled_later(
     dispatcher.flush_started("acme")  # it ran: the next request is sent
     dispatcher.flush("acme", 5.0)
     assert sent == [30.0, 0.25, 5.0]
+
+
+def test_a_child_does_not_wait_for_a_newer_version_of_a_company_planhat_has(
+    engine: Engine, sandbox: BackgroundSandbox
+) -> None:
+    # given a company already in Planhat, a newer version of it waiting, and a license
+    rt = runtime(engine, sandbox.url, EngineSettings(flush_linger=0.0))
+    queue(engine, change(model="companies", key="co_1", version=1, name="Acme"))
+    run_flush(rt, "default")
+    queue(engine, change(model="companies", key="co_1", version=2, name="Acme Inc"))
+    license = {"companyId": "srcid-co_1", "_currency": "USD", "fromDate": "2026-01-01",
+               "product": "Pro", "mrr": 5}  # fmt: skip
+    queue(engine, change(key="sub_1", **license))
+
+    # when the licenses are flushed before the company's new version is
+    with PlanhatClient("t", base_url=sandbox.url) as planhat:
+        report = flush_batch(engine, planhat, rt.limiter, connection="default",
+                             model="licenses", budget="b", policy=rt.config.policy())  # fmt: skip
+
+    # then the license went: its company resolves already, the new name changes nothing
+    assert (report.written, report.deferred) == (1, 0)
+    assert Counter(sandbox_stats(sandbox)["by_route"])["PUT /licenses"] == 1

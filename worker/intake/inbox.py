@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
-from state.db import session_scope
+from state.db import session_scope, urgent_writes
 from state.inbox import CompiledInsert, compile_insert, key_of, new_event, store_events, stored_ids
 from worker.intake.group import DatabaseClosing, GroupCommit, Values
 from worker.intake.limits import ReceiverLimits
@@ -136,7 +136,7 @@ class ThreadedWriter:
 
     def _write(self, events: Sequence[Values]) -> list[int | None]:
         try:
-            with session_scope(self._engine) as session:
+            with urgent_writes(), session_scope(self._engine) as session:
                 return store_events(session, events)
         except (OperationalError, PoolTimeoutError) as error:  # locked, unreachable, no slot
             raise _unavailable(error) from None

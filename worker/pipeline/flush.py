@@ -30,7 +30,7 @@ from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
 from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.outcomes import Action, Outcome, outcome_of
 from worker.pipeline.parents import company_key
-from worker.pipeline.settle import bury, release, settle
+from worker.pipeline.settle import PartlySettled, bury, release, settle
 from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter, budget_taker
 
@@ -127,6 +127,12 @@ def _claim(
                 )
             )
         )
+    if pending_parents:
+        # A company Planhat has already (only a newer version waits) resolves the child's
+        # reference now: only children of companies never written wait for them. Under a
+        # steady stream every company has a newer version waiting most of the time.
+        known = record_states(session, connection, ["companies"], pending_parents)
+        pending_parents -= {key for _, key in known}
     claimed: list[Claimed] = []
     for row in rows:
         if not still_needed(row, pushed_of(states.get(row.key))):
@@ -220,9 +226,9 @@ class _Flush:
         try:
             settle(self.engine, self.connection, self.model, batch, results, self.policy,
                    self.report)  # fmt: skip
-        except Exception as error:  # written, but not remembered: send again (keyed) later
-            outcome = Outcome(Action.BACK_OFF, f"could not record the result: {describe(error)}")
-            return self._act(outcome, batch, context, hooks)
+        except PartlySettled as error:  # written, but not remembered: send again (keyed)
+            why = f"could not record the result: {describe(error.cause)}"
+            return self._act(Outcome(Action.BACK_OFF, why), batch[error.done :], context, hooks)
         return None
 
     def _prepare(
