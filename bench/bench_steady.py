@@ -23,6 +23,7 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -97,7 +98,8 @@ def rss_mb(pid: int) -> float:
 
 async def send_steady(
     port: int,
-    requests: list[bytes],
+    requests: Callable[[int], bytes],
+    count: int,
     rate: float,
     sample: set[int],
     acked: dict[int, float],
@@ -105,7 +107,9 @@ async def send_steady(
 ) -> int:
     """Send request n at n / rate s after the start over keep-alive connections, writing
     the acknowledgement time of each sampled request into ``acked`` as it comes (the
-    watcher reads it meanwhile); returns how many were not accepted."""
+    watcher reads it meanwhile); returns how many were not accepted. Each request is
+    signed as it is sent: a signature made at the start would expire in a long run (the
+    receiver refuses timestamps over 5 minutes old)."""
     failures = 0
     started = time.perf_counter()
     next_index = 0
@@ -114,13 +118,13 @@ async def send_steady(
         nonlocal failures, next_index
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while next_index < len(requests):
+            while next_index < count:
                 n = next_index
                 next_index += 1
                 delay = started + n / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                writer.write(requests[n])
+                writer.write(requests(n))
                 status_line = await reader.readline()
                 length = 0
                 while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -198,12 +202,14 @@ def run(rate: float, seconds: float, records: int, linger: str | None) -> None:
         rss_start = (rss_mb(web.pid), *(rss_mb(w.pid) for w in workers))
         load_start = Path("/proc/loadavg").read_text().split()[:3]
         before = httpx.get(f"{planhat}/_sandbox/stats").json()
-        requests = raw_requests(web_port, secret, burst)
+
+        def requests(n: int) -> bytes:
+            return raw_requests(web_port, secret, [burst[n]])[0]
 
         async def both() -> tuple[dict[int, float], int, dict[int, float]]:
             acked: dict[int, float] = {}
             sending = asyncio.ensure_future(
-                send_steady(web_port, requests, rate, set(wanted), acked)
+                send_steady(web_port, requests, len(burst), rate, set(wanted), acked)
             )
             watching = asyncio.ensure_future(
                 watch(sandbox_db, wanted, acked, time.perf_counter() + seconds + 60)
