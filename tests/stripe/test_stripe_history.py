@@ -211,6 +211,10 @@ def test_the_invoices_are_exactly_stripes_with_their_status_and_amounts(
             want.date,
             want.paid_date,
         ), key
+    # What Planhat generates is Planhat's: one invoiceNo each, and no line items of ours.
+    numbers = [got["invoiceNo"] for got in invoices.values()]
+    assert len(set(numbers)) == len(numbers)
+    assert all(got["lineItems"] == [] for got in invoices.values())
 
 
 @pytest.mark.parametrize("version", [OLD, BASIL])
