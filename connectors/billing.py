@@ -14,8 +14,10 @@ rules here turn them into Planhat records, the same for Stripe and Chargebee:
 - a paused subscription earns nothing: MRR 0 while paused;
 - a trial is a license with MRR 0 (``trials=zero``), with its price's MRR (``full``) or
   no license until it converts (``skip``);
-- an invoice becomes a Planhat invoice (``extId``/``cId``, day-number dates); once paid,
-  its one-off lines become sales;
+- an invoice becomes a Planhat invoice with the fields Planhat documents (``extId``/
+  ``cId``, ``currency``, ``amountTotal``, ``status`` pending/paid/overdue, day-number
+  ``invoiceDate``/``dueDate``/``paidDate``); once paid, its one-off lines become sales; a
+  voided invoice has no Planhat status and becomes a dead letter;
 - revenue is never guessed: an item with no price, no unit amount or no billing period,
   or a subscription or invoice with no currency, makes the whole event a dead letter
   saying why (``RecordRejected``), not a license with MRR 0, no product, no currency or a
@@ -32,6 +34,8 @@ from typing import Any
 
 from connectors.change import RecordRejected
 from connectors.options import Option
+
+DAY = 86_400  # seconds
 
 # Months in one billing interval; MRR = amount per interval ÷ months.
 MONTHS_PER = {"day": 12 / 365, "week": 12 / 52, "month": 1.0, "year": 12.0}
@@ -75,8 +79,9 @@ def iso_day(seconds: int | None) -> str | None:
 
 
 def day_number(seconds: int | None) -> int | None:
-    """Planhat invoice dates are whole days since 1970-01-01 (planhat-api.md)."""
-    return None if seconds is None else int(seconds) // 86_400
+    """A Planhat invoice date: whole days since 1970-01-01 in UTC ("days format integer",
+    https://www.planhat.com/developers/api/invoice; planhat-api.md)."""
+    return None if seconds is None else int(seconds) // DAY
 
 
 def monthly(amount_cents: float, unit: str | None, count: int | None, *, what: str) -> float:
@@ -218,11 +223,25 @@ def subscription_records(subscription: Subscription, trials: str) -> list[Record
     return records
 
 
+# Planhat's invoice statuses (https://www.planhat.com/developers/api/invoice). Planhat
+# itself turns a pending invoice overdue once its due date has passed
+# (https://help.planhat.com/en/articles/9581434-working-with-invoices).
+PENDING, PAID, OVERDUE = "pending", "paid", "overdue"
+
+
+def voided(what: str) -> RecordRejected:
+    """A voided invoice: Planhat has no status for it (pending, paid or overdue would each
+    say something false) and the sync deletes nothing, so it waits as a dead letter."""
+    return RecordRejected(
+        f"{what} is void, and a Planhat invoice is pending, paid or overdue: delete it in "
+        "Planhat if it was sent before, then drop this dead letter"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
     description: str | None
     amount_cents: int
-    quantity: int | None
     sale_key: str | None = None  # a one-off line's sale sourceId; None: recurring
     product: str | None = None
 
@@ -232,43 +251,34 @@ class Invoice:
     key: str  # extId
     company: str  # cId reference
     currency: str
-    number: str | None
-    status: str | None
+    status: str  # Planhat's: PENDING, PAID or OVERDUE, by each source's rule
     total_cents: int
-    due_cents: int
-    paid_cents: int
-    date: int | None
+    date: int | None  # unix seconds, as the billing system gives them
     due_date: int | None
     paid_at: int | None
-    subscription: str | None
-    lines: Sequence[Line]
+    lines: Sequence[Line]  # for the sales of a paid invoice; Planhat makes its own lineItems
 
 
 def invoice_records(invoice: Invoice, fallback_paid_at: int) -> list[Record]:
-    """A Planhat invoice; when paid, a sale per one-off line. Planhat documents only
-    ``extId``, ``cId``, ``currency`` and day-number dates for invoices: the other field
-    names follow what Planhat's own invoice screen shows (number, status, amounts, lines).
+    """A Planhat invoice; when paid, a sale per one-off line.
+
+    Only the fields Planhat's invoice page documents
+    (https://www.planhat.com/developers/api/invoice): a real tenant keeps nothing else, and
+    ``invoiceNo``, ``lineItems``, ``cName`` and ``lastUpdated`` are Planhat's to generate.
+    Dates are day numbers (whole days since 1970-01-01), as that page asks. The billing
+    system's own invoice number, amount due or paid and subscription have no Planhat field.
     The invoice's record key is its ``extId``, the sales' their ``sourceId``."""
     fields = {
         "cId": invoice.company,
         "currency": invoice.currency,
-        "number": invoice.number,
         "status": invoice.status,
         "amountTotal": invoice.total_cents / 100,
-        "amountDue": invoice.due_cents / 100,
-        "amountPaid": invoice.paid_cents / 100,
-        "date": day_number(invoice.date),
+        "invoiceDate": day_number(invoice.date),
         "dueDate": day_number(invoice.due_date),
         "paidDate": day_number(invoice.paid_at),
-        "subscription": invoice.subscription,
-        "lineItems": [
-            {"description": line.description, "amount": line.amount_cents / 100,
-             "quantity": line.quantity}
-            for line in invoice.lines
-        ],
-    }  # fmt: skip
+    }
     records: list[Record] = [("invoices", invoice.key, present(fields))]
-    if invoice.status != "paid":
+    if invoice.status != PAID:
         return records
     for line in invoice.lines:
         if line.sale_key is None or not line.amount_cents:

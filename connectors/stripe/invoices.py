@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from connectors.billing import BillingOptions, Invoice, Line, invoice_records
+from connectors.billing import (
+    DAY,
+    OVERDUE,
+    PAID,
+    PENDING,
+    BillingOptions,
+    Invoice,
+    Line,
+    invoice_records,
+    voided,
+)
 from connectors.change import Change, RecordRejected
 from connectors.stripe.common import Event, changes_of
-
-
-def _invoice_subscription(invoice: Event) -> str | None:
-    # 2025-03-31 ("basil") and later: under parent.subscription_details; before: on top.
-    parent = invoice.get("parent") or {}
-    details = parent.get("subscription_details") or {}
-    return details.get("subscription") or invoice.get("subscription")
 
 
 def _one_off(line: Event) -> bool:
@@ -34,17 +37,49 @@ def _line(line: Event) -> Line:
     return Line(
         description=line.get("description"),
         amount_cents=line.get("amount") or 0,
-        quantity=line.get("quantity"),
         sale_key=f"stripe-sale-{line['id']}" if _one_off(line) else None,
         product=product if isinstance(product, str) else None,
     )
 
 
-def invoice_changes(event: Event, options: BillingOptions) -> list[Change]:
+def planhat_status(event: Event) -> str:
+    """A Stripe invoice's status (https://docs.stripe.com/api/invoices/object: draft, open,
+    paid, uncollectible, void) as Planhat's (pending, paid, overdue), as of the event:
+
+    - ``paid`` → paid;
+    - ``draft`` (not issued yet) → pending, Planhat's default;
+    - ``open`` → overdue once it is past due, else pending. Past due: a ``due_date`` (an
+      invoice sent to be paid) on an earlier day than the event's, as Planhat counts it
+      (due on day D, overdue from D + 1); with no ``due_date`` (charged automatically, so
+      due when issued), a payment attempt that failed (``attempt_count`` > 0, or the
+      event is ``invoice.payment_failed``);
+    - ``uncollectible`` (Stripe gave up collecting; nothing was paid) → overdue;
+    - ``void`` → no Planhat status fits: a dead letter (``billing.voided``);
+    - any other → a dead letter, rather than a status guessed.
+    """
     invoice = event["data"]["object"]
     status = invoice.get("status")
-    if event["type"] == "invoice.payment_failed":
-        status = "payment_failed"
+    if status == "paid":
+        return PAID
+    if status == "draft":
+        return PENDING
+    if status == "uncollectible":
+        return OVERDUE
+    if status == "open":
+        due = invoice.get("due_date")
+        if due is not None:
+            past_due = int(due) // DAY < int(event["created"]) // DAY
+        else:
+            attempts = invoice.get("attempt_count") or 0
+            past_due = event["type"] == "invoice.payment_failed" or attempts > 0
+        return OVERDUE if past_due else PENDING
+    if status == "void":
+        raise voided(f"Stripe invoice {invoice['id']}")
+    raise RecordRejected(f"Stripe invoice {invoice['id']} has a status we do not know: {status!r}")
+
+
+def invoice_changes(event: Event, options: BillingOptions) -> list[Change]:
+    invoice = event["data"]["object"]
     transitions = invoice.get("status_transitions") or {}
     # Always sent (https://docs.stripe.com/api/invoices/object): amounts without it mean
     # nothing, so the invoice and its sales wait as a dead letter.
@@ -55,15 +90,11 @@ def invoice_changes(event: Event, options: BillingOptions) -> list[Change]:
         key=invoice["id"],
         company=options.company(invoice["customer"]),
         currency=currency.upper(),
-        number=invoice.get("number"),
-        status=status,
+        status=planhat_status(event),
         total_cents=invoice.get("total") or 0,
-        due_cents=invoice.get("amount_due") or 0,
-        paid_cents=invoice.get("amount_paid") or 0,
         date=invoice.get("created"),
         due_date=invoice.get("due_date"),
         paid_at=transitions.get("paid_at"),
-        subscription=_invoice_subscription(invoice),
         lines=[_line(line) for line in invoice.get("lines", {}).get("data", [])],
     )
     return changes_of(event, invoice_records(read, fallback_paid_at=int(event["created"])))

@@ -108,14 +108,19 @@ def test_every_event_out_of_order_and_redelivered_ends_in_the_newest_state(
             "2024-09-01", True),
     }  # fmt: skip
     invoices = {
-        invoice["extId"]: (invoice["cId"], invoice["status"], invoice["amountPaid"])
+        invoice["extId"]: (
+            invoice["cId"], invoice["cName"], invoice["status"], invoice["amountTotal"],
+            invoice["invoiceDate"], invoice["paidDate"],
+        )
         for invoice in embedded.planhat("invoices")
-    }
+    }  # fmt: skip
+    name = company["name"]
     assert invoices == {
-        "1001": (company["_id"], "paid", 594.0),
-        "1002": (company["_id"], "paid", 491.0),  # invoice_updated is newer than payment_failed
-        "1003": (company["_id"], "paid", 491.0),
-        "1004": (company["_id"], "paid", 491.0),
+        "1001": (company["_id"], name, "paid", 594.0, 19797, 19797),
+        # invoice_updated (paid) is newer than payment_failed (overdue)
+        "1002": (company["_id"], name, "paid", 491.0, 19828, 19831),
+        "1003": (company["_id"], name, "paid", 491.0, 19889, 19889),
+        "1004": (company["_id"], name, "paid", 491.0, 19936, 19936),
     }
     [sale] = embedded.planhat("sales")
     assert (sale["sourceId"], sale["companyId"], sale["value"], sale["salesDate"]) == (

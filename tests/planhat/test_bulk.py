@@ -142,15 +142,15 @@ def test_invoices_are_keyed_by_ext_id_within_c_id() -> None:
         ("extId", "c1", "inv-1")
     ]
     records = [
-        {"extId": "inv-1", "cId": "c1", "amountDue": 1},
-        {"extId": "inv-1", "cId": "c2", "amountDue": 2},
-        {"extId": "inv-1", "cId": "c1", "amountDue": 3},
+        {"extId": "inv-1", "cId": "c1", "amountTotal": 1},
+        {"extId": "inv-1", "cId": "c2", "amountTotal": 2},
+        {"extId": "inv-1", "cId": "c1", "amountTotal": 3},
     ]
 
     [chunk] = plan_chunks(INVOICES, records)
 
     assert chunk.members == [[0, 2], [1]]
-    assert chunk.payload[0]["amountDue"] == 3
+    assert chunk.payload[0]["amountTotal"] == 3
 
 
 def test_record_keys_follow_planhats_matching_order() -> None:

@@ -162,10 +162,10 @@ def test_invoices_are_keyed_by_ext_id_and_c_id(planhat: Target) -> None:
     [created] = client.bulk_upsert("invoices", [sample("invoices", tag, company)])
     planhat.made.append(("invoices", str(created.id)))
     [updated] = client.bulk_upsert(
-        "invoices", [{"extId": f"ext-{tag}", "cId": company, "amountDue": 42}]
+        "invoices", [{"extId": f"ext-{tag}", "cId": company, "amountTotal": 42}]
     )
     assert (created.outcome, updated.outcome) == (Outcome.CREATED, Outcome.UPDATED)
-    assert client.get("invoices", f"extid-ext-{tag}")["amountDue"] == 42
+    assert client.get("invoices", f"extid-ext-{tag}")["amountTotal"] == 42
 
 
 def test_list_pages_until_a_short_page(planhat: Target) -> None:

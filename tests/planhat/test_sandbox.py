@@ -139,7 +139,7 @@ REQUIRED_CASES = [
     ("licenses", license_("l1", "extid-acme", mrr=None), ["mrr", "value"]),
     ("licenses", license_("l1", "extid-acme", _currency=""), ["_currency"]),
     ("users", {"email": "a@b.c", "nickName": "a", "firstName": "A"}, ["lastName"]),
-    ("invoices", {"cId": "extid-acme", "date": 20_000}, ["currency"]),
+    ("invoices", {"cId": "extid-acme", "invoiceDate": 20_000}, ["currency"]),
     ("nps", {"score": 5}, ["email"]),
     ("issues", {"description": "no title"}, ["title"]),
     ("tasks", {"companyId": "extid-acme"}, ["mainType"]),
@@ -176,8 +176,8 @@ VALUE_CASES = [
     ("nps", {"email": "a@b.c", "score": "9"}, "score"),
     ("sales", {"value": 0}, "value"),
     ("sales", {"value": -5}, "value"),
-    ("invoices", {"date": "2026-01-01"}, "date"),
-    ("invoices", {"date": 20_000, "dueDate": "2026-02-01"}, "dueDate"),
+    ("invoices", {"invoiceDate": "2026-01-01"}, "invoiceDate"),
+    ("invoices", {"invoiceDate": 20_000, "dueDate": "2026-02-01"}, "dueDate"),
     ("timeentries", {"date": "2026-03-01", "hours": 25}, "hours"),
 ]
 VALID_BASE: dict[str, Record] = {
@@ -207,7 +207,7 @@ def test_a_value_out_of_range_is_400(
         ("nps", {"email": "a@b.c", "score": 0}),
         ("nps", {"email": "a@b.c", "score": 10}),
         ("sales", {"value": 0.01}),
-        ("invoices", {"date": 20_000, "dueDate": 20_030}),
+        ("invoices", {"invoiceDate": 20_000, "dueDate": 20_030}),
         ("timeentries", {"date": "2026-03-01", "hours": 24}),
     ],
 )
@@ -257,13 +257,15 @@ def test_invoices_are_keyed_by_ext_id_and_reference_the_company_as_c_id(
     api: httpx.Client,
 ) -> None:
     acme = company(api, "acme")
-    invoice = {"extId": "inv-1", "cId": "extid-acme", "currency": "USD", "date": 20_000}
+    invoice = {"extId": "inv-1", "cId": "extid-acme", "currency": "USD", "invoiceDate": 20_000}
 
     created = create(api, "invoices", invoice)
-    upserted = api.put("/invoices", json=[{"extId": "inv-1", "cId": "extid-acme", "paid": 1}])
+    upserted = api.put(
+        "/invoices", json=[{"extId": "inv-1", "cId": "extid-acme", "amountTotal": 1}]
+    )
 
     assert created["cId"] == acme["_id"]
     assert api.get("/invoices/extid-inv-1").json()["_id"] == created["_id"]
     assert upserted.json()["updated"] == 1
-    assert api.get(f"/invoices/{created['_id']}").json()["paid"] == 1
+    assert api.get(f"/invoices/{created['_id']}").json()["amountTotal"] == 1
     assert api.post("/invoices", json={**invoice, "cId": "extid-missing"}).status_code == 400

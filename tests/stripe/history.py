@@ -8,7 +8,7 @@ every event carries the full object, shaped like the fixtures in ``tests/fixture
 
 The expected state is kept the way the billing system sees it, not by running our mapping:
 per subscription item its MRR in cents (``unit_amount * quantity`` per month), per customer
-the MRR of its live subscription, per invoice its status and amounts, per paid one-off line
+the MRR of its live subscription, per invoice its status, total and dates, per paid one-off line
 a sale, per cancelled subscription the MRR it lost. Prices are chosen so a yearly price is
 a whole number of cents a month: every MRR is exact, to the cent.
 """
@@ -96,12 +96,12 @@ class License:
 @dataclass(frozen=True, slots=True)
 class Invoice:
     company: str
-    subscription: str
-    status: str  # "paid" | "payment_failed"
+    # In Planhat's words: "paid", or "overdue" for one charged automatically (due when
+    # issued) whose payment failed and was not retried yet.
+    status: str
     total_cents: int
-    paid_cents: int
-    date: int  # days since 1970-01-01
-    lines: int
+    date: int  # the day it was issued: days since 1970-01-01
+    paid_date: int | None  # the day it was paid
     api_version: str
 
 
@@ -465,18 +465,16 @@ class _Generator:
     def fail(self, version: str, invoice: _Invoice, now: int) -> int:
         invoice.status = "open"
         self.emit(version, "invoice.payment_failed", now, self.invoice_object(invoice, version))
-        self.expect_invoice(invoice, version, "payment_failed")
+        self.expect_invoice(invoice, version, "overdue")
         return now
 
     def expect_invoice(self, invoice: _Invoice, version: str, status: str) -> None:
         self.expected.invoices[invoice.id] = Invoice(
             company=invoice.customer,
-            subscription=invoice.subscription,
             status=status,
             total_cents=invoice.total,
-            paid_cents=invoice.total if status == "paid" else 0,
             date=invoice.created // DAY,
-            lines=len(invoice.lines),
+            paid_date=None if invoice.paid_at is None else invoice.paid_at // DAY,
             api_version=version,
         )
 

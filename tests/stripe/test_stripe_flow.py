@@ -57,7 +57,9 @@ def test_a_customer_its_subscription_and_a_paid_invoice_reach_planhat(embedded: 
         license_ = planhat.get("licenses", "srcid-si_00000000000000")
         invoice = planhat.get("invoices", "extid-in_000000000000000000000000")
         sale = planhat.get("sales", "srcid-stripe-sale-il_000000000000000000000000")
-    assert (invoice["cId"], invoice["amountPaid"], invoice["date"]) == (company["_id"], 20.0, 19077)
+    assert (invoice["cId"], invoice["status"], invoice["amountTotal"], invoice["invoiceDate"]) == (
+        company["_id"], "paid", 20.0, 19077
+    )  # fmt: skip
     assert (sale["companyId"], sale["value"], sale["salesDate"]) == (
         company["_id"],
         20.0,
