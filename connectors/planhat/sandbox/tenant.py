@@ -14,10 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.planhat.bulk import MAX_BULK_ITEMS, record_keys
+from connectors.planhat.generated import generated_fields, without_generated
 from connectors.planhat.models import MODELS, ModelSpec
+from connectors.planhat.sandbox.contacts import Contacts
+from connectors.planhat.sandbox.derived import Derived, stamp
 from connectors.planhat.sandbox.store import Doc, Store
 
 COMPANIES = MODELS["companies"]
+CONVERSATIONS = MODELS["conversations"]
 ENDUSERS = MODELS["endusers"]
 TICKETS = MODELS["tickets"]
 
@@ -49,20 +53,35 @@ def _present(doc: Mapping[str, Any], field: str) -> bool:
     return doc.get(field) not in (None, "", [])
 
 
+def _home(spec: ModelSpec) -> ModelSpec:
+    """Where a model's records are kept: tickets are conversations with ``type: "ticket"``
+    (https://www.planhat.com/developers/api/ticket; audit row 15)."""
+    return CONVERSATIONS if spec is TICKETS else spec
+
+
+def _mine(spec: ModelSpec, doc: Doc | None) -> Doc | None:
+    """``doc`` if it is a record of ``spec`` (a conversation is a ticket by its type)."""
+    if doc is not None and spec is TICKETS and doc.get("type") != "ticket":
+        return None
+    return doc
+
+
 class Tenant:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.contacts = Contacts(store)
 
     # --- addressing -------------------------------------------------------------------
 
     def find(self, spec: ModelSpec, ref: str) -> Doc | None:
         """A record by ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``."""
+        home = _home(spec).name
         if ref.startswith("extid-"):
             company = "" if spec.company_key is None else None
-            return self.store.by_external_id(spec.name, ref[6:], company)
+            return _mine(spec, self.store.by_external_id(home, ref[6:], company))
         if ref.startswith("srcid-"):
-            return self.store.by_source_id(spec.name, ref[6:])
-        return self.store.by_id(spec.name, ref)
+            return _mine(spec, self.store.by_source_id(home, ref[6:]))
+        return _mine(spec, self.store.by_id(home, ref))
 
     def get(self, spec: ModelSpec, ref: str) -> Doc:
         doc = self.find(spec, ref)
@@ -70,18 +89,20 @@ class Tenant:
             raise SandboxError(404, f"{spec.singular} not found: {ref}")
         return doc
 
+    def read(self, spec: ModelSpec, ref: str) -> Doc:
+        """``GET /<model>/<ref>``: the record as Planhat shows it, computed fields and all."""
+        return Derived(self.store).show(spec, self.get(spec, ref))
+
+    def count(self, spec: ModelSpec) -> int:
+        if spec is TICKETS:
+            return sum(1 for doc in self.store.docs(CONVERSATIONS.name) if _mine(spec, doc))
+        return self.store.count(spec.name)
+
     def _company(self, ref: Any, field: str) -> str:
         doc = self.find(COMPANIES, str(ref))
         if doc is None:
             raise SandboxError(400, f"{field}: no company matches {ref!r}")
         return str(doc["_id"])
-
-    def _company_by_domain(self, domains: Iterable[str]) -> str | None:
-        wanted = {d.lower().strip() for d in domains if d}
-        for company in self.store.docs(COMPANIES.name):
-            if wanted & {str(d).lower() for d in company.get("domains") or []}:
-                return str(company["_id"])
-        return None
 
     # --- validation -------------------------------------------------------------------
 
@@ -96,17 +117,11 @@ class Tenant:
             return
         if _present(data, key):
             data[key] = self._company(data[key], key)
-        elif existing is not None and _present(existing, key):
             return
-        elif spec is TICKETS and _present(data, "companyExternalId"):
-            data[key] = self._company("extid-" + str(data["companyExternalId"]), key)
-        elif spec is TICKETS and _present(data, "domains"):
-            found = self._company_by_domain(data["domains"])
-            if found:
-                data[key] = found
-        elif spec is ENDUSERS and _present(data, "email"):
-            # Without companyId Planhat tries the e-mail's domain (planhat-api.md).
-            found = self._company_by_domain([str(data["email"]).rpartition("@")[2]])
+        if existing is not None and _present(existing, key):
+            return
+        if spec in (ENDUSERS, TICKETS):  # placed by their e-mail (sandbox/contacts.py)
+            found = self.contacts.place(spec, data, lambda ref: self._company(ref, key))
             if found:
                 data[key] = found
 
@@ -145,14 +160,21 @@ class Tenant:
         """The record as it would be stored, or SandboxError / Skip."""
         if not isinstance(data, dict):
             raise SandboxError(400, f"{spec.singular}: expected a JSON object")
-        fields = {k: v for k, v in data.items() if k not in ("_id", "createdAt", "updatedAt")}
-        if spec is TICKETS and not _present({**(existing or {}), **fields}, "email"):
-            raise Skip  # tickets without an e-mail are silently dropped (planhat-api.md)
+        # What Planhat writes itself (its id, timestamps, computed fields) is not taken from
+        # the caller (connectors/planhat/generated.py); that it is ignored, not refused, is
+        # assumed.
+        fields = without_generated(spec.name, data)
+        if spec is TICKETS:
+            if not _present({**(existing or {}), **fields}, "email"):
+                raise Skip  # "Items without email will be silently dropped" (_tickets.md)
+            # A conversation whose type Planhat sets (planhat.com/developers/api/ticket); a
+            # type the caller sends is overwritten: assumed.
+            fields["type"] = "ticket"
         self._resolve_company(spec, fields, existing)
         if existing is None:
             if spec is ENDUSERS and not _present(fields, "companyId"):
-                raise Skip  # Planhat silently ignores an enduser it can't place
-            doc: Doc = {"_id": new_object_id(), **fields, "createdAt": now_iso()}
+                raise Skip  # ignored (help.planhat.com/en/articles/9586991)
+            doc: Doc = {"_id": new_object_id(), **fields}
             self._check_required(spec, doc)
         else:
             doc = {**existing, **fields}
@@ -160,18 +182,39 @@ class Tenant:
                 doc["custom"] = {**existing["custom"], **fields["custom"]}
         self._check_values(spec, doc)
         self._check_unique(spec, doc)
-        # Planhat bumps updatedAt on every write, even one that changes nothing.
-        doc["updatedAt"] = now_iso()
+        stamp(spec, doc, existing, now_iso())
         return doc
 
+    def _save(self, spec: ModelSpec, doc: Doc) -> None:
+        """Store a prepared record, and what Planhat does after such a write."""
+        self.store.save(_home(spec), doc)
+        if spec is ENDUSERS:
+            self.contacts.fill_domains(doc, now_iso())
+        if spec is TICKETS:
+            self._ticket_enduser(doc)
+
+    def _ticket_enduser(self, ticket: Doc) -> None:
+        """A ticket may create its enduser: "If the email of a ticket doesn't match any user
+        in Planhat, but there is enough information to create a new user, then Planhat will
+        create a new user, link it to the corresponding customer" (planhat/docs
+        source/includes/_tickets.md). Enough information is taken to be a company."""
+        if not _present(ticket, "companyId") or self.store.endusers_by_email(str(ticket["email"])):
+            return
+        data = {"email": ticket["email"], "companyId": ticket["companyId"]}
+        try:
+            self._save(ENDUSERS, self._prepare(ENDUSERS, data, existing=None))
+        except (Skip, SandboxError):
+            return
+
     def _check_unique(self, spec: ModelSpec, doc: Doc) -> None:
+        home = _home(spec).name
         if _present(doc, "sourceId"):
-            other = self.store.by_source_id(spec.name, str(doc["sourceId"]))
+            other = self.store.by_source_id(home, str(doc["sourceId"]))
             if other is not None and other["_id"] != doc["_id"]:
                 raise SandboxError(400, f"{spec.singular}: sourceId {doc['sourceId']!r} is taken")
         if _present(doc, spec.external_key):
             company = str(doc.get(spec.company_key) or "") if spec.company_key else ""
-            other = self.store.by_external_id(spec.name, str(doc[spec.external_key]), company)
+            other = self.store.by_external_id(home, str(doc[spec.external_key]), company)
             if other is not None and other["_id"] != doc["_id"]:
                 raise SandboxError(
                     400, f"{spec.singular}: {spec.external_key} {doc[spec.external_key]!r} is taken"
@@ -183,9 +226,11 @@ class Tenant:
         try:
             doc = self._prepare(spec, data, existing=None)
         except Skip:
+            # A single create Planhat would ignore: a 400 here is assumed (the sources
+            # describe only the silence of a bulk upsert).
             raise SandboxError(400, f"{spec.singular}: missing required field companyId") from None
-        self.store.save(spec, doc)
-        return doc
+        self._save(spec, doc)
+        return Derived(self.store).show(spec, doc)
 
     def update(self, spec: ModelSpec, ref: str, data: Any) -> Doc:
         existing = self.get(spec, ref)
@@ -193,12 +238,12 @@ class Tenant:
             doc = self._prepare(spec, data, existing=existing)
         except Skip:
             raise SandboxError(400, f"{spec.singular}: missing required field email") from None
-        self.store.save(spec, doc)
-        return doc
+        self._save(spec, doc)
+        return Derived(self.store).show(spec, doc)
 
     def delete(self, spec: ModelSpec, ref: str) -> dict[str, int]:
         doc = self.get(spec, ref)
-        self.store.remove(spec, doc["_id"])
+        self.store.remove(_home(spec), doc["_id"])
         return {"n": 1, "ok": 1, "deletedCount": 1}
 
     def list(
@@ -211,7 +256,12 @@ class Tenant:
         select: Sequence[str] | None,
         company_refs: Sequence[str] | None,
     ) -> list[Doc]:
-        docs: Iterable[Doc] = self.store.docs(spec.name)
+        docs: Iterable[Doc] = self.store.docs(_home(spec).name)
+        if spec is TICKETS:
+            docs = [doc for doc in docs if _mine(spec, doc)]
+        derived = Derived(self.store)
+        if sort and sort.lstrip("-") in generated_fields(spec.name):
+            docs = [derived.show(spec, doc) for doc in docs]  # sorted by a computed field
         if company_refs and spec.company_key:
             key = spec.company_key
             wanted = {self._company(ref, key) for ref in company_refs}
@@ -222,7 +272,7 @@ class Tenant:
             absent = [d for d in docs if d.get(field) is None]
             present.sort(key=lambda d: _sort_key(d[field]), reverse=sort.startswith("-"))
             docs = present + absent
-        page = list(docs)[offset : offset + limit]
+        page = [derived.show(spec, doc) for doc in list(docs)[offset : offset + limit]]
         if select:
             fields = {"_id", *select}
             page = [{k: v for k, v in doc.items() if k in fields} for doc in page]
@@ -232,6 +282,8 @@ class Tenant:
 
     def bulk_upsert(self, spec: ModelSpec, items: Any) -> tuple[int, dict[str, Any]]:
         """``PUT /<model>`` with an array: (status, Planhat's answer)."""
+        if spec is TICKETS and isinstance(items, dict):
+            items = [items]  # "either a single JSON object, or an array" (_tickets.md)
         if not isinstance(items, list):
             raise SandboxError(400, "bulk upsert expects a JSON array of objects")
         if len(items) > MAX_BULK_ITEMS:
@@ -263,7 +315,7 @@ class Tenant:
                 errors = "createdErrors" if existing is None else "updatedErrors"
                 answer[errors].append({**keys, "message": error.message})
                 continue
-            self.store.save(spec, doc)
+            self._save(spec, doc)
             if existing is None:
                 answer["created"] += 1
                 answer["insertsKeys"].append({**keys, "_id": doc["_id"]})
@@ -282,13 +334,14 @@ class Tenant:
         """Planhat's order: ``_id``, then ``sourceId``, then the external id."""
         if not isinstance(item, dict):
             return None
+        home = _home(spec).name  # a ticket's keys are its conversation's: assumed
         if _present(item, "_id"):
-            doc = self.store.by_id(spec.name, str(item["_id"]))
+            doc = self.store.by_id(home, str(item["_id"]))
             if doc is None:
                 raise SandboxError(400, f"{spec.singular}: no record with _id {item['_id']!r}")
             return doc
         if _present(item, "sourceId"):
-            doc = self.store.by_source_id(spec.name, str(item["sourceId"]))
+            doc = self.store.by_source_id(home, str(item["sourceId"]))
             if doc is not None:
                 return doc
         if _present(item, spec.external_key):
@@ -297,12 +350,18 @@ class Tenant:
                 company = None
                 if _present(item, spec.company_key):
                     company = self._company(item[spec.company_key], spec.company_key)
-            return self.store.by_external_id(spec.name, str(item[spec.external_key]), company)
+            doc = self.store.by_external_id(home, str(item[spec.external_key]), company)
+            if doc is not None:
+                return doc
+        if spec is ENDUSERS:
+            # Last, the e-mail, when one enduser has it (support.planhat.com/en/articles/8146372:
+            # "Keyable (if unique)"); that it comes after the other keys is assumed.
+            return self.contacts.enduser_by_email(item.get("email"))
         return None
 
 
 def _same(before: Doc, after: Doc) -> bool:
-    ignore = ("updatedAt",)
+    ignore = ("updatedAt", "lastUpdated")
     return {k: v for k, v in before.items() if k not in ignore} == {
         k: v for k, v in after.items() if k not in ignore
     }
