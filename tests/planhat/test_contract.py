@@ -230,6 +230,21 @@ def test_an_enduser_email_is_a_key_when_unique(planhat: Target) -> None:
     assert [(e["email"], e.get("lastName")) for e in endusers] == [(email, "Lovelace")]
 
 
+def test_an_enduser_with_a_source_id_of_its_own_is_another_enduser(planhat: Target) -> None:
+    # support.planhat.com/en/articles/8146372: endusers may share an e-mail "provided
+    # externalId or sourceId is unique"; that the e-mail is then not tried is assumed
+    client = planhat.client
+    company = planhat.company()
+    email = f"bo@{_domain(planhat, 'twin')}"
+    twins = [{"sourceId": planhat.tag(f"twin-{n}"), "email": email, "companyId": company}
+             for n in (1, 2)]  # fmt: skip
+
+    results = [client.bulk_upsert("endusers", [twin])[0] for twin in twins]
+
+    assert len(_endusers_of(planhat, company)) == 2
+    assert [r.outcome for r in results] == [Outcome.CREATED] * 2
+
+
 def test_an_enduser_without_company_goes_to_its_domains_company_or_nowhere(
     planhat: Target,
 ) -> None:

@@ -60,17 +60,21 @@ def test_an_email_two_endusers_share_is_no_key(api: httpx.Client) -> None:
     assert len(endusers_with(api, "ada@acme.com")) == 3
 
 
-def test_the_email_is_the_last_key_tried(api: httpx.Client) -> None:
-    # assumed: after _id, sourceId and externalId found nothing (the order of the others
-    # is itself an inference, audit row 10), the e-mail of one enduser matches it
+@pytest.mark.parametrize("key", ["sourceId", "externalId"])
+def test_an_enduser_with_a_key_of_its_own_is_another_enduser_with_that_email(
+    api: httpx.Client, key: str
+) -> None:
+    # support.planhat.com/en/articles/8146372: endusers may share an e-mail "provided
+    # externalId or sourceId is unique"; that the e-mail is then not tried is assumed
     company_without_source_id(api, "acme")
-    create(api, "endusers", {"sourceId": "u1", "email": "ada@acme.com", "companyId": "extid-acme"})
+    create(api, "endusers", {key: "u1", "email": "ada@acme.com", "companyId": "extid-acme"})
 
-    answer = upsert(api, "endusers", [{"sourceId": "u2", "email": "ada@acme.com"}])
+    answer = upsert(
+        api, "endusers", [{key: "u2", "email": "ada@acme.com", "companyId": "extid-acme"}]
+    )
 
-    assert (answer["created"], answer["updated"]) == (0, 1)
-    [ada] = endusers_with(api, "ada@acme.com")
-    assert ada["sourceId"] == "u2"
+    assert (answer["created"], answer["updated"]) == (1, 0)
+    assert sorted(e[key] for e in endusers_with(api, "ada@acme.com")) == ["u1", "u2"]
 
 
 def test_an_enduser_is_placed_by_company_external_id(api: httpx.Client) -> None:

@@ -1,7 +1,9 @@
 """Endusers and tickets: how Planhat finds their company, and what their e-mail does.
 
 - An enduser's e-mail is "Keyable (if unique)" (support.planhat.com/en/articles/8146372):
-  a bulk upsert naming the e-mail of exactly one enduser updates it.
+  a bulk upsert item that names no other key and the e-mail of exactly one enduser updates
+  it. Endusers may share an e-mail "provided externalId or sourceId is unique" (ibid.), so
+  an item with a sourceId or externalId of its own is another enduser.
 - Without ``companyId``, an enduser is placed by ``companyExternalId``, else by its e-mail's
   domain; "If an End User cannot be mapped to a Company in any way, then it will not be
   saved and instead the request is ignored" (help.planhat.com/en/articles/9586991;

@@ -353,9 +353,11 @@ class Tenant:
             doc = self.store.by_external_id(home, str(item[spec.external_key]), company)
             if doc is not None:
                 return doc
-        if spec is ENDUSERS:
-            # Last, the e-mail, when one enduser has it (support.planhat.com/en/articles/8146372:
-            # "Keyable (if unique)"); that it comes after the other keys is assumed.
+        own_key = _present(item, "sourceId") or _present(item, spec.external_key)
+        if spec is ENDUSERS and not own_key:
+            # The e-mail, when one enduser has it and the item names no key of its own:
+            # e-mail is "Keyable (if unique)", and endusers may share an e-mail "provided
+            # externalId or sourceId is unique" (support.planhat.com/en/articles/8146372).
             return self.contacts.enduser_by_email(item.get("email"))
         return None
 
