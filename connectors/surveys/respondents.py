@@ -1,17 +1,27 @@
 """Survey respondents → the enduser and company their NPS belongs on, just before it is sent.
 
-An NPS record from a survey names its respondent by e-mail only (connectors/surveys.py).
-Planhat links nothing by e-mail in a bulk upsert, and an enduser created without a company
-is silently dropped when no company has its domain (planhat-api.md), so planhat-sync
-links the record itself, from a directory of the tenant: endusers by e-mail, companies by
-domain (both read with ``select``, a page a call, cached per connection). It is a prepare
-hook (``connectors/source.py``) the survey sources declare for ``nps``: the flush runs it
-on every NPS batch just before sending, whatever source queued the records.
+An NPS record from a survey names its respondent by e-mail only (connectors/surveys). The
+link leans on what Planhat does with endusers (sources in
+``connectors/planhat/sandbox/contacts.py``): an e-mail that one enduser has is a key of a
+bulk upsert, and an enduser sent without a company goes to the company whose ``domains``
+hold its e-mail's domain, or is silently ignored. It is a prepare hook
+(``connectors/source.py``) the survey sources declare for ``nps``: the flush runs it on every
+NPS batch just before sending, whatever source queued the records.
 
-- an enduser with that e-mail exists: the NPS gets its ``euId`` and its company's ``cId``;
-- else the company whose ``domains`` hold the e-mail's domain, else the connection's
-  fallback company, gets a new enduser (one bulk upsert for the batch), then the NPS;
-- else the NPS is a dead letter that says which e-mail and domain found no company.
+- A respondent in the directory (endusers by e-mail, read with ``select`` a page a call and
+  cached per connection) is linked at once: the NPS gets their ``euId`` and their
+  company's ``cId``.
+- The others are sent as endusers by e-mail alone, in one bulk upsert: Planhat updates
+  the one enduser that has the e-mail, places a new one by its domain, or ignores it.
+  Those it ignored and whose record names a fallback company are sent again on it.
+- After each upsert, the endusers written last are read back in one call
+  (``sort=-updatedAt``: Planhat bumps ``updatedAt`` on every write) into the directory.
+- A respondent still without an enduser waits (its company may be on its way), then is a
+  dead letter that says which e-mail and domain found no company.
+
+Planhat decides the company when the enduser is written, so no copy of the companies'
+domains can be stale, and the e-mail key makes every write safe to repeat: a respondent is
+one enduser however often its NPS is retried.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 
 import structlog
 
+from connectors.planhat.bulk import Outcome
 from connectors.planhat.client import PlanhatClient
 from connectors.source import PrepareContext, Prepared, PrepareHook
 from connectors.surveys import FALLBACK_COMPANY
@@ -33,15 +44,20 @@ log = structlog.get_logger(__name__)
 # The survey sources: each has a ``fallback_company`` option.
 FALLBACK_SOURCES = ("typeform", "surveymonkey")
 TTL = 300.0  # seconds a directory serves before it is read again
-FRESH = 30.0  # a directory younger than this is not re-read for an unknown e-mail
 PAGE = 2000
+SELECT = ["_id", "email", "companyId"]
 
 
 @dataclass(slots=True)
 class Directory:
     endusers: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # e-mail → ids
-    companies: dict[str, str] = field(default_factory=dict)  # domain → company _id
     loaded_at: float = 0.0
+    pages: int = 0  # calls the read took
+
+    def linked(self, email: str) -> tuple[str, str] | None:
+        """The enduser ``_id`` and company ``_id`` of this e-mail, if both are known."""
+        known = self.endusers.get(email)
+        return (known[0], known[1]) if known and known[1] else None
 
 
 # Takes one call's worth of the connection's rate budget, or raises ``NoBudget``.
@@ -57,23 +73,12 @@ class Directories:
         self._cache: dict[str, Directory] = {}
         self._lock = threading.Lock()
 
-    def get(
-        self,
-        connection: str,
-        planhat: PlanhatClient,
-        budget: Budget,
-        emails: Sequence[str],
-        *,
-        refresh: bool = False,
-    ) -> Directory:
-        """The connection's directory; read again when older than the TTL, when it does not
-        know an e-mail and is older than ``FRESH``, or when ``refresh``."""
+    def get(self, connection: str, planhat: PlanhatClient, budget: Budget) -> Directory:
+        """The connection's directory, read again when older than the TTL. Respondents it
+        does not know need no fresher copy: writing them asks Planhat (``link``)."""
         with self._lock:
             directory = self._cache.get(connection)
-        age = self._clock() - directory.loaded_at if directory else None
-        unknown = directory is not None and any(e not in directory.endusers for e in emails)
-        stale = age is None or age > self._ttl or (unknown and age > FRESH)
-        if directory is None or stale or refresh:
+        if directory is None or self._clock() - directory.loaded_at > self._ttl:
             directory = _read(planhat, budget)
             directory.loaded_at = self._clock()
             with self._lock:
@@ -81,31 +86,28 @@ class Directories:
         return directory
 
 
-def _pages(planhat: PlanhatClient, budget: Budget, model: str, select: list[str]) -> list[Any]:
-    records: list[Any] = []
-    while True:
-        budget()
-        page = planhat.list_page(model, limit=PAGE, offset=len(records), select=select)
-        records.extend(page)
-        if len(page) < PAGE:
-            return records
-
-
 def _read(planhat: PlanhatClient, budget: Budget) -> Directory:
     directory = Directory()
-    for company in _pages(planhat, budget, "companies", ["_id", "domains"]):
-        for domain in company.get("domains") or []:
-            directory.companies.setdefault(str(domain).lower().strip(), company["_id"])
-    for enduser in _pages(planhat, budget, "endusers", ["_id", "email", "companyId"]):
-        if enduser.get("email"):
-            email = str(enduser["email"]).lower().strip()
-            directory.endusers.setdefault(email, (enduser["_id"], enduser.get("companyId")))
-    log.info("respondents.directory", companies=len(directory.companies),
-             endusers=len(directory.endusers))  # fmt: skip
-    return directory
+    offset = 0
+    while True:
+        budget()
+        page = planhat.list_page("endusers", limit=PAGE, offset=offset, select=SELECT)
+        directory.pages += 1
+        for enduser in page:
+            if enduser.get("email"):
+                email = _normal(enduser["email"])
+                directory.endusers.setdefault(email, (enduser["_id"], enduser.get("companyId")))
+        offset += len(page)
+        if len(page) < PAGE:
+            log.info("respondents.directory", endusers=len(directory.endusers))
+            return directory
 
 
-def needs_linking(model: str, fields: dict[str, Any]) -> bool:
+def _normal(email: Any) -> str:
+    return str(email).lower().strip()
+
+
+def needs_linking(model: str, fields: Mapping[str, Any]) -> bool:
     """An NPS record that names its respondent by e-mail and no company."""
     return model == "nps" and bool(fields.get("email")) and not fields.get("cId")
 
@@ -115,24 +117,29 @@ class Linked:
     records: list[dict[str, Any]]  # to send, in the order given
     refused: dict[int, str]  # index → why it cannot be linked (a dead letter)
     unknown: dict[int, str]  # index → no company has its domain (yet): it waits
-    created: int  # endusers created
+    created: int  # respondents Planhat now has an enduser for
+    calls: int = 0  # Planhat calls made
 
 
-def _company_for(directory: Directory, email: str, fallback: str | None) -> str | None:
-    return directory.companies.get(email.rpartition("@")[2]) or fallback
-
-
-def unresolved(
-    directory: Directory, records: Sequence[dict[str, Any]], fallbacks: Sequence[str | None]
-) -> bool:
-    """Whether some record has neither an enduser nor a company in ``directory``."""
-    for record, fallback in zip(records, fallbacks, strict=True):
-        if needs_linking("nps", record):
-            email = str(record["email"]).lower().strip()
-            known = directory.endusers.get(email)
-            if not (known and known[1]) and not _company_for(directory, email, fallback):
-                return True
-    return False
+def _write(
+    planhat: PlanhatClient,
+    budget: Budget,
+    directory: Directory,
+    endusers: list[dict[str, Any]],
+    refused: dict[str, str],
+) -> None:
+    """Upsert ``endusers`` (keyed by e-mail), then read back the endusers written last."""
+    budget()
+    for enduser, result in zip(endusers, planhat.bulk_upsert("endusers", endusers), strict=True):
+        if result.outcome is Outcome.REJECTED:
+            email, said = enduser["email"], result.message or result.outcome
+            refused[email] = f"Planhat did not create the enduser {email}: {said}"
+    budget()
+    wanted = {enduser["email"] for enduser in endusers}
+    for written in planhat.list_page("endusers", limit=PAGE, sort="-updatedAt", select=SELECT):
+        email = _normal(written.get("email") or "")
+        if email in wanted:
+            directory.endusers[email] = (written["_id"], written.get("companyId"))
 
 
 def link(
@@ -142,24 +149,38 @@ def link(
     records: Sequence[dict[str, Any]],
     fallbacks: Sequence[str | None],
 ) -> Linked:
-    """Give each NPS record that needs it its ``euId`` and ``cId``, creating the endusers
-    that are missing first (one bulk upsert). ``fallbacks``: each record's fallback
-    company (its ``~fallbackCompany`` hint), if any."""
+    """Give each NPS record that needs it its ``euId`` and ``cId``, having Planhat make the
+    endusers that are missing first. ``fallbacks``: each record's fallback company (its
+    ``~fallbackCompany`` hint), if any."""
+    missing: dict[str, str | None] = {}  # e-mail → the fallback company of its first record
+    for index, record in enumerate(records):
+        email = _normal(record.get("email"))
+        if needs_linking("nps", record) and directory.linked(email) is None:
+            missing.setdefault(email, fallbacks[index])
+    why: dict[str, str] = {}  # e-mail → why Planhat refused its enduser
+    calls = 0
+    if missing:
+        _write(planhat, budget, directory, [{"email": e} for e in missing], why)
+        calls += 2
+        on_fallback = [
+            {"email": e, "companyId": fallback}
+            for e, fallback in missing.items()
+            if fallback and e not in why and directory.linked(e) is None
+        ]
+        if on_fallback:
+            _write(planhat, budget, directory, on_fallback, why)
+            calls += 2
     refused: dict[int, str] = {}
     unknown: dict[int, str] = {}
-    to_create: dict[str, str] = {}  # e-mail → company reference
+    linked = []
     for index, record in enumerate(records):
-        if not needs_linking("nps", record):
-            continue
-        email = str(record["email"]).lower().strip()
-        known = directory.endusers.get(email)
-        if known and known[1]:
-            continue
-        domain = email.rpartition("@")[2]
-        company = _company_for(directory, email, fallbacks[index])
-        if company:
-            to_create.setdefault(email, company)
-        else:
+        email = _normal(record.get("email"))
+        found = directory.linked(email) if needs_linking("nps", record) else None
+        if found is not None:
+            record = {**record, "euId": found[0], "cId": found[1]}
+        elif email in why:
+            refused[index] = why[email]
+        elif needs_linking("nps", record):
             source = record.get("source")
             remedy = (
                 f"set {source}.fallback_company"
@@ -168,38 +189,12 @@ def link(
             )
             unknown[index] = (
                 f"no Planhat enduser has the e-mail {email} and no company has the domain "
-                f"{domain}; add the domain to its company in Planhat, or {remedy}, then "
-                "retry this dead letter"
+                f"{email.rpartition('@')[2]}; add the domain to its company in Planhat, or "
+                f"{remedy}, then retry this dead letter"
             )
-    created = 0
-    if to_create:
-        budget()
-        emails = list(to_create)
-        results = planhat.bulk_upsert(
-            "endusers",
-            [
-                {"sourceId": f"respondent-{e}", "email": e, "companyId": to_create[e]}
-                for e in emails
-            ],
-        )
-        for email, result in zip(emails, results, strict=True):
-            if result.ok and result.id:
-                directory.endusers[email] = (result.id, to_create[email])
-                created += 1
-            else:
-                said = result.message or result.outcome
-                why = f"Planhat did not create the enduser {email}: {said}"
-                for index, record in enumerate(records):
-                    same = str(record.get("email", "")).lower().strip() == email
-                    if same and needs_linking("nps", record):
-                        refused[index] = why
-    linked = []
-    for index, record in enumerate(records):
-        if index not in refused and index not in unknown and needs_linking("nps", record):
-            enduser_id, company = directory.endusers[str(record["email"]).lower().strip()]
-            record = {**record, "euId": enduser_id, "cId": company}
         linked.append(dict(record))
-    return Linked(records=linked, refused=refused, unknown=unknown, created=created)
+    created = sum(1 for email in missing if directory.linked(email) is not None)
+    return Linked(records=linked, refused=refused, unknown=unknown, created=created, calls=calls)
 
 
 class LinkRespondents:
@@ -216,26 +211,19 @@ class LinkRespondents:
         fields: Sequence[Mapping[str, Any]],
         records: Sequence[dict[str, Any]],
     ) -> Prepared:
-        emails = [str(r["email"]).lower().strip() for r in records if needs_linking("nps", r)]
-        if not emails:
+        if not any(needs_linking("nps", record) for record in records):
             return Prepared(records=list(records))
         directories = context.memo.setdefault("respondents", Directories(self._ttl, self._clock))
         started = self._clock()
-        directory = directories.get(
-            context.connection, context.planhat, context.take_budget, emails
-        )
+        directory = directories.get(context.connection, context.planhat, context.take_budget)
+        read = directory.pages if directory.loaded_at >= started else 0
         fallbacks = [item.get(FALLBACK_COMPANY) for item in fields]
-        if directory.loaded_at < started and unresolved(directory, records, fallbacks):
-            # Never set a record aside on a directory read before its company was written.
-            directory = directories.get(
-                context.connection, context.planhat, context.take_budget, emails, refresh=True
-            )
         linked = link(directory, context.planhat, context.take_budget, records, fallbacks)
         return Prepared(
             records=linked.records,
             refused=linked.refused,
             waiting=linked.unknown,
-            calls=1 if linked.created else 0,
+            calls=read + linked.calls,
         )
 
 

@@ -16,6 +16,8 @@ from tests.planhat.sandbox_http import (
 
 
 def test_tickets_are_bulk_only(api: httpx.Client) -> None:
+    # docs.planhat.com (Ticket: BulkUpsert, Get list, Delete only); planhat/docs
+    # source/includes/_tickets.md
     acme = company_without_source_id(api, "acme")
     ticket = {"sourceId": "t1", "email": "ada@acme.com", "companyId": "extid-acme", "title": "T"}
 
@@ -33,6 +35,7 @@ def test_tickets_are_bulk_only(api: httpx.Client) -> None:
 
 
 def test_a_ticket_without_email_is_silently_dropped(api: httpx.Client) -> None:
+    # planhat/docs source/includes/_tickets.md: "Items without email will be silently dropped"
     company_without_source_id(api, "acme")
 
     response = api.put("/tickets", json=[{"sourceId": "t1", "companyId": "extid-acme"}])
@@ -56,6 +59,8 @@ def test_custom_fields_have_no_bulk_upsert(api: httpx.Client) -> None:
 def test_an_enduser_without_company_is_placed_by_its_email_domain(
     api: httpx.Client, write: str
 ) -> None:
+    # planhat.com/developers/api/enduser: without companyId, "Planhat will auto-assign the
+    # new end user to the company using domain matching"
     company_without_source_id(api, "other", domains=["other.com"])
     acme = company_without_source_id(api, "acme", domains=["acme.com"])
     enduser = {"sourceId": "u1", "email": "ada@Acme.com"}
@@ -69,6 +74,8 @@ def test_an_enduser_without_company_is_placed_by_its_email_domain(
 
 
 def test_an_enduser_no_company_can_take_is_silently_ignored(api: httpx.Client) -> None:
+    # help.planhat.com/en/articles/9586991: "it will not be saved and instead the request is
+    # ignored"
     company_without_source_id(api, "acme", domains=["acme.com"])
 
     response = api.put("/endusers", json=[{"sourceId": "u1", "email": "ada@elsewhere.com"}])

@@ -1,9 +1,10 @@
 """Survey NPS wait for what they need; they are never buried for want of patience.
 
 The survey respondent linking is a prepare hook: before an NPS batch is sent it reads
-Planhat's directory. A 429 to that read pauses every worker on the token (the shared Redis
-limiter) and costs no attempt; a company still on its way is waited for; a directory read
-before the company was written is read again before anything is set aside.
+Planhat's directory of endusers, and has Planhat make the missing ones. A 429 to that read
+pauses every worker on the token (the shared Redis limiter) and costs no attempt; a
+company still on its way is waited for; a company written after the directory was read
+takes its respondents (Planhat places them by domain when they are written).
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def storm(surveys: Surveys, seconds: float) -> None:
     answer.raise_for_status()
 
 
-def test_a_directory_read_before_the_company_was_written_is_read_again(tmp_path: Path) -> None:
+def test_a_company_written_after_the_directory_was_read_takes_its_respondents(
+    tmp_path: Path,
+) -> None:
     surveys = Surveys(tmp_path)
     try:
         # given: the directory was read (for Ada) before Globex was created

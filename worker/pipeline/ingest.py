@@ -8,6 +8,10 @@ The diff keeps three invariants (ARCHITECTURE.md):
 - no call without a difference: a change that leaves the record's fields as last pushed
   is dropped;
 - coalescing: one outbox row per record; changes merge into it, last writer wins per field.
+Fields Planhat writes itself (its id, timestamps, computed fields such as a license's
+``arr``: connectors/planhat/generated.py) are no content: they are left out before the
+diff, so they are never compared, queued, sent or remembered, and a record read back from
+Planhat and offered again is no change.
 The rules themselves are the pure ``merge`` (worker/pipeline/merge.py); here they meet rows.
 """
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
@@ -24,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connectors.change import Change, MappingError, RecordRejected
+from connectors.planhat.generated import generated_fields, without_generated
 from connectors.source import ThinEvents
 from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
@@ -244,6 +249,8 @@ def _apply(
 ) -> tuple[Verdict, OutboxItem | None]:
     """The diff rules on rows already loaded: ``merge`` decides, this applies its decision
     to the rows. Returns the verdict, and the pending row after."""
+    if not generated_fields(change.model).isdisjoint(change.fields):
+        change = replace(change, fields=without_generated(change.model, change.fields))
     decision = merge(pending_of(pending), pushed_of(state), change)
     raised = decision.pushed_version
     if state is not None and raised is not None and raised != state.version:

@@ -20,6 +20,9 @@ The rules (ARCHITECTURE.md, invariants 3 and 4):
 - **Changed and changed back.** If the merged write, laid over what was pushed, equals
   what was pushed, the pending write is undone and the pushed version rises to its.
 
+A change reaches ``merge`` without the fields Planhat writes itself (timestamps, computed
+fields: ``worker/pipeline/ingest.py`` leaves them out), so they never count as a difference.
+
 ``still_needed`` is the same check made again when a flush claims a pending write:
 something may have been pushed since the write was queued.
 """

@@ -169,7 +169,7 @@ class Sandbox:
         ref = request.path_params["ref"]
         if request.method == "GET":
             self._allow(request, spec, Operation.GET)
-            return JSONResponse(self.tenant.get(spec, ref))
+            return JSONResponse(self.tenant.read(spec, ref))
         if request.method == "PUT":
             self._allow(request, spec, Operation.UPDATE)
             return JSONResponse(self.tenant.update(spec, ref, await self._body(request)))
@@ -201,7 +201,7 @@ class Sandbox:
                 "by_route": dict(self.stats.by_route),
                 "rate_limited": self.stats.rate_limited,
                 "injected_failures": self.stats.injected_failures,
-                "records": {name: self.store.count(name) for name in MODELS},
+                "records": {name: self.tenant.count(spec) for name, spec in MODELS.items()},
             }
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 from connectors.planhat.models import MODELS, ModelSpec
 
 Doc = dict[str, Any]
+ENDUSERS = "endusers"
 
 
 class Store:
@@ -25,6 +26,8 @@ class Store:
         self._by_source: dict[str, dict[str, str]] = {name: {} for name in MODELS}
         # (company _id or "", external id) → _id; external ids are unique per company.
         self._by_external: dict[str, dict[tuple[str, str], str]] = {name: {} for name in MODELS}
+        # An enduser's e-mail, lower case → the endusers with it (e-mail is a key when unique).
+        self._by_email: dict[str, dict[str, None]] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -64,6 +67,11 @@ class Store:
             record_id = next((i for (_, e), i in table.items() if e == external_id), None)
         return None if record_id is None else self._docs[model][record_id]
 
+    def endusers_by_email(self, email: str) -> list[Doc]:
+        """The endusers with this e-mail, whatever its case."""
+        ids = self._by_email.get(email.strip().lower(), {})
+        return [self._docs[ENDUSERS][record_id] for record_id in ids]
+
     # --- writes -----------------------------------------------------------------------
 
     def save(self, spec: ModelSpec, doc: Doc) -> None:
@@ -102,6 +110,7 @@ class Store:
             for table in (self._docs, self._by_source, self._by_external):
                 for name in table:
                     table[name].clear()
+            self._by_email.clear()
             if self._db is not None:
                 self._db.execute("DELETE FROM records")
                 self._db.commit()
@@ -122,6 +131,8 @@ class Store:
         if doc.get(spec.external_key) not in (None, ""):
             company = str(doc.get(spec.company_key) or "") if spec.company_key else ""
             self._by_external[spec.name][(company, str(doc[spec.external_key]))] = doc["_id"]
+        if spec.name == ENDUSERS and isinstance(doc.get("email"), str) and doc["email"]:
+            self._by_email.setdefault(doc["email"].strip().lower(), {})[doc["_id"]] = None
 
     def _unindex(self, spec: ModelSpec, doc: Doc) -> None:
         self._docs[spec.name].pop(doc["_id"], None)
@@ -133,3 +144,8 @@ class Store:
         if doc.get(spec.external_key) not in (None, ""):
             company = str(doc.get(spec.company_key) or "") if spec.company_key else ""
             self._by_external[spec.name].pop((company, str(doc[spec.external_key])), None)
+        if spec.name == ENDUSERS and isinstance(doc.get("email"), str) and doc["email"]:
+            email = doc["email"].strip().lower()
+            self._by_email.get(email, {}).pop(doc["_id"], None)
+            if not self._by_email.get(email, True):
+                del self._by_email[email]
