@@ -195,19 +195,31 @@ class PlanhatClient:
         self, model: str, records: Sequence[Mapping[str, Any]], *, key_field: str
     ) -> builtins.list[RecordResult]:
         """Keyed upsert for models without bulk upsert (custom fields): update the record
-        its ``key_field`` names, or create it when Planhat has none. One result each."""
+        its ``key_field`` names, or create it when Planhat has none. One result each.
+
+        Custom fields have no externalId/sourceId and no ``extid-``/``srcid-`` forms
+        (https://www.planhat.com/developers/api/custom-field): they are found by ``name``
+        within their ``parent`` model, from one listing per call.
+        """
+        spec = self._spec(model, Operation.CREATE)
+        if key_field not in spec.key_fields:
+            raise ValueError(f"{model} records are keyed by {' or '.join(spec.key_fields)}")
+        by_name: dict[tuple[str, str], str] | None = None
         results: builtins.list[RecordResult] = []
         for index, record in enumerate(records):
-            key = record.get(key_field)
-            prefix = "srcid-" if key_field == "sourceId" else "extid-"
+            key = str(record.get(key_field) or "")
             fields = {k: v for k, v in record.items() if k != key_field}
             try:
-                try:
-                    done = self.update(model, f"{prefix}{key}", fields)
-                    outcome = Outcome.UPDATED
-                except NotFoundError:
-                    done = self.create(model, dict(record))
-                    outcome = Outcome.CREATED
+                if spec.name_key is not None:
+                    if by_name is None:
+                        by_name = self._ids_by_name(spec)
+                    scoped = (key, str(record.get(spec.name_key[1]) or ""))
+                    done, outcome = self._update_or_create(model, by_name.get(scoped), record)
+                    by_name[scoped] = str(done.get("_id") or "")
+                else:
+                    prefix = "srcid-" if key_field == "sourceId" else "extid-"
+                    ref = f"{prefix}{key}"
+                    done, outcome = self._update_or_create(model, ref, record, fields)
             except RejectedError as error:
                 results.append(
                     RecordResult(index=index, outcome=Outcome.REJECTED, message=error.message)
@@ -215,6 +227,31 @@ class PlanhatClient:
                 continue
             results.append(RecordResult(index=index, outcome=outcome, id=done.get("_id")))
         return results
+
+    def _update_or_create(
+        self,
+        model: str,
+        ref: str | None,
+        record: Mapping[str, Any],
+        fields: Mapping[str, Any] | None = None,
+    ) -> tuple[JSONObject, Outcome]:
+        if ref:
+            try:
+                done = self.update(model, ref, record if fields is None else fields)
+            except NotFoundError:
+                pass  # deleted meanwhile, or never there: create it
+            else:
+                return done, Outcome.UPDATED
+        return self.create(model, dict(record)), Outcome.CREATED
+
+    def _ids_by_name(self, spec: ModelSpec) -> dict[tuple[str, str], str]:
+        """(name, parent) → _id of every record of a model keyed by name."""
+        assert spec.name_key is not None
+        name, scope = spec.name_key
+        found: dict[tuple[str, str], str] = {}
+        for record in self.list(spec.name):
+            found.setdefault((str(record.get(name)), str(record.get(scope) or "")), record["_id"])
+        return found
 
     # --- plumbing ---------------------------------------------------------------------
 

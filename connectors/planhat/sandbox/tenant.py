@@ -56,7 +56,11 @@ class Tenant:
     # --- addressing -------------------------------------------------------------------
 
     def find(self, spec: ModelSpec, ref: str) -> Doc | None:
-        """A record by ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``."""
+        """A record by ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``; custom
+        fields have no externalId/sourceId, so only by ``_id`` (CF:
+        https://www.planhat.com/developers/api/custom-field)."""
+        if not spec.alt_keys:
+            return self.store.by_id(spec.name, ref)
         if ref.startswith("extid-"):
             company = "" if spec.company_key is None else None
             return self.store.by_external_id(spec.name, ref[6:], company)
@@ -165,6 +169,13 @@ class Tenant:
         return doc
 
     def _check_unique(self, spec: ModelSpec, doc: Doc) -> None:
+        # Uniqueness: sourceId per model, externalId per company (UQ:
+        # support.planhat.com/en/articles/8146372). That a clash is refused with 400 and
+        # this text ("… is taken") is assumed: no source says how Planhat answers it.
+        if spec.name_key is not None:
+            self._check_unique_name(spec, doc)
+        if not spec.alt_keys:
+            return
         if _present(doc, "sourceId"):
             other = self.store.by_source_id(spec.name, str(doc["sourceId"]))
             if other is not None and other["_id"] != doc["_id"]:
@@ -175,6 +186,21 @@ class Tenant:
             if other is not None and other["_id"] != doc["_id"]:
                 raise SandboxError(
                     400, f"{spec.singular}: {spec.external_key} {doc[spec.external_key]!r} is taken"
+                )
+
+    def _check_unique_name(self, spec: ModelSpec, doc: Doc) -> None:
+        """A custom field's name is unique within its parent model: records' ``custom``
+        objects are keyed by name (inference; the 400 and its text are assumed)."""
+        assert spec.name_key is not None
+        name, scope = spec.name_key
+        for other in self.store.docs(spec.name):
+            if other["_id"] != doc["_id"] and (other.get(name), other.get(scope)) == (
+                doc.get(name),
+                doc.get(scope),
+            ):
+                raise SandboxError(
+                    400,
+                    f"{spec.singular}: {doc.get(scope)} already has one named {doc.get(name)!r}",
                 )
 
     # --- single-record operations -----------------------------------------------------
