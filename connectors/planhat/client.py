@@ -103,9 +103,14 @@ class PlanhatClient:
         select: Sequence[str] | None = None,
         company_ids: Sequence[str] | None = None,
     ) -> list[JSONObject]:
-        """One page: ``GET /<model>?limit=&offset=`` (Planhat returns a bare array)."""
+        """One page: ``GET /<model>?limit=&offset=`` (Planhat returns a bare array).
+
+        ``limit`` is capped at the model's page size (2,000; 5,000 for companies: the most
+        Planhat returns, robocorp/robocorp-planhat ``src/planhat/client.py``): asking for
+        more would get a page that looks short, and a pager would stop early.
+        """
         spec = self._spec(model, Operation.LIST)
-        params: dict[str, str | int] = {"limit": limit or spec.page_size, "offset": offset}
+        params: dict[str, str | int] = {"limit": _page_limit(spec, limit), "offset": offset}
         if sort:
             params["sort"] = sort
         if select:
@@ -126,8 +131,9 @@ class PlanhatClient:
         select: Sequence[str] | None = None,
         company_ids: Sequence[str] | None = None,
     ) -> Iterator[JSONObject]:
-        """Every record, paging with limit/offset until a short page (there is no total)."""
-        limit = page_size or self._spec(model, Operation.LIST).page_size
+        """Every record, paging with limit/offset until a short page (there is no total).
+        Pages are at most the model's cap, whatever ``page_size`` asks."""
+        limit = _page_limit(self._spec(model, Operation.LIST), page_size)
         offset = 0
         while True:
             page = self.list_page(
@@ -337,6 +343,11 @@ class PlanhatClient:
         if not isinstance(body, dict):
             raise PlanhatError(f"expected a JSON object, got {body!r:.200}")
         return body
+
+
+def _page_limit(spec: ModelSpec, limit: int | None) -> int:
+    """``limit`` within 1 and the model's cap; none (or 0) is the cap."""
+    return max(1, min(limit or spec.page_size, spec.page_size))
 
 
 def _path(spec: ModelSpec, record_id: str) -> str:

@@ -38,8 +38,9 @@ class ModelSpec:
     # present to create a record (license: ``mrr`` or ``value``).
     required: tuple[tuple[str, ...], ...] = ()
     operations: frozenset[Operation] = ALL_OPERATIONS
-    # Planhat's list endpoint has no documented maximum limit; real clients page with 2,000
-    # (5,000 for companies), e.g. robocorp-planhat and cruds.
+    # The most records one list page holds, and the client's page size: 2,000, 5,000 for
+    # companies (robocorp/robocorp-planhat src/planhat/client.py: "the maximum number of
+    # objects allowed by the Planhat API (2000 for most, 5000 for companies)"; botpress).
     page_size: int = 2000
     # Whether Planhat knows ``sourceId`` and the external key for this model (and their
     # ``srcid-``/``extid-`` path forms). Custom fields have neither

@@ -3,6 +3,11 @@ custom fields keyed by name, unmatched keys, bulk answers, paging caps, rate lim
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
+import pytest
+
 from connectors.planhat.bulk import Outcome
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundSandbox
@@ -57,3 +62,47 @@ def test_upsert_each_reports_a_refused_custom_field_and_goes_on(client: PlanhatC
 
     assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.CREATED]
     assert "isHidden" in (results[0].message or "")
+
+
+# --- paging caps: never ask for more than Planhat returns -------------------------------
+
+
+def recording(pages: list[list[dict[str, Any]]]) -> tuple[PlanhatClient, list[httpx.Request]]:
+    """A client over a fake Planhat answering ``pages`` in turn (then empty pages)."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=pages.pop(0) if pages else [])
+
+    return PlanhatClient("t", transport=httpx.MockTransport(handle)), seen
+
+
+@pytest.mark.parametrize(("model", "cap"), [("companies", 5000), ("licenses", 2000)])
+def test_a_page_size_over_the_cap_is_asked_as_the_cap_and_paged(model: str, cap: int) -> None:
+    full = [{"_id": str(i)} for i in range(cap)]
+    client, seen = recording([full, full[:7]])
+
+    records = list(client.list(model, page_size=cap * 2))
+
+    assert len(records) == cap + 7  # a capped page is not mistaken for the last one
+    assert [(r.url.params["limit"], r.url.params["offset"]) for r in seen] == [
+        (str(cap), "0"),
+        (str(cap), str(cap)),
+    ]
+
+
+def test_one_page_never_asks_for_more_than_the_cap() -> None:
+    client, seen = recording([[]])
+
+    client.list_page("endusers", limit=10_000)
+
+    assert seen[0].url.params["limit"] == "2000"
+
+
+def test_the_client_pages_a_capped_sandbox_to_the_end(client: PlanhatClient) -> None:
+    client.bulk_upsert("companies", [{"sourceId": f"c{i}", "name": f"C{i}"} for i in range(5003)])
+
+    names = {c["name"] for c in client.list("companies", page_size=6000, select=["name"])}
+
+    assert len(names) == 5003

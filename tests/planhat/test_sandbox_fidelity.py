@@ -8,6 +8,7 @@ does.
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.planhat.sandbox_http import (
     MISSING_ID,
@@ -85,3 +86,20 @@ def test_a_time_entry_naming_a_missing_company_is_refused(api: httpx.Client) -> 
     entry = {"date": "2026-03-01", "hours": 2, "companyId": MISSING_ID}
 
     assert api.post("/timeentries", json=entry).status_code == 400
+
+
+# --- paging caps (robocorp/robocorp-planhat src/planhat/client.py; botpress) ------------
+
+
+@pytest.mark.parametrize(("model", "cap"), [("companies", 5000), ("projects", 2000)])
+def test_a_page_holds_at_most_the_models_cap(api: httpx.Client, model: str, cap: int) -> None:
+    company(api, "acme")
+    items = [{"name": f"R{i}", "companyId": "extid-acme"} for i in range(cap + 1)]
+    for start in range(0, len(items), 5000):
+        assert api.put(f"/{model}", json=items[start : start + 5000]).status_code == 200
+
+    page = listing(api, model, limit=cap + 1000)
+    rest = listing(api, model, limit=cap + 1000, offset=cap)
+
+    assert len(page) == cap
+    assert len(rest) == (2 if model == "companies" else 1)

@@ -88,7 +88,10 @@ def planhat(
     data: Annotated[
         str | None, typer.Option(help="JSON for create/update/upsert, or @FILE, or @-.")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="list: one page of this size.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="list: one page of this size (at most 2,000; 5,000 companies)."),
+    ] = None,
     offset: Annotated[int, typer.Option(help="list: skip this many records.")] = 0,
     sort: Annotated[str | None, typer.Option(help="list: field, or -field.")] = None,
     select: Annotated[str | None, typer.Option(help="list: fields, comma-separated.")] = None,

@@ -187,7 +187,10 @@ class Sandbox:
             raise SandboxError(400, "limit and offset must not be negative")
         return self.tenant.list(
             spec,
-            limit=limit,
+            # Planhat returns at most 2,000 records a page (5,000 companies): robocorp-planhat
+            # src/planhat/client.py, botpress integrations/planhat. That a larger limit is
+            # cut down rather than refused is assumed.
+            limit=min(limit, spec.page_size),
             offset=offset,
             sort=query.get("sort") or None,
             select=_csv(query.get("select")),
