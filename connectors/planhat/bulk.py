@@ -89,13 +89,17 @@ class Chunk:
     payload: list[Record] = field(default_factory=list)
     members: list[list[int]] = field(default_factory=list)
     size: int = 2  # bytes of the JSON array so far: "[" and "]"
-    keyless: int = 0  # items carrying no keyable
+    keyless: int = 0  # items carrying no sourceId or external id
     by_key: dict[Key, int] = field(default_factory=dict)
 
     @property
     def all_keyed(self) -> bool:
         """Whether resending this chunk is safe: every item is matched on a key, so a
-        replay updates instead of inserting twice."""
+        replay updates instead of inserting twice. An ``_id`` alone does not make it safe:
+        one that matches nothing creates a new record ("If the provided key doesn't match
+        any existing record, a new record will be created",
+        https://www.planhat.com/developers/api/bulk-upsert), under a new ``_id``
+        (assumed), so a replay would create another."""
         return self.keyless == 0
 
 
@@ -148,7 +152,7 @@ def plan_chunks(
             chunk = Chunk()
             chunks.append(chunk)
         position = len(chunk.payload)
-        chunk.keyless += not keys
+        chunk.keyless += not any(key[0] != "_id" for key in keys)
         chunk.payload.append(record)
         chunk.members.append([index])
         chunk.size += size

@@ -170,6 +170,12 @@ def test_chunk_is_all_keyed_only_when_every_record_has_a_keyable() -> None:
     assert not _one_chunk([{"sourceId": "a"}, {"name": "no key"}]).all_keyed
 
 
+def test_an_id_alone_does_not_make_a_chunk_safe_to_resend() -> None:
+    # an _id that matches nothing creates a record (bulk-upsert page): a replay, another
+    assert not _one_chunk([{"sourceId": "a"}, {"_id": "c" * 24, "mrr": 1}]).all_keyed
+    assert _one_chunk([{"_id": "c" * 24, "sourceId": "a"}]).all_keyed
+
+
 # --- answers ----------------------------------------------------------------------------
 
 

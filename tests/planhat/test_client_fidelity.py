@@ -106,3 +106,31 @@ def test_the_client_pages_a_capped_sandbox_to_the_end(client: PlanhatClient) -> 
     names = {c["name"] for c in client.list("companies", page_size=6000, select=["name"])}
 
     assert len(names) == 5003
+
+
+# --- unmatched keys: a new record (https://www.planhat.com/developers/api/bulk-upsert) ---
+
+MISSING_ID = "0" * 24
+
+
+def test_a_record_whose_id_matches_nothing_is_created(client: PlanhatClient) -> None:
+    results = client.bulk_upsert(
+        "companies",
+        [{"_id": MISSING_ID, "sourceId": "s1", "name": "One"}, {"_id": "f" * 24, "name": "Two"}],
+    )
+
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.CREATED]
+    assert {r.id for r in results} == {c["_id"] for c in client.list("companies")}
+    assert client.get("companies", "srcid-s1")["_id"] == results[0].id != MISSING_ID
+
+
+def test_a_record_whose_keys_match_nothing_is_created_not_rejected(client: PlanhatClient) -> None:
+    client.create("companies", {"name": "Acme", "externalId": "acme"})
+    record = {"sourceId": "l-new", "externalId": "nowhere", "companyId": "extid-acme"}
+
+    [result] = client.bulk_upsert(
+        "licenses", [{**record, "_currency": "USD", "fromDate": "2026-01-01", "mrr": 5}]
+    )
+
+    assert result.outcome is Outcome.CREATED
+    assert client.get("licenses", "srcid-l-new")["_id"] == result.id

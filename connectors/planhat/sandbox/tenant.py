@@ -305,14 +305,18 @@ class Tenant:
         return (206 if failed else 200), answer
 
     def _match(self, spec: ModelSpec, item: Any) -> Doc | None:
-        """Planhat's order: ``_id``, then ``sourceId``, then the external id."""
+        """Planhat's order: ``_id``, then ``sourceId``, then the external id (the order is
+        an inference from robocorp-planhat and the reference). A key that matches nothing
+        passes to the next; when none matches the item is inserted: "If the provided key
+        doesn't match any existing record, a new record will be created"
+        (https://www.planhat.com/developers/api/bulk-upsert). The new record gets a new
+        ``_id``, not the unmatched one sent (assumed)."""
         if not isinstance(item, dict):
             return None
         if _present(item, "_id"):
             doc = self.store.by_id(spec.name, str(item["_id"]))
-            if doc is None:
-                raise SandboxError(400, f"{spec.singular}: no record with _id {item['_id']!r}")
-            return doc
+            if doc is not None:
+                return doc
         if _present(item, "sourceId"):
             doc = self.store.by_source_id(spec.name, str(item["sourceId"]))
             if doc is not None:
