@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +20,9 @@ from connectors.planhat.bulk import (
     MAX_BULK_BYTES,
     MAX_BULK_ITEMS,
     Outcome,
+    ReadBack,
     RecordResult,
+    is_bulk_answer,
     plan_chunks,
     rejected_chunk,
     results_for_chunk,
@@ -182,18 +184,30 @@ class PlanhatClient:
         spec = self._spec(model, Operation.UPSERT)
         results: builtins.list[RecordResult] = []
         chunks = plan_chunks(spec, records, max_items=chunk_size, max_bytes=self._max_bulk_bytes)
+        read_back = self._read_back(spec)
         for chunk in chunks:
             try:
                 response = self._send(
-                    "PUT", f"/{spec.name}", body=chunk.payload, resend_safe=chunk.all_keyed
+                    "PUT",
+                    f"/{spec.name}",
+                    body=chunk.payload,
+                    resend_safe=chunk.all_keyed,
+                    # 400 and 403 answers carry the bulk answer (createdErrors/updatedErrors,
+                    # permissionErrors; a 403 may be partial: writes applied), per record.
+                    # https://www.planhat.com/developers/api/http-response-codes
+                    answered=BULK_ANSWER_STATUSES,
                 )
-            except RejectedError as error:
+            except RejectedError as error:  # a 400 without a bulk answer: all refused
                 results.extend(rejected_chunk(chunk, error.message))
                 continue
             answer = self._json(response)
             if not isinstance(answer, dict):
                 raise PlanhatError(f"unexpected bulk upsert answer: {answer!r:.200}")
-            results.extend(results_for_chunk(spec, chunk, answer))
+            results.extend(
+                results_for_chunk(
+                    spec, chunk, answer, status=response.status_code, read_back=read_back
+                )
+            )
         results.sort(key=lambda result: result.index)
         return results
 
@@ -259,6 +273,23 @@ class PlanhatClient:
             found.setdefault((str(record.get(name)), str(record.get(scope) or "")), record["_id"])
         return found
 
+    def _read_back(self, spec: ModelSpec) -> ReadBack | None:
+        """How a bulk answer that names only ``_id`` is tied to its records when counting
+        cannot: ``GET /<model>/<_id>`` for each record written (only then)."""
+        if not spec.supports(Operation.GET):
+            return None
+
+        def read(ids: Sequence[str]) -> dict[str, JSONObject]:
+            found: dict[str, JSONObject] = {}
+            for record_id in ids:
+                try:
+                    found[record_id] = self.get(spec.name, record_id)
+                except NotFoundError:
+                    continue
+            return found
+
+        return read
+
     # --- plumbing ---------------------------------------------------------------------
 
     @staticmethod
@@ -276,8 +307,10 @@ class PlanhatClient:
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         resend_safe: bool,
+        answered: Collection[int] = (),
     ) -> httpx.Response:
-        """One call, waiting out 429s and retrying what may be retried.
+        """One call, waiting out 429s and retrying what may be retried. A response whose
+        status is in ``answered`` and whose body is a bulk answer is returned, not raised.
 
         A 429 waits ``Retry-After`` and is not an attempt. A 5xx or timeout is retried with
         capped exponential backoff and jitter when ``resend_safe``; a request that never
@@ -297,6 +330,8 @@ class PlanhatClient:
             except httpx.TransportError as exc:
                 error = RetryableError(f"transport error: {exc!r}", method=method, url=path)
             elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            if error is not None and error.status_code in answered and _bulk_answer(response):
+                error = None
             if error is None:
                 log.debug("planhat.call", method=method, path=path, elapsed_ms=elapsed_ms)
                 return response
@@ -343,6 +378,16 @@ class PlanhatClient:
         if not isinstance(body, dict):
             raise PlanhatError(f"expected a JSON object, got {body!r:.200}")
         return body
+
+
+BULK_ANSWER_STATUSES = frozenset({400, 403})
+
+
+def _bulk_answer(response: httpx.Response) -> bool:
+    try:
+        return is_bulk_answer(response.json())
+    except ValueError:
+        return False
 
 
 def _page_limit(spec: ModelSpec, limit: int | None) -> int:

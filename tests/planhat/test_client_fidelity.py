@@ -10,6 +10,7 @@ import pytest
 
 from connectors.planhat.bulk import Outcome
 from connectors.planhat.client import PlanhatClient
+from connectors.planhat.errors import FatalError
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.conftest import sandbox_stats
 
@@ -134,3 +135,85 @@ def test_a_record_whose_keys_match_nothing_is_created_not_rejected(client: Planh
 
     assert result.outcome is Outcome.CREATED
     assert client.get("licenses", "srcid-l-new")["_id"] == result.id
+
+
+# --- bulk answers: 400 and 403 carry per-record results (http-response-codes page) -------
+
+
+def faults(sandbox: BackgroundSandbox, **settings: object) -> None:
+    httpx.post(f"{sandbox.url}/_sandbox/faults", json=settings).raise_for_status()
+
+
+def gets(sandbox: BackgroundSandbox, model: str) -> int:
+    routes = sandbox_stats(sandbox)["by_route"]
+    assert isinstance(routes, dict)
+    return int(routes.get(f"GET /{model}/:id", 0))
+
+
+def test_a_json_400_rejects_each_record_with_its_own_reason(client: PlanhatClient) -> None:
+    results = client.bulk_upsert("companies", [{"sourceId": "a"}, {"sourceId": "b", "phone": "1"}])
+
+    assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.REJECTED]
+    assert all("missing required field name" in (r.message or "") for r in results)
+
+
+def test_a_403_keeps_the_writes_it_applied_and_rejects_the_denied_ones(
+    client: PlanhatClient, sandbox: BackgroundSandbox
+) -> None:
+    client.bulk_upsert("companies", [{"sourceId": "old", "name": "Old"}])
+    faults(sandbox, deny={"companies": ["create"]})
+
+    results = client.bulk_upsert(
+        "companies", [{"sourceId": "old", "name": "Renamed"}, {"sourceId": "new", "name": "New"}]
+    )
+
+    assert [r.outcome for r in results] == [Outcome.UPDATED, Outcome.REJECTED]
+    assert results[0].id == client.get("companies", "srcid-old")["_id"]
+    assert (results[1].message or "").startswith("permission denied: ")
+    assert [c["name"] for c in client.list("companies")] == ["Renamed"]
+
+
+def test_a_403_without_a_bulk_answer_is_still_fatal(
+    client: PlanhatClient, sandbox: BackgroundSandbox
+) -> None:
+    faults(sandbox, deny={"companies": ["create"]})
+
+    with pytest.raises(FatalError, match="denied permission"):
+        client.create("companies", {"name": "A"})
+
+
+def test_inserts_keys_with_only_an_id_are_tied_in_order_when_nothing_else_is_left(
+    client: PlanhatClient, sandbox: BackgroundSandbox
+) -> None:
+    faults(sandbox, inserts_keys="id")
+    records = [{"externalId": f"e{i}", "name": f"C{i}"} for i in range(3)]
+
+    results = client.bulk_upsert("companies", records)
+
+    assert [r.outcome for r in results] == [Outcome.CREATED] * 3
+    assert [r.id for r in results] == [
+        client.get("companies", f"extid-e{i}")["_id"] for i in range(3)
+    ]
+    assert gets(sandbox, "companies") == 3  # only the three checks above: no read-back
+
+
+def test_inserts_keys_with_only_an_id_beside_a_dropped_record_are_read_back(
+    client: PlanhatClient, sandbox: BackgroundSandbox
+) -> None:
+    # given endusers whose insertsKeys name only _id, and one Planhat silently drops
+    client.create("companies", {"name": "Acme", "externalId": "acme"})
+    faults(sandbox, inserts_keys="id")
+    records = [
+        {"sourceId": "u1", "email": "ada@acme.com", "companyId": "extid-acme"},
+        {"sourceId": "u2", "email": "bob@nowhere.example"},  # no company: dropped
+        {"sourceId": "u3", "email": "cy@acme.com", "companyId": "extid-acme"},
+    ]
+
+    # when
+    results = client.bulk_upsert("endusers", records)
+
+    # then the two written are told apart from the dropped one by reading them back
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.IGNORED, Outcome.CREATED]
+    assert gets(sandbox, "endusers") == 2
+    assert results[0].id == client.get("endusers", "srcid-u1")["_id"]
+    assert results[2].id == client.get("endusers", "srcid-u3")["_id"]

@@ -95,7 +95,7 @@ def test_bulk_upsert_tries_source_id_before_another_records_external_id(
     response = api.put("/companies", json=[{"sourceId": "src-a", "externalId": "b", "name": "X"}])
 
     answer = response.json()
-    assert response.status_code == 206
+    assert response.status_code == 400  # nothing written: not a partial success
     assert (answer["created"], answer["createdErrors"]) == (0, [])
     [error] = answer["updatedErrors"]
     assert "externalId" in error["message"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.planhat.sandbox_http import (
+    BULK_ANSWER_KEYS,
     MISSING_ID,
     company,
     create,
@@ -103,3 +105,105 @@ def test_a_page_holds_at_most_the_models_cap(api: httpx.Client, model: str, cap:
 
     assert len(page) == cap
     assert len(rest) == (2 if model == "companies" else 1)
+
+
+# --- bulk answers (https://www.planhat.com/developers/api/http-response-codes) -----------
+
+
+def faults(api: httpx.Client, **settings: object) -> None:
+    api.post("/_sandbox/faults", json=settings).raise_for_status()
+
+
+def test_a_bulk_upsert_where_every_item_fails_is_a_json_400(api: httpx.Client) -> None:
+    # 206 is "some operations were successful"; with none, the payload is bad: 400, its
+    # errors in createdErrors/updatedErrors (an inference from the page).
+    response = api.put("/companies", json=[{"sourceId": "a"}, {"sourceId": "b"}])
+
+    assert response.status_code == 400
+    answer = response.json()
+    assert set(answer) == BULK_ANSWER_KEYS
+    assert [e["sourceId"] for e in answer["createdErrors"]] == ["a", "b"]
+    assert all("name" in e["message"] for e in answer["createdErrors"])
+    assert listing(api, "companies") == []
+
+
+def test_a_bulk_upsert_where_some_items_fail_is_a_206(api: httpx.Client) -> None:
+    response = api.put("/companies", json=[{"sourceId": "a", "name": "A"}, {"sourceId": "b"}])
+
+    assert response.status_code == 206
+    assert [e["sourceId"] for e in response.json()["createdErrors"]] == ["b"]
+
+
+def test_a_key_named_twice_is_a_json_400_naming_the_key(api: httpx.Client) -> None:
+    items = [{"sourceId": "s1", "name": "A"}, {"sourceId": "s1", "name": "B"}]
+
+    response = api.put("/companies", json=items)
+
+    assert response.status_code == 400
+    [error] = response.json()["createdErrors"]
+    assert error["sourceId"] == "s1"
+    assert "duplicate" in error["message"]
+    assert listing(api, "companies") == []
+
+
+@pytest.mark.parametrize("body", [{"name": "A"}, [{"name": "x"}] * 5001])
+def test_a_payload_refused_as_a_whole_is_a_json_400_too(api: httpx.Client, body: object) -> None:
+    response = api.put("/companies", json=body)
+
+    assert response.status_code == 400
+    [error] = response.json()["createdErrors"]
+    assert error["message"]
+
+
+def test_a_denied_operation_is_a_403_with_permission_errors_and_the_rest_applied(
+    api: httpx.Client,
+) -> None:
+    company(api, "acme")
+    existing = create(api, "projects", {"name": "Old", "sourceId": "p1", "companyId": "extid-acme"})
+    faults(api, deny={"projects": ["create"]})
+
+    response = api.put(
+        "/projects",
+        json=[
+            {"sourceId": "p1", "name": "Renamed"},
+            {"sourceId": "p2", "name": "New", "companyId": "extid-acme"},
+        ],
+    )
+
+    # "permission error … to execute one or all the operations. Check the
+    # permissionErrors section": the update was allowed, and applied
+    assert response.status_code == 403
+    answer = response.json()
+    assert set(answer) == BULK_ANSWER_KEYS
+    assert (answer["updated"], answer["modified"]) == (1, [existing["_id"]])
+    [denied] = answer["permissionErrors"]
+    assert denied["sourceId"] == "p2"
+    assert [p["name"] for p in listing(api, "projects")] == ["Renamed"]
+    assert api.post("/projects", json={"name": "X", "companyId": "extid-acme"}).status_code == 403
+
+
+def test_reset_lifts_denied_operations(sandbox: BackgroundSandbox, api: httpx.Client) -> None:
+    faults(api, deny={"companies": ["create", "update", "delete"]})
+    assert api.post("/companies", json={"name": "A"}).status_code == 403
+
+    httpx.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
+
+    assert api.post("/companies", json={"name": "A"}).status_code == 200
+
+
+@pytest.mark.parametrize("deny", [{"nope": ["create"]}, {"companies": ["patch"]}, []])
+def test_an_unknown_model_or_operation_to_deny_is_refused(api: httpx.Client, deny: object) -> None:
+    response = api.post("/_sandbox/faults", json={"deny": deny})
+
+    assert response.status_code == 400
+
+
+def test_inserts_keys_may_carry_only_the_id(api: httpx.Client) -> None:
+    # hull/hull-planhat __tests__/_scenarios/account-insert-licenses: a license sent with
+    # an externalId comes back as {"_id": …} alone
+    faults(api, inserts_keys="id")
+
+    answer = api.put("/companies", json=[{"externalId": "e1", "name": "A"}]).json()
+
+    [record] = listing(api, "companies")
+    assert answer["insertsKeys"] == [{"_id": record["_id"]}]

@@ -140,11 +140,15 @@ class Sandbox:
 
     # --- handlers ---------------------------------------------------------------------
 
-    @staticmethod
-    def _allow(request: Request, spec: ModelSpec, operation: Operation) -> None:
+    def _allow(self, request: Request, spec: ModelSpec, operation: Operation) -> None:
         if not spec.supports(operation):
-            # Planhat has no such route for this model (Express's wording).
+            # Planhat has no such route for this model. Assumed: a 404 in Express's
+            # wording (Planhat's API looks like an Express app; no source says so).
             raise SandboxError(404, f"Cannot {request.method} {request.url.path}")
+        if str(operation) in self.tenant.denied.get(spec.name, ()):
+            # 403 "you don't have the right permissions to execute the operation"
+            # (planhat.com/developers/api/http-response-codes); the body text is assumed.
+            raise SandboxError(403, f"Forbidden: no permission to {operation} {spec.name}")
 
     @staticmethod
     async def _body(request: Request) -> Any:
@@ -210,20 +214,40 @@ class Sandbox:
 
     async def faults_view(self, request: Request) -> Response:
         """Change faults while running: ``{"fail_rate": 0.2, "latency_ms": 100,
-        "rate_limit_storm_s": 5}`` (a storm answers every API call 429 for that long)."""
+        "rate_limit_storm_s": 5}`` (a storm answers every API call 429 for that long);
+        ``{"deny": {"licenses": ["create"]}}`` (403s, and bulk ``permissionErrors``, for
+        those operations); ``{"inserts_keys": "id"}`` (bulk ``insertsKeys`` entries carry
+        only ``_id``; ``"sent"``: the keys sent too)."""
         try:
             faults = json.loads(await request.body())
             fail_rate = float(faults.get("fail_rate", self.fail_rate))
             latency_ms = int(faults.get("latency_ms", self.latency_ms))
             storm = float(faults.get("rate_limit_storm_s", 0))
+            deny = faults.get("deny")
+            inserts_keys = faults.get("inserts_keys")
+            denied = None if deny is None else _denied(deny)
         except (ValueError, TypeError, AttributeError):
             return PlainTextResponse("expected a JSON object of numbers", status_code=400)
         if not 0.0 <= fail_rate <= 1.0 or latency_ms < 0 or storm < 0:
             return PlainTextResponse("fail_rate must be in 0..1, the others >= 0", 400)
+        if inserts_keys not in (None, "id", "sent"):
+            return PlainTextResponse('inserts_keys is "id" or "sent"', 400)
         self.fail_rate, self.latency_ms = fail_rate, latency_ms
         if storm:
             self.storm_until = time.monotonic() + storm
-        return JSONResponse({"fail_rate": fail_rate, "latency_ms": latency_ms, "storm_s": storm})
+        if denied is not None:
+            self.tenant.denied = denied
+        if inserts_keys is not None:
+            self.tenant.inserts_keys_id_only = inserts_keys == "id"
+        return JSONResponse(
+            {
+                "fail_rate": fail_rate,
+                "latency_ms": latency_ms,
+                "storm_s": storm,
+                "deny": {model: sorted(ops) for model, ops in self.tenant.denied.items()},
+                "inserts_keys": "id" if self.tenant.inserts_keys_id_only else "sent",
+            }
+        )
 
     async def reset_view(self, request: Request) -> Response:
         self.store.clear()
@@ -231,7 +255,24 @@ class Sandbox:
         self.limiter.reset()
         self.fail_rate, self.latency_ms = self.config.fail_rate, self.config.latency_ms
         self.storm_until = 0.0
+        self.tenant.denied = {}
+        self.tenant.inserts_keys_id_only = False
         return JSONResponse({"ok": 1})
+
+
+def _denied(deny: Any) -> dict[str, frozenset[str]]:
+    """``{"licenses": ["create", "update"]}``, checked: models and operations known."""
+    if not isinstance(deny, dict):
+        raise TypeError("deny is an object")
+    allowed = {"create", "update", "delete"}
+    denied: dict[str, frozenset[str]] = {}
+    for model, operations in deny.items():
+        if model not in MODELS or not isinstance(operations, list):
+            raise ValueError(f"deny: {model!r}")
+        if not set(operations) <= allowed:
+            raise ValueError(f"deny: {operations!r}")
+        denied[model] = frozenset(operations)
+    return denied
 
 
 def _csv(value: str | None) -> Sequence[str] | None:

@@ -52,6 +52,11 @@ def _present(doc: Mapping[str, Any], field: str) -> bool:
 class Tenant:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Faults a test may set (POST /_sandbox/faults): operations ("create", "update",
+        # "delete") the token may not do per model, as a Service Account's permissions
+        # would deny them; and insertsKeys entries carrying only ``_id``.
+        self.denied: dict[str, frozenset[str]] = {}
+        self.inserts_keys_id_only = False
 
     # --- addressing -------------------------------------------------------------------
 
@@ -257,23 +262,26 @@ class Tenant:
     # --- bulk upsert ------------------------------------------------------------------
 
     def bulk_upsert(self, spec: ModelSpec, items: Any) -> tuple[int, dict[str, Any]]:
-        """``PUT /<model>`` with an array: (status, Planhat's answer)."""
-        if not isinstance(items, list):
-            raise SandboxError(400, "bulk upsert expects a JSON array of objects")
-        if len(items) > MAX_BULK_ITEMS:
-            raise SandboxError(400, f"bulk upsert takes at most {MAX_BULK_ITEMS} items")
-        seen: set[tuple[str, ...]] = set()
-        for item in items:
-            for key in record_keys(spec, item) if isinstance(item, dict) else []:
-                if key in seen:
-                    raise SandboxError(400, f"duplicate key in payload: {key[0]}={key[-1]}")
-                seen.add(key)
+        """``PUT /<model>`` with an array: (status, Planhat's answer).
 
+        Statuses (https://www.planhat.com/developers/api/http-response-codes): 200 all ok;
+        206 some failed; 400 a bad payload ("usually a required key is missing or it's
+        duplicated"), its errors in ``createdErrors``/``updatedErrors``; 403 permission
+        errors in ``permissionErrors``, the permitted writes applied ("one or all the
+        operations"). Inference: 400 when items failed and none was written (206 means
+        "some operations were successful"). Assumed: a whole-payload refusal (not an array,
+        over 5,000 items, a key named twice) is the same JSON answer with one error entry
+        per cause, and nothing is written.
+        """
         answer: dict[str, Any] = {
             "created": 0, "createdErrors": [], "insertsKeys": [],
             "updated": 0, "updatedErrors": [], "updatesKeys": [],
             "nonupdates": 0, "modified": [], "upsertedIds": [], "permissionErrors": [],
         }  # fmt: skip
+        refusal = _refuse_payload(spec, items)
+        if refusal:
+            answer["createdErrors"] = refusal
+            return 400, answer
         for item in items:
             keys = {k: item[k] for k in spec.keyables if isinstance(item, dict) and k in item}
             try:
@@ -281,18 +289,28 @@ class Tenant:
             except SandboxError as error:
                 answer["updatedErrors"].append({**keys, "message": error.message})
                 continue
+            operation = "create" if existing is None else "update"
+            if operation in self.denied.get(spec.name, ()):
+                message = f"no permission to {operation} {spec.name}"
+                answer["permissionErrors"].append({**keys, "message": message})
+                continue
             try:
                 doc = self._prepare(spec, item, existing=existing)
             except Skip:
                 continue
             except SandboxError as error:
+                # Per-record errors as {keys…, message}: the shape is not documented
+                # (assumed), nor are the messages' texts.
                 errors = "createdErrors" if existing is None else "updatedErrors"
                 answer[errors].append({**keys, "message": error.message})
                 continue
             self.store.save(spec, doc)
             if existing is None:
                 answer["created"] += 1
-                answer["insertsKeys"].append({**keys, "_id": doc["_id"]})
+                # robocorp-planhat's docstring shows {_id, externalId}; hull-planhat's
+                # fixture only {_id} for a license sent with externalId: both happen.
+                sent = {} if self.inserts_keys_id_only else keys
+                answer["insertsKeys"].append({**sent, "_id": doc["_id"]})
                 answer["upsertedIds"].append(doc["_id"])
                 continue
             answer["updatesKeys"].append({**keys, "_id": doc["_id"]})
@@ -301,8 +319,13 @@ class Tenant:
             else:
                 answer["updated"] += 1
                 answer["modified"].append(doc["_id"])
+        written = answer["created"] + answer["updated"] + answer["nonupdates"]
         failed = answer["createdErrors"] or answer["updatedErrors"]
-        return (206 if failed else 200), answer
+        if answer["permissionErrors"]:
+            return 403, answer
+        if failed:
+            return (206 if written else 400), answer
+        return 200, answer
 
     def _match(self, spec: ModelSpec, item: Any) -> Doc | None:
         """Planhat's order: ``_id``, then ``sourceId``, then the external id (the order is
@@ -329,6 +352,23 @@ class Tenant:
                     company = self._company(item[spec.company_key], spec.company_key)
             return self.store.by_external_id(spec.name, str(item[spec.external_key]), company)
         return None
+
+
+def _refuse_payload(spec: ModelSpec, items: Any) -> list[dict[str, Any]]:
+    """Error entries for a payload refused as a whole, or none."""
+    if not isinstance(items, list):
+        return [{"message": "bulk upsert expects a JSON array of objects"}]
+    if len(items) > MAX_BULK_ITEMS:
+        return [{"message": f"bulk upsert takes at most {MAX_BULK_ITEMS} items"}]
+    seen: set[tuple[str, ...]] = set()
+    twice: list[dict[str, Any]] = []
+    for item in items:
+        for key in record_keys(spec, item) if isinstance(item, dict) else []:
+            if key in seen:
+                message = f"duplicate key in payload: {key[0]}={key[-1]}"
+                twice.append({key[0]: key[-1], "message": message})
+            seen.add(key)
+    return twice
 
 
 def _same(before: Doc, after: Doc) -> bool:
