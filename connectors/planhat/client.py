@@ -312,11 +312,14 @@ class PlanhatClient:
         """One call, waiting out 429s and retrying what may be retried. A response whose
         status is in ``answered`` and whose body is a bulk answer is returned, not raised.
 
-        A 429 waits ``Retry-After`` and is not an attempt. A 5xx or timeout is retried with
-        capped exponential backoff and jitter when ``resend_safe``; a request that never
-        reached Planhat (connection refused, pool timeout) is always safe to resend.
+        A 429 waits the time Planhat gives (``Retry-After`` or ``X-Rate-Limit-Reset``), or
+        when it gives none a guess that doubles at each such 429 up to the policy's cap;
+        it is not an attempt. A 5xx or timeout is retried with capped exponential backoff
+        and jitter when ``resend_safe``; a request that never reached Planhat (connection
+        refused, pool timeout) is always safe to resend.
         """
         failures = 0
+        guesses = 0  # 429s in a row without a time
         rate_limited_for = 0.0
         while True:
             reached_server = True
@@ -336,6 +339,9 @@ class PlanhatClient:
                 log.debug("planhat.call", method=method, path=path, elapsed_ms=elapsed_ms)
                 return response
             if isinstance(error, RateLimitedError):
+                if error.guessed:
+                    guesses += 1
+                    error.retry_after = self._retry.rate_limit_guess_for(guesses)
                 # At least a second: a "Retry-After: 0" must not turn into a busy loop.
                 wait = max(MIN_RATE_LIMIT_WAIT, error.retry_after)
                 if rate_limited_for + wait > self._retry.max_rate_limit_wait:

@@ -98,3 +98,46 @@ def test_inserts_keys_naming_only_the_id_are_written_with_their_ids(
     assert written == {
         f"sourceId=c{i}": planhat.get("companies", f"srcid-c{i}")["_id"] for i in range(3)
     }
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_429s_that_give_no_time_pause_every_worker_for_a_growing_guess(
+    engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient
+) -> None:
+    # given a Planhat answering 429 without Retry-After for a long while (a 60-120 s window)
+    httpx.post(
+        f"{sandbox.url}/_sandbox/faults", json={"rate_limit_storm_s": 60, "retry_after": False}
+    ).raise_for_status()
+    clock = FakeClock()
+    limiter = LocalRateLimiter(rate_per_minute=1e6, burst=1000, clock=clock)
+    queue(engine, change("companies", "c1", 1, name="C1"))
+
+    def attempt() -> FlushReport:
+        with session_scope(engine) as session:  # the row is due again (its delay elapsed)
+            for row in session.exec(select(OutboxItem)):
+                row.next_attempt_at = row.enqueued_at
+                session.add(row)
+        return flush_batch(engine, planhat, limiter, connection="default", model="companies",
+                           budget="b", policy=POLICY)  # fmt: skip
+
+    # when each pause ends and the next try meets the same 429
+    pauses = []
+    for _ in range(5):
+        report = attempt()
+        assert report.stopped
+        assert report.retry_in is not None
+        pauses.append(report.retry_in)
+        assert limiter.try_acquire("b") == pytest.approx(report.retry_in)  # shared
+        clock.now += report.retry_in
+
+    # then the pause doubles from 15 s up to Planhat's longest window, and costs no attempt
+    assert pauses == [15.0, 30.0, 60.0, 120.0, 120.0]
+    [row] = state(engine)[2]
+    assert row.attempts == 0

@@ -3,6 +3,7 @@ custom fields keyed by name, unmatched keys, bulk answers, paging caps, rate lim
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -10,9 +11,12 @@ import pytest
 
 from connectors.planhat.bulk import Outcome
 from connectors.planhat.client import PlanhatClient
-from connectors.planhat.errors import FatalError
+from connectors.planhat.errors import FatalError, RateLimitedError
+from connectors.planhat.retry import RetryPolicy
+from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.conftest import sandbox_stats
+from tests.planhat.test_client import FakePlanhat, reply
 
 FIELD = {"name": "tier", "parent": "company", "type": "text", "isHidden": False}
 
@@ -217,3 +221,74 @@ def test_inserts_keys_with_only_an_id_beside_a_dropped_record_are_read_back(
     assert gets(sandbox, "endusers") == 2
     assert results[0].id == client.get("endusers", "srcid-u1")["_id"]
     assert results[2].id == client.get("endusers", "srcid-u3")["_id"]
+
+
+# --- rate limits: 429 with X-Rate-Limit-*, no guaranteed Retry-After --------------------
+# https://docs.planhat.com (200/min, 150/s); planhat/docs source/includes/_intro.md (429,
+# "reset every 60-120 seconds", X-Rate-Limit-Limit / -Remaining)
+
+LIMITED = {"X-Rate-Limit-Limit": "200", "X-Rate-Limit-Remaining": "0"}
+
+
+def test_429s_that_give_no_time_back_off_exponentially_up_to_120_s() -> None:
+    server = FakePlanhat(*[reply(429, text="Too many requests", **LIMITED)] * 6, reply())
+
+    with server.client(RetryPolicy(max_rate_limit_wait=1000)) as client:
+        client.get("companies", "1")
+
+    assert server.sleeps == [15.0, 30.0, 60.0, 120.0, 120.0, 120.0]
+
+
+def test_a_guess_that_outlasts_the_policy_reaches_the_caller_marked_guessed() -> None:
+    server = FakePlanhat(reply(429, text="Too many requests", **LIMITED))
+
+    with (
+        server.client(RetryPolicy(max_rate_limit_wait=0)) as client,
+        pytest.raises(RateLimitedError) as caught,
+    ):
+        client.get("companies", "1")
+
+    assert (caught.value.retry_after, caught.value.guessed) == (15.0, True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"X-Rate-Limit-Reset": "42"}, 42.0),  # seconds from now
+        (  # a Unix time, against the answer's Date
+            {"X-Rate-Limit-Reset": "1767225690", "Date": "Thu, 01 Jan 2026 00:00:00 GMT"},
+            90.0,
+        ),
+        ({"Retry-After": "7", "X-Rate-Limit-Reset": "42"}, 7.0),  # Retry-After wins
+    ],
+)
+def test_a_429_that_says_when_is_waited_exactly_and_not_guessed(
+    headers: dict[str, str], wait: float
+) -> None:
+    server = FakePlanhat(reply(429, text="Too many requests", **headers), reply())
+
+    with server.client() as client:
+        client.get("companies", "1")
+
+    assert server.sleeps == [wait]
+
+
+def test_against_a_long_window_without_retry_after_the_client_does_not_hammer(
+    start_sandbox: Callable[[SandboxConfig], BackgroundSandbox],
+) -> None:
+    # given a Planhat that resets 4 calls every 0.6 s and never says when (Planhat's
+    # 60-120 s, scaled down 100 times; the guesses too: 15 s → 0.05 s, 120 s → 0.4 s)
+    sandbox = start_sandbox(SandboxConfig(rate_per_minute=4, rate_window_s=0.6, retry_after=False))
+    policy = RetryPolicy(max_rate_limit_wait=30, rate_limit_guess=0.05, rate_limit_guess_cap=0.4)
+
+    # when ten calls go through it
+    with PlanhatClient("t", base_url=sandbox.url, retry=policy) as client:
+        for _ in range(10):
+            client.list_page("companies")
+
+    # then each of the two windows it ran out of cost at most four 429s (guesses of 0.05,
+    # 0.1, 0.2 s all fall inside the window; 0.4 s outlasts it), not one every few ms
+    stats = sandbox_stats(sandbox)
+    assert stats["requests"] == 10 + stats["rate_limited"]
+    assert isinstance(stats["rate_limited"], int)
+    assert 1 <= stats["rate_limited"] <= 2 * 4

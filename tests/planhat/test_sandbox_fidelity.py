@@ -10,10 +10,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from connectors.planhat.sandbox import SandboxConfig
+from connectors.planhat.sandbox.limiter import FixedWindow
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.planhat.sandbox_http import (
     BULK_ANSWER_KEYS,
     MISSING_ID,
+    Start,
+    client_for,
     company,
     create,
     listing,
@@ -207,3 +211,71 @@ def test_inserts_keys_may_carry_only_the_id(api: httpx.Client) -> None:
 
     [record] = listing(api, "companies")
     assert answer["insertsKeys"] == [{"_id": record["_id"]}]
+
+
+# --- rate limits: 429 with X-Rate-Limit-*, no Retry-After promised, long windows ---------
+# https://docs.planhat.com (200/min, 150/s); planhat/docs source/includes/_intro.md
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_window_allows_its_calls_then_refuses_until_it_resets() -> None:
+    clock = FakeClock()
+    window = FixedWindow(3, 90, clock=clock)
+
+    decisions = [window.take("t") for _ in range(4)]
+    clock.now += 89
+    still = window.take("t")
+    clock.now += 1
+    after = window.take("t")
+
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert decisions[3].retry_after == 90
+    assert not still.allowed
+    assert (after.allowed, after.remaining) == (True, 2)
+
+
+def test_a_429_may_come_without_retry_after_but_with_the_limit_headers(
+    start_sandbox: Start,
+) -> None:
+    config = SandboxConfig(rate_per_minute=2, rate_window_s=120, retry_after=False)
+    with client_for(start_sandbox(config)) as api:
+        answers = [api.get("/companies") for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    refused = answers[2]
+    assert refused.text == "Too many requests"
+    assert "Retry-After" not in refused.headers
+    assert (refused.headers["X-Rate-Limit-Limit"], refused.headers["X-Rate-Limit-Remaining"]) == (
+        "2",
+        "0",
+    )
+
+
+def test_retry_after_can_be_switched_off_while_running(start_sandbox: Start) -> None:
+    sandbox = start_sandbox(SandboxConfig(rate_per_minute=1, burst=1))
+    with client_for(sandbox) as api:
+        api.post("/_sandbox/faults", json={"retry_after": False}).raise_for_status()
+        api.get("/companies")
+        refused = api.get("/companies")
+
+    assert refused.status_code == 429
+    assert "Retry-After" not in refused.headers
+
+
+def test_the_hard_limit_per_second_refuses_without_spending_the_quota(
+    start_sandbox: Start,
+) -> None:
+    config = SandboxConfig(rate_per_minute=1e6, burst=10**6, per_second=5)
+    with client_for(start_sandbox(config)) as api:
+        answers = [api.get("/companies").status_code for _ in range(6)]
+
+    assert answers[:5] == [200] * 5
+    assert answers[5] == 429  # six in well under a second

@@ -171,6 +171,24 @@ def sandbox(
     ] = None,
     rate_per_minute: Annotated[float, typer.Option(help="Sustained requests/min per token.")] = 200,
     burst: Annotated[int, typer.Option(help="Requests a token may make at once.")] = 50,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Instead of a steady rate, --rate-per-minute calls per window of this many "
+            "seconds (Planhat's resets after 60-120).",
+        ),
+    ] = None,
+    per_second: Annotated[
+        int | None, typer.Option(min=1, help="Hard limit of requests/s per token.")
+    ] = 150,
+    retry_after: Annotated[
+        bool,
+        typer.Option(
+            "--retry-after/--no-retry-after",
+            help="Whether a 429 says Retry-After (Planhat does not promise one).",
+        ),
+    ] = True,
     fail_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of requests answered 500.")
     ] = 0.0,
@@ -182,6 +200,9 @@ def sandbox(
         tokens=frozenset(token or ()),
         rate_per_minute=rate_per_minute,
         burst=burst,
+        rate_window_s=window,
+        per_second=per_second,
+        retry_after=retry_after,
         fail_rate=fail_rate,
         latency_ms=latency_ms,
         db_path=str(db) if db else None,

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from connectors.planhat.models import MODELS, ModelSpec, Operation
-from connectors.planhat.sandbox.limiter import Decision, TokenBucket
+from connectors.planhat.sandbox.limiter import Decision, FixedWindow, TokenBucket
 from connectors.planhat.sandbox.store import Store
 from connectors.planhat.sandbox.tenant import SandboxError, Tenant
 
@@ -37,6 +37,13 @@ class SandboxConfig:
     tokens: frozenset[str] = frozenset()  # empty: any non-empty bearer token is accepted
     rate_per_minute: float = 200.0
     burst: int = 50
+    # With a window: ``rate_per_minute`` calls per window of this many seconds, reset
+    # when it ends (Planhat's older docs: 60-120 s), instead of the token bucket.
+    rate_window_s: float | None = None
+    per_second: int | None = None  # Planhat's hard limit is 150 (docs.planhat.com); off
+    # Whether a 429 says Retry-After: Planhat documents no Retry-After, only
+    # X-Rate-Limit-Limit / -Remaining (planhat/docs source/includes/_intro.md).
+    retry_after: bool = True
     fail_rate: float = 0.0  # fraction of API requests answered 500
     latency_ms: int = 0
     db_path: str | None = None  # SQLite file to keep the data in; None: memory only
@@ -61,7 +68,13 @@ class Sandbox:
         self.config = config
         self.store = Store(config.db_path)
         self.tenant = Tenant(self.store)
-        self.limiter = TokenBucket(config.rate_per_minute, config.burst)
+        self.limiter: TokenBucket | FixedWindow = (
+            TokenBucket(config.rate_per_minute, config.burst)
+            if config.rate_window_s is None
+            else FixedWindow(max(1, int(config.rate_per_minute)), config.rate_window_s)
+        )
+        self.per_second = None if config.per_second is None else FixedWindow(config.per_second, 1)
+        self.retry_after = config.retry_after
         self.stats = Stats()
         self._random = random.Random(config.seed)
         # Faults a test may change while the sandbox runs (POST /_sandbox/faults).
@@ -92,19 +105,20 @@ class Sandbox:
         token = self._token(request)
         if token is None:
             return PlainTextResponse("Unauthorized", status_code=401)
-        decision = self.limiter.take(token)
+        decision = self._rate_decision(token)
         limit_headers = {
-            "X-Rate-Limit-Limit": str(int(self.limiter.rate_per_minute)),
+            "X-Rate-Limit-Limit": str(int(self.config.rate_per_minute)),
             "X-Rate-Limit-Remaining": str(decision.remaining),
         }
         if time.monotonic() < self.storm_until:  # an injected 429 storm
             decision = Decision(False, 0, 1)
         if not decision.allowed:
             self.stats.rate_limited += 1
+            # 429 "Too many requests" with X-Rate-Limit-* (planhat/docs _intro.md);
+            # Retry-After only when configured (Planhat does not document one).
+            when = {"Retry-After": str(decision.retry_after)} if self.retry_after else {}
             return PlainTextResponse(
-                "Too many requests",
-                status_code=429,
-                headers={**limit_headers, "Retry-After": str(decision.retry_after)},
+                "Too many requests", status_code=429, headers={**limit_headers, **when}
             )
         try:
             # Read the whole request before any delay: like Planhat, a write that arrived
@@ -133,6 +147,15 @@ class Sandbox:
             return self._injected_failure()
         response.headers.update(limit_headers)
         return response
+
+    def _rate_decision(self, token: str) -> Decision:
+        """The hard limit per second first (a call it refuses costs no quota), then the
+        quota."""
+        if self.per_second is not None:
+            burst = self.per_second.take(token)
+            if not burst.allowed:
+                return Decision(False, 0, burst.retry_after)
+        return self.limiter.take(token)
 
     def _injected_failure(self) -> Response:
         self.stats.injected_failures += 1
@@ -215,6 +238,7 @@ class Sandbox:
     async def faults_view(self, request: Request) -> Response:
         """Change faults while running: ``{"fail_rate": 0.2, "latency_ms": 100,
         "rate_limit_storm_s": 5}`` (a storm answers every API call 429 for that long);
+        ``{"retry_after": false}`` (429s without Retry-After, as Planhat may answer);
         ``{"deny": {"licenses": ["create"]}}`` (403s, and bulk ``permissionErrors``, for
         those operations); ``{"inserts_keys": "id"}`` (bulk ``insertsKeys`` entries carry
         only ``_id``; ``"sent"``: the keys sent too)."""
@@ -225,6 +249,7 @@ class Sandbox:
             storm = float(faults.get("rate_limit_storm_s", 0))
             deny = faults.get("deny")
             inserts_keys = faults.get("inserts_keys")
+            retry_after = faults.get("retry_after", self.retry_after)
             denied = None if deny is None else _denied(deny)
         except (ValueError, TypeError, AttributeError):
             return PlainTextResponse("expected a JSON object of numbers", status_code=400)
@@ -232,6 +257,9 @@ class Sandbox:
             return PlainTextResponse("fail_rate must be in 0..1, the others >= 0", 400)
         if inserts_keys not in (None, "id", "sent"):
             return PlainTextResponse('inserts_keys is "id" or "sent"', 400)
+        if not isinstance(retry_after, bool):
+            return PlainTextResponse("retry_after is true or false", 400)
+        self.retry_after = retry_after
         self.fail_rate, self.latency_ms = fail_rate, latency_ms
         if storm:
             self.storm_until = time.monotonic() + storm
@@ -246,6 +274,7 @@ class Sandbox:
                 "storm_s": storm,
                 "deny": {model: sorted(ops) for model, ops in self.tenant.denied.items()},
                 "inserts_keys": "id" if self.tenant.inserts_keys_id_only else "sent",
+                "retry_after": self.retry_after,
             }
         )
 
@@ -253,6 +282,9 @@ class Sandbox:
         self.store.clear()
         self.stats = Stats()
         self.limiter.reset()
+        if self.per_second is not None:
+            self.per_second.reset()
+        self.retry_after = self.config.retry_after
         self.fail_rate, self.latency_ms = self.config.fail_rate, self.config.latency_ms
         self.storm_until = 0.0
         self.tenant.denied = {}
