@@ -39,6 +39,7 @@ from connectors.planhat.models import ModelSpec, Operation, UnsupportedOperation
 from connectors.planhat.retry import RetryPolicy, equal_jitter
 
 DEFAULT_BASE_URL = "https://api.planhat.com"
+COMPANIES_SPEC = model_spec("companies")
 # Bulk upserts of 5,000 records can take Planhat tens of seconds; connecting should not.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=60.0, pool=30.0)
 USER_AGENT = "planhat-sync/0.1"
@@ -145,6 +146,29 @@ class PlanhatClient:
             if len(page) < limit:
                 return
             offset += len(page)
+
+    def lean_companies(self, *, page_size: int | None = None) -> Iterator[JSONObject]:
+        """Every company, lean: ``GET /leancompanies`` ("Get lean list" under Company,
+        https://docs.planhat.com), paged like ``/companies`` (5,000 a page: assumed).
+        Entries hold ``_id``, ``name``, ``externalId``, ``sourceId`` (assumed)."""
+        limit = _page_limit(COMPANIES_SPEC, page_size)
+        offset = 0
+        while True:
+            params: dict[str, str | int] = {"limit": limit, "offset": offset}
+            page = self._json(self._send("GET", "/leancompanies", params=params, resend_safe=True))
+            if not isinstance(page, list):
+                raise PlanhatError(
+                    f"expected a JSON array from GET /leancompanies, got {page!r:.200}"
+                )
+            yield from page
+            if len(page) < limit:
+                return
+            offset += len(page)
+
+    def my_profile(self) -> JSONObject:
+        """``GET /myprofile``: the token's own user (a Service Account); a cheap way to
+        check a token (shared/reference/planhat-api.md). Its fields are not documented."""
+        return self._object(self._send("GET", "/myprofile", resend_safe=True))
 
     def get(self, model: str, record_id: str) -> JSONObject:
         """``record_id`` is an ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``."""

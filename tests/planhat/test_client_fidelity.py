@@ -292,3 +292,21 @@ def test_against_a_long_window_without_retry_after_the_client_does_not_hammer(
     assert stats["requests"] == 10 + stats["rate_limited"]
     assert isinstance(stats["rate_limited"], int)
     assert 1 <= stats["rate_limited"] <= 2 * 4
+
+
+# --- /leancompanies and /myprofile ------------------------------------------------------
+
+
+def test_lean_companies_are_every_company_paged(client: PlanhatClient) -> None:
+    client.bulk_upsert("companies", [{"sourceId": f"c{i}", "name": f"C{i}"} for i in range(5)])
+
+    lean = list(client.lean_companies(page_size=2))
+
+    assert [c["name"] for c in lean] == [f"C{i}" for i in range(5)]
+    assert {frozenset(c) for c in lean} == {frozenset({"_id", "name", "sourceId"})}
+
+
+def test_my_profile_is_the_tokens_user(client: PlanhatClient) -> None:
+    profile = client.my_profile()
+
+    assert profile["_id"]

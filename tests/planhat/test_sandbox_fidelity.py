@@ -279,3 +279,46 @@ def test_the_hard_limit_per_second_refuses_without_spending_the_quota(
 
     assert answers[:5] == [200] * 5
     assert answers[5] == 429  # six in well under a second
+
+
+# --- /leancompanies and /myprofile ------------------------------------------------------
+
+
+def test_lean_companies_list_each_company_by_id_name_and_keys_only(api: httpx.Client) -> None:
+    acme = company(api, "acme", phone="1", custom={"tier": "gold"})
+    create(api, "companies", {"name": "Bare"})
+
+    response = api.get("/leancompanies")
+
+    assert response.status_code == 200
+    assert response.json() == [
+        {"_id": acme["_id"], "name": "Company acme", "externalId": "acme", "sourceId": "src-acme"},
+        {"_id": listing(api, "companies")[1]["_id"], "name": "Bare"},
+    ]
+
+
+def test_lean_companies_page_with_limit_and_offset(api: httpx.Client) -> None:
+    api.put("/companies", json=[{"name": f"C{i}"} for i in range(5)]).raise_for_status()
+
+    page = api.get("/leancompanies", params={"limit": 2, "offset": 3}).json()
+
+    assert [c["name"] for c in page] == ["C3", "C4"]
+
+
+def test_my_profile_says_who_the_token_is(sandbox: BackgroundSandbox, api: httpx.Client) -> None:
+    first = api.get("/myprofile").json()
+    again = api.get("/myprofile").json()
+    other = httpx.get(f"{sandbox.url}/myprofile", headers={"Authorization": "Bearer other"})
+
+    assert first == again
+    assert set(first) >= {"_id", "email"}
+    assert other.json()["_id"] != first["_id"]
+
+
+@pytest.mark.parametrize("path", ["/myprofile", "/leancompanies"])
+def test_my_profile_and_lean_companies_need_a_known_token(start_sandbox: Start, path: str) -> None:
+    sandbox = start_sandbox(SandboxConfig(tokens=frozenset({"good"})))
+    with client_for(sandbox, "bad") as api:
+        assert api.get(path).status_code == 401
+    with client_for(sandbox, "good") as api:
+        assert api.get(path).status_code == 200

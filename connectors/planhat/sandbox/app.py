@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import random
 import time
@@ -27,7 +28,7 @@ from starlette.routing import Route
 from connectors.planhat.models import MODELS, ModelSpec, Operation
 from connectors.planhat.sandbox.limiter import Decision, FixedWindow, TokenBucket
 from connectors.planhat.sandbox.store import Store
-from connectors.planhat.sandbox.tenant import SandboxError, Tenant
+from connectors.planhat.sandbox.tenant import COMPANIES, SandboxError, Tenant
 
 DEFAULT_LIST_LIMIT = 100  # Planhat's documented default page size
 
@@ -99,9 +100,24 @@ class Sandbox:
         return value
 
     async def serve(self, request: Request, route: str, handler: Handler) -> Response:
+        """A model's route: ``route`` is its stats label, ``handler`` its operation."""
         model = request.path_params["model"]
+        spec = MODELS.get(model)
+
+        async def call(request: Request) -> Response:
+            if spec is None:
+                return PlainTextResponse(f"Cannot {request.method} {request.url.path}", 404)
+            return await handler(request, spec)
+
+        return await self.gate(request, route.format(model=model), call)
+
+    async def gate(
+        self, request: Request, route: str, call: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Every API request: count it, check its token and rate, inject faults, then
+        ``call``; the writes of one request are committed together."""
         self.stats.requests += 1
-        self.stats.by_route[f"{request.method} {route.format(model=model)}"] += 1
+        self.stats.by_route[f"{request.method} {route}"] += 1
         token = self._token(request)
         if token is None:
             return PlainTextResponse("Unauthorized", status_code=401)
@@ -125,12 +141,11 @@ class Sandbox:
             # is applied even if the caller is gone by the time it is answered.
             await request.body()
         except ClientDisconnect:
+            # Assumed: nginx's 499 "client closed request"; nobody reads it, the caller is
+            # gone. No source says what Planhat does with a request cut short.
             return PlainTextResponse("client went away", status_code=499)
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        spec = MODELS.get(model)
-        if spec is None:
-            return PlainTextResponse(f"Cannot {request.method} {request.url.path}", 404)
         fail = self._random.random() < self.fail_rate
         # Half of the injected 500s come after the write is applied, as when a gateway
         # times out on a request Planhat finished: only keyed writes survive a retry.
@@ -138,7 +153,7 @@ class Sandbox:
         if fail and not fail_after:
             return self._injected_failure()
         try:
-            response = await handler(request, spec)
+            response = await call(request)
         except SandboxError as error:
             response = PlainTextResponse(error.message, status_code=error.status)
         finally:
@@ -203,15 +218,41 @@ class Sandbox:
         self._allow(request, spec, Operation.DELETE)
         return JSONResponse(self.tenant.delete(spec, ref))
 
+    async def lean_companies(self, request: Request) -> Response:
+        """``GET /leancompanies``: Planhat's "Get lean list" of companies
+        (https://docs.planhat.com, under Company). Assumed: each entry holds only ``_id``,
+        ``name``, ``externalId`` and ``sourceId``, and pages like ``/companies``."""
+        limit, offset = _paging(request)
+        page = self.tenant.list(
+            COMPANIES,
+            limit=min(limit, COMPANIES.page_size),
+            offset=offset,
+            sort=None,
+            select=None,
+            company_refs=None,
+        )
+        lean = ("_id", "name", "externalId", "sourceId")
+        return JSONResponse([{k: c[k] for k in lean if k in c} for c in page])
+
+    async def my_profile(self, request: Request) -> Response:
+        """``GET /myprofile``: who the token is (the reference lists it as the way to check
+        a token). Assumed: the token's Service Account as a user record; here one made up
+        from the token, with the same ``_id`` for the same token."""
+        token = self._token(request) or ""
+        user_id = hashlib.sha256(token.encode()).hexdigest()[:24]
+        return JSONResponse(
+            {
+                "_id": user_id,
+                "firstName": "Sandbox",
+                "lastName": "Service Account",
+                "nickName": "sandbox",
+                "email": f"service-account-{user_id[:6]}@sandbox.invalid",
+            }
+        )
+
     def _list(self, request: Request, spec: ModelSpec) -> list[dict[str, Any]]:
         query = request.query_params
-        try:
-            limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
-            offset = int(query.get("offset", 0))
-        except ValueError:
-            raise SandboxError(400, "limit and offset must be integers") from None
-        if limit < 0 or offset < 0:
-            raise SandboxError(400, "limit and offset must not be negative")
+        limit, offset = _paging(request)
         return self.tenant.list(
             spec,
             # Planhat returns at most 2,000 records a page (5,000 companies): robocorp-planhat
@@ -292,6 +333,18 @@ class Sandbox:
         return JSONResponse({"ok": 1})
 
 
+def _paging(request: Request) -> tuple[int, int]:
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
+        offset = int(query.get("offset", 0))
+    except ValueError:
+        raise SandboxError(400, "limit and offset must be integers") from None
+    if limit < 0 or offset < 0:
+        raise SandboxError(400, "limit and offset must not be negative")
+    return limit, offset
+
+
 def _denied(deny: Any) -> dict[str, frozenset[str]]:
     """``{"licenses": ["create", "update"]}``, checked: models and operations known."""
     if not isinstance(deny, dict):
@@ -329,11 +382,23 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
         return endpoint
 
+    def plain(
+        route: str, call: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await sandbox.gate(request, route, call)
+
+        return endpoint
+
     app = Starlette(
         routes=[
             Route("/_sandbox/stats", sandbox.stats_view, methods=["GET"]),
             Route("/_sandbox/reset", sandbox.reset_view, methods=["POST"]),
             Route("/_sandbox/faults", sandbox.faults_view, methods=["POST"]),
+            Route("/myprofile", plain("/myprofile", sandbox.my_profile), methods=["GET"]),
+            Route(
+                "/leancompanies", plain("/leancompanies", sandbox.lean_companies), methods=["GET"]
+            ),
             Route("/{model}", api("/{model}", sandbox.collection), methods=["GET", "POST", "PUT"]),
             Route(
                 "/{model}/{ref:path}",
