@@ -7,10 +7,12 @@ does.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
-from connectors.planhat.sandbox import SandboxConfig
+from connectors.planhat.sandbox import SandboxConfig, create_app
 from connectors.planhat.sandbox.limiter import FixedWindow
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.planhat.sandbox_http import (
@@ -322,3 +324,37 @@ def test_my_profile_and_lean_companies_need_a_known_token(start_sandbox: Start, 
         assert api.get(path).status_code == 401
     with client_for(sandbox, "good") as api:
         assert api.get(path).status_code == 200
+
+
+# --- behaviours no source confirms (issue 13, item 11): pinned here, marked "assumed" ----
+
+
+def test_a_request_whose_caller_left_before_its_body_came_is_499_and_writes_nothing() -> None:
+    # Assumed (nginx's 499): what Planhat does with a request cut short is not documented.
+    app = create_app(SandboxConfig(rate_per_minute=1e6, burst=1000))
+    sent: list[dict[str, object]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/companies",
+        "raw_path": b"/companies",
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer t"), (b"content-length", b"20")],
+        "server": ("sandbox", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+
+    assert sent[0]["status"] == 499
+    assert app.state.sandbox.store.count("companies") == 0

@@ -399,6 +399,8 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             Route(
                 "/leancompanies", plain("/leancompanies", sandbox.lean_companies), methods=["GET"]
             ),
+            # Planhat has no PATCH ("PUT is a partial update", planhat-api.md). A method not
+            # listed is answered 405 by Starlette: assumed (an Express app would say 404).
             Route("/{model}", api("/{model}", sandbox.collection), methods=["GET", "POST", "PUT"]),
             Route(
                 "/{model}/{ref:path}",

@@ -1,7 +1,9 @@
 """One Planhat tenant's rules: keyables, required fields, references, bulk upsert.
 
 Behaviour follows ``shared/reference/planhat-api.md``. Where Planhat's docs are silent the
-choice is the one real clients expect, and says so beside the code.
+choice is the one real clients expect, and says so beside the code. Every error text here
+(and the ``{keys…, message}`` shape of a bulk error entry) is the sandbox's own: assumed,
+as Planhat documents neither; the client reads only a ``message``/``error`` field.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ class Tenant:
             self._check_required(spec, doc)
         else:
             doc = {**existing, **fields}
+            # Assumed: an update's ``custom`` object is merged key by key into the record's
+            # (PUT is a partial update, planhat-api.md; no source says how deep).
             if isinstance(existing.get("custom"), dict) and isinstance(fields.get("custom"), dict):
                 doc["custom"] = {**existing["custom"], **fields["custom"]}
         self._check_values(spec, doc)
@@ -245,6 +249,8 @@ class Tenant:
         docs: Iterable[Doc] = self.store.docs(spec.name)
         if company_refs and spec.company_key:
             key = spec.company_key
+            # Assumed: a filter naming a company that does not exist is a 400, as a
+            # reference to one is in a write; Planhat might as well answer [] instead.
             wanted = {self._company(ref, key) for ref in company_refs}
             docs = [doc for doc in docs if doc.get(key) in wanted]
         if sort:
