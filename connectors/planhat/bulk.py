@@ -286,14 +286,13 @@ def results_for_chunk(
                 message = f"permission denied: {message}"
             place(entry, RecordResult(index=-1, outcome=Outcome.REJECTED, message=message))
 
-    if (
-        loose
-        and read_back is not None
-        and not _tie_in_order(loose, len(chunk.payload) - len(found))
-    ):
+    left = [p for p in range(len(chunk.payload)) if p not in found]
+    # Only a record with a sourceId or external id can be recognised when read back.
+    recognisable = any(k[0] != "_id" for p in left for k in record_keys(spec, chunk.payload[p]))
+    written = {r.id: r for r in loose if r.ok and r.id}
+    if written and read_back and recognisable and not _tie_in_order(loose, len(left)):
         # Ambiguous (some record was also dropped, or refused without a key): learn the
         # keys of the records written from Planhat itself.
-        written = {r.id: r for r in loose if r.ok and r.id}
         for record_id, record in read_back(list(written)).items():
             position = position_of_record(record)
             if position is not None and position not in found and record_id in written:

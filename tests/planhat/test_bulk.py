@@ -360,6 +360,18 @@ def test_id_only_inserts_are_not_read_back_when_the_count_ties_them() -> None:
     assert _view(results) == [(0, Outcome.CREATED, "id-a"), (1, Outcome.CREATED, "id-b")]
 
 
+def test_keyless_records_are_not_read_back_as_nothing_could_recognise_them() -> None:
+    chunk = _one_chunk([{"name": "x"}, {"name": "y"}])
+    answer = _answer(insertsKeys=[{"_id": "id-x"}], createdErrors=[{"message": "bad"}])
+
+    def read_back(ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        raise AssertionError("a keyless record cannot be recognised when read back")
+
+    results = results_for_chunk(LICENSES, chunk, answer, read_back=read_back)
+
+    assert [r.outcome for r in results] == [Outcome.UNCONFIRMED] * 2
+
+
 def test_a_record_written_but_not_found_on_read_back_stays_unconfirmed() -> None:
     chunk = _one_chunk([{"sourceId": "a"}, {"sourceId": "b"}])
     answer = _answer(insertsKeys=[{"_id": "id-a"}], createdErrors=[{"message": "bad"}])
