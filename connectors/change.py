@@ -30,7 +30,9 @@ class RecordRejected(MappingError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     model: str  # Planhat API path name: "licenses"
-    key_field: str  # "sourceId", or the model's external key ("externalId"; invoices "extId")
+    # "sourceId", or the model's external key ("externalId"; invoices "extId"); custom
+    # fields, which have neither, "name" (``ModelSpec.key_fields``)
+    key_field: str
     key: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     version: int  # source version, normalised by ``version_number``; higher is newer
@@ -39,9 +41,9 @@ class Change:
 
     def __post_init__(self) -> None:
         spec = model_spec(self.model)
-        if self.key_field not in ("sourceId", spec.external_key):
+        if self.key_field not in spec.key_fields:
             raise ValueError(
-                f"{self.model} records are keyed by sourceId or {spec.external_key}, "
+                f"{self.model} records are keyed by {' or '.join(spec.key_fields)}, "
                 f"not {self.key_field!r}"
             )
         if not self.key:
@@ -54,11 +56,12 @@ class Change:
 
     @property
     def record_key(self) -> str:
-        """The record's identity in our state. An external id is unique per company only,
-        so its key carries the company reference."""
-        spec = self.spec
-        if self.key_field == spec.external_key and spec.company_key:
-            return f"{self.key_field}={self.key}@{self.fields.get(spec.company_key, '')}"
+        """The record's identity in our state. An external id is unique per company only
+        (a custom field's name per parent model), so its key carries the company reference
+        (the parent)."""
+        scope = self.spec.key_scope(self.key_field)
+        if scope:
+            return f"{self.key_field}={self.key}@{self.fields.get(scope, '')}"
         return f"{self.key_field}={self.key}"
 
 

@@ -20,7 +20,7 @@ from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.conftest import free_port_pair
-from tests.planhat.samples import change, sample
+from tests.planhat.samples import change, refs, sample
 from worker.cli import app
 
 runner = CliRunner()
@@ -54,7 +54,6 @@ def test_every_operation_of_every_model_through_the_cli(
         )
     )
     record = sample(model, f"cli-{model}", company)
-    source_ref = f"srcid-{record['sourceId']}"
 
     if spec.supports(Operation.CREATE):
         record_id = ok_json(cli(url, "planhat", model, "create", "--data", json.dumps(record)))[
@@ -63,13 +62,14 @@ def test_every_operation_of_every_model_through_the_cli(
     else:
         report = ok_json(cli(url, "planhat", model, "upsert", "--data", json.dumps(record)))
         record_id = report["results"][0]["id"]
+    ways = refs(model, record, record_id)
     if spec.supports(Operation.GET):
-        for ref in (record_id, f"extid-{record[spec.external_key]}", source_ref):
+        for ref in ways:
             assert ok_json(cli(url, "planhat", model, "get", ref))["_id"] == record_id
     name, value = change(model)
     if spec.supports(Operation.UPDATE):
         updated = ok_json(
-            cli(url, "planhat", model, "update", source_ref, "--data", json.dumps({name: value}))
+            cli(url, "planhat", model, "update", ways[-1], "--data", json.dumps({name: value}))
         )
         assert updated[name] == value
     listed = ok_json(cli(url, "planhat", model, "list"))

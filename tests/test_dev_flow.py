@@ -105,9 +105,10 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
 
 
 def _event(model: str, record: dict[str, Any]) -> dict[str, Any]:
-    key = record.pop("sourceId")
+    key_field = MODELS[model].key_fields[0]  # sourceId; a custom field's name
+    key = record.pop(key_field)
     record.pop(MODELS[model].external_key, None)
-    return {"model": model, "key": {"sourceId": key}, "fields": record, "version": 1}
+    return {"model": model, "key": {key_field: key}, "fields": record, "version": 1}
 
 
 def test_the_standard_source_pushes_every_model_the_sandbox_serves(embedded: Embedded) -> None:
@@ -125,11 +126,13 @@ def test_the_standard_source_pushes_every_model_the_sandbox_serves(embedded: Emb
     # when the engine has drained
     embedded.drain()
 
-    # then Planhat holds each one, found by its sourceId
+    # then Planhat holds each one, found by its sourceId (a custom field by its name)
     with PlanhatClient("check", base_url=embedded.planhat_a.url) as planhat:
         for model, spec in MODELS.items():
             key = "src-co" if model == "companies" else f"src-std-{model}"
-            if spec.supports(Operation.GET):
+            if not spec.alt_keys:
+                assert "field std-customfields" in {r["name"] for r in planhat.list(model)}
+            elif spec.supports(Operation.GET):
                 assert planhat.get(model, f"srcid-{key}")["sourceId"] == key, model
             else:
                 assert key in {r.get("sourceId") for r in planhat.list(model)}, model

@@ -9,7 +9,7 @@ valid chunks and turns each answer back into one ``RecordResult`` per input reco
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -89,13 +89,17 @@ class Chunk:
     payload: list[Record] = field(default_factory=list)
     members: list[list[int]] = field(default_factory=list)
     size: int = 2  # bytes of the JSON array so far: "[" and "]"
-    keyless: int = 0  # items carrying no keyable
+    keyless: int = 0  # items carrying no sourceId or external id
     by_key: dict[Key, int] = field(default_factory=dict)
 
     @property
     def all_keyed(self) -> bool:
         """Whether resending this chunk is safe: every item is matched on a key, so a
-        replay updates instead of inserting twice."""
+        replay updates instead of inserting twice. An ``_id`` alone does not make it safe:
+        one that matches nothing creates a new record ("If the provided key doesn't match
+        any existing record, a new record will be created",
+        https://www.planhat.com/developers/api/bulk-upsert), under a new ``_id``
+        (assumed), so a replay would create another."""
         return self.keyless == 0
 
 
@@ -148,7 +152,7 @@ def plan_chunks(
             chunk = Chunk()
             chunks.append(chunk)
         position = len(chunk.payload)
-        chunk.keyless += not keys
+        chunk.keyless += not any(key[0] != "_id" for key in keys)
         chunk.payload.append(record)
         chunk.members.append([index])
         chunk.size += size
@@ -193,16 +197,53 @@ def _dicts(value: Any) -> list[Mapping[str, Any]]:
     return [item if isinstance(item, Mapping) else {"message": str(item)} for item in value]
 
 
+BULK_ANSWER_KEYS = frozenset(
+    {
+        "created",
+        "createdErrors",
+        "insertsKeys",
+        "updated",
+        "updatedErrors",
+        "updatesKeys",
+        "nonupdates",
+        "modified",
+        "upsertedIds",
+        "permissionErrors",
+    }
+)
+
+
+def is_bulk_answer(body: Any) -> bool:
+    """Whether a JSON body is Planhat's bulk answer: it also comes with 400 and 403
+    (https://www.planhat.com/developers/api/http-response-codes)."""
+    return isinstance(body, Mapping) and not BULK_ANSWER_KEYS.isdisjoint(body)
+
+
+# Reads records back by ``_id``: ``{_id: record}`` for those that exist.
+ReadBack = Callable[[Sequence[str]], Mapping[str, Mapping[str, Any]]]
+
+
 def results_for_chunk(
-    spec: ModelSpec, chunk: Chunk, answer: Mapping[str, Any]
+    spec: ModelSpec,
+    chunk: Chunk,
+    answer: Mapping[str, Any],
+    *,
+    status: int = 200,
+    read_back: ReadBack | None = None,
 ) -> list[RecordResult]:
     """One result per input record of ``chunk`` from Planhat's bulk answer.
 
-    The shape of an error entry is not documented; we tie entries to records by an
-    ``index`` if one is given, else by any keyable the entry names. Entries naming no key
-    (keyless records) are tied in order only when they are all of one kind, otherwise
-    those records are ``UNCONFIRMED``: give every record a ``sourceId`` and this never
-    happens.
+    The shape of an entry is not documented; we tie entries to records by an ``index`` if
+    one is given, else by any keyable the entry names. An ``insertsKeys`` entry may name
+    only ``_id`` (hull/hull-planhat ``__tests__/_scenarios/account-insert-licenses``).
+    Entries naming no key are tied in order when they are all of one kind and as many as
+    the records left (that Planhat answers in payload order is assumed); otherwise the
+    records written are read back by ``_id`` (``read_back``) to learn their keys. What is
+    left is ``UNCONFIRMED``: give every record a ``sourceId`` and this never happens.
+
+    ``status`` is the answer's HTTP status: in a 400 (the payload refused) a record the
+    answer does not name as written is ``REJECTED``; in a 403 the writes it names were
+    applied, and ``permissionErrors`` entries are ``REJECTED`` ("permission denied: …").
     """
     table = _lookup(spec, chunk.payload)
     found: dict[int, RecordResult] = {}
@@ -211,10 +252,21 @@ def results_for_chunk(
     modified = {str(i) for i in answer.get("modified") or [] if isinstance(i, str)}
     some_unchanged = bool(answer.get("nonupdates"))
 
-    def place(entry: Mapping[str, Any], result: RecordResult) -> None:
+    def position_of(entry: Mapping[str, Any]) -> int | None:
         position = entry.get("index")
-        if not (isinstance(position, int) and 0 <= position < len(chunk.payload)):
-            position = next((table[k] for k in _entry_keys(spec, entry) if k in table), None)
+        if isinstance(position, int) and 0 <= position < len(chunk.payload):
+            return position
+        return next((table[k] for k in _entry_keys(spec, entry) if k in table), None)
+
+    def position_of_record(record: Mapping[str, Any]) -> int | None:
+        """A record read back: its own keys only (its company is an ``_id`` now)."""
+        keys = [*record_keys(spec, record)]
+        if record.get(spec.external_key) not in (None, ""):
+            keys.append(("~" + spec.external_key, str(record[spec.external_key])))
+        return next((table[k] for k in keys if k in table), None)
+
+    def place(entry: Mapping[str, Any], result: RecordResult) -> None:
+        position = position_of(entry)
         if position is None or position in found:
             loose.append(result)
         else:
@@ -229,12 +281,33 @@ def results_for_chunk(
         place(entry, RecordResult(index=-1, outcome=outcome, id=record_id))
     for name in ("createdErrors", "updatedErrors", "permissionErrors"):
         for entry in _dicts(answer.get(name)):
-            result = RecordResult(index=-1, outcome=Outcome.REJECTED, message=_message(entry))
-            place(entry, result)
+            message = _message(entry)
+            if name == "permissionErrors":
+                message = f"permission denied: {message}"
+            place(entry, RecordResult(index=-1, outcome=Outcome.REJECTED, message=message))
+
+    left = [p for p in range(len(chunk.payload)) if p not in found]
+    # Only a record with a sourceId or external id can be recognised when read back.
+    recognisable = any(k[0] != "_id" for p in left for k in record_keys(spec, chunk.payload[p]))
+    written = {r.id: r for r in loose if r.ok and r.id}
+    if written and read_back and recognisable and not _tie_in_order(loose, len(left)):
+        # Ambiguous (some record was also dropped, or refused without a key): learn the
+        # keys of the records written from Planhat itself.
+        for record_id, record in read_back(list(written)).items():
+            position = position_of_record(record)
+            if position is not None and position not in found and record_id in written:
+                found[position] = written[record_id]
+                loose.remove(written[record_id])
 
     unresolved = [p for p in range(len(chunk.payload)) if p not in found]
-    kinds = {result.outcome for result in loose}
-    if loose and len(kinds) == 1 and len(loose) == len(unresolved):
+    if status == 400 and not any(result.ok for result in loose):
+        # A refused payload: what it does not name as written was not written.
+        reasons = "; ".join(r.message for r in loose if r.message) or "no reason given"
+        refused = RecordResult(
+            index=-1, outcome=Outcome.REJECTED, message=f"Planhat refused the payload: {reasons}"
+        )
+        found.update((p, refused) for p in unresolved)
+    elif loose and _tie_in_order(loose, len(unresolved)):
         found.update(zip(unresolved, loose, strict=True))
     elif loose:
         note = "Planhat's answer names no key for this record; give it a sourceId"
@@ -253,6 +326,12 @@ def results_for_chunk(
         result = found.get(position, ignored)
         results.extend(replace(result, index=index) for index in members)
     return results
+
+
+def _tie_in_order(loose: Sequence[RecordResult], unresolved: int) -> bool:
+    """Loose entries can be tied to the records left in order only when that cannot
+    mistake one outcome for another: all of one kind, one for each record left."""
+    return len({result.outcome for result in loose}) == 1 and len(loose) == unresolved
 
 
 def rejected_chunk(chunk: Chunk, message: str) -> list[RecordResult]:

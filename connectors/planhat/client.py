@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +20,9 @@ from connectors.planhat.bulk import (
     MAX_BULK_BYTES,
     MAX_BULK_ITEMS,
     Outcome,
+    ReadBack,
     RecordResult,
+    is_bulk_answer,
     plan_chunks,
     rejected_chunk,
     results_for_chunk,
@@ -37,6 +39,7 @@ from connectors.planhat.models import ModelSpec, Operation, UnsupportedOperation
 from connectors.planhat.retry import RetryPolicy, equal_jitter
 
 DEFAULT_BASE_URL = "https://api.planhat.com"
+COMPANIES_SPEC = model_spec("companies")
 # Bulk upserts of 5,000 records can take Planhat tens of seconds; connecting should not.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=60.0, pool=30.0)
 USER_AGENT = "planhat-sync/0.1"
@@ -103,9 +106,14 @@ class PlanhatClient:
         select: Sequence[str] | None = None,
         company_ids: Sequence[str] | None = None,
     ) -> list[JSONObject]:
-        """One page: ``GET /<model>?limit=&offset=`` (Planhat returns a bare array)."""
+        """One page: ``GET /<model>?limit=&offset=`` (Planhat returns a bare array).
+
+        ``limit`` is capped at the model's page size (2,000; 5,000 for companies: the most
+        Planhat returns, robocorp/robocorp-planhat ``src/planhat/client.py``): asking for
+        more would get a page that looks short, and a pager would stop early.
+        """
         spec = self._spec(model, Operation.LIST)
-        params: dict[str, str | int] = {"limit": limit or spec.page_size, "offset": offset}
+        params: dict[str, str | int] = {"limit": _page_limit(spec, limit), "offset": offset}
         if sort:
             params["sort"] = sort
         if select:
@@ -126,8 +134,9 @@ class PlanhatClient:
         select: Sequence[str] | None = None,
         company_ids: Sequence[str] | None = None,
     ) -> Iterator[JSONObject]:
-        """Every record, paging with limit/offset until a short page (there is no total)."""
-        limit = page_size or self._spec(model, Operation.LIST).page_size
+        """Every record, paging with limit/offset until a short page (there is no total).
+        Pages are at most the model's cap, whatever ``page_size`` asks."""
+        limit = _page_limit(self._spec(model, Operation.LIST), page_size)
         offset = 0
         while True:
             page = self.list_page(
@@ -137,6 +146,29 @@ class PlanhatClient:
             if len(page) < limit:
                 return
             offset += len(page)
+
+    def lean_companies(self, *, page_size: int | None = None) -> Iterator[JSONObject]:
+        """Every company, lean: ``GET /leancompanies`` ("Get lean list" under Company,
+        https://docs.planhat.com), paged like ``/companies`` (5,000 a page: assumed).
+        Entries hold ``_id``, ``name``, ``externalId``, ``sourceId`` (assumed)."""
+        limit = _page_limit(COMPANIES_SPEC, page_size)
+        offset = 0
+        while True:
+            params: dict[str, str | int] = {"limit": limit, "offset": offset}
+            page = self._json(self._send("GET", "/leancompanies", params=params, resend_safe=True))
+            if not isinstance(page, list):
+                raise PlanhatError(
+                    f"expected a JSON array from GET /leancompanies, got {page!r:.200}"
+                )
+            yield from page
+            if len(page) < limit:
+                return
+            offset += len(page)
+
+    def my_profile(self) -> JSONObject:
+        """``GET /myprofile``: the token's own user (a Service Account); a cheap way to
+        check a token (shared/reference/planhat-api.md). Its fields are not documented."""
+        return self._object(self._send("GET", "/myprofile", resend_safe=True))
 
     def get(self, model: str, record_id: str) -> JSONObject:
         """``record_id`` is an ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``."""
@@ -176,18 +208,30 @@ class PlanhatClient:
         spec = self._spec(model, Operation.UPSERT)
         results: builtins.list[RecordResult] = []
         chunks = plan_chunks(spec, records, max_items=chunk_size, max_bytes=self._max_bulk_bytes)
+        read_back = self._read_back(spec)
         for chunk in chunks:
             try:
                 response = self._send(
-                    "PUT", f"/{spec.name}", body=chunk.payload, resend_safe=chunk.all_keyed
+                    "PUT",
+                    f"/{spec.name}",
+                    body=chunk.payload,
+                    resend_safe=chunk.all_keyed,
+                    # 400 and 403 answers carry the bulk answer (createdErrors/updatedErrors,
+                    # permissionErrors; a 403 may be partial: writes applied), per record.
+                    # https://www.planhat.com/developers/api/http-response-codes
+                    answered=BULK_ANSWER_STATUSES,
                 )
-            except RejectedError as error:
+            except RejectedError as error:  # a 400 without a bulk answer: all refused
                 results.extend(rejected_chunk(chunk, error.message))
                 continue
             answer = self._json(response)
             if not isinstance(answer, dict):
                 raise PlanhatError(f"unexpected bulk upsert answer: {answer!r:.200}")
-            results.extend(results_for_chunk(spec, chunk, answer))
+            results.extend(
+                results_for_chunk(
+                    spec, chunk, answer, status=response.status_code, read_back=read_back
+                )
+            )
         results.sort(key=lambda result: result.index)
         return results
 
@@ -195,19 +239,31 @@ class PlanhatClient:
         self, model: str, records: Sequence[Mapping[str, Any]], *, key_field: str
     ) -> builtins.list[RecordResult]:
         """Keyed upsert for models without bulk upsert (custom fields): update the record
-        its ``key_field`` names, or create it when Planhat has none. One result each."""
+        its ``key_field`` names, or create it when Planhat has none. One result each.
+
+        Custom fields have no externalId/sourceId and no ``extid-``/``srcid-`` forms
+        (https://www.planhat.com/developers/api/custom-field): they are found by ``name``
+        within their ``parent`` model, from one listing per call.
+        """
+        spec = self._spec(model, Operation.CREATE)
+        if key_field not in spec.key_fields:
+            raise ValueError(f"{model} records are keyed by {' or '.join(spec.key_fields)}")
+        by_name: dict[tuple[str, str], str] | None = None
         results: builtins.list[RecordResult] = []
         for index, record in enumerate(records):
-            key = record.get(key_field)
-            prefix = "srcid-" if key_field == "sourceId" else "extid-"
+            key = str(record.get(key_field) or "")
             fields = {k: v for k, v in record.items() if k != key_field}
             try:
-                try:
-                    done = self.update(model, f"{prefix}{key}", fields)
-                    outcome = Outcome.UPDATED
-                except NotFoundError:
-                    done = self.create(model, dict(record))
-                    outcome = Outcome.CREATED
+                if spec.name_key is not None:
+                    if by_name is None:
+                        by_name = self._ids_by_name(spec)
+                    scoped = (key, str(record.get(spec.name_key[1]) or ""))
+                    done, outcome = self._update_or_create(model, by_name.get(scoped), record)
+                    by_name[scoped] = str(done.get("_id") or "")
+                else:
+                    prefix = "srcid-" if key_field == "sourceId" else "extid-"
+                    ref = f"{prefix}{key}"
+                    done, outcome = self._update_or_create(model, ref, record, fields)
             except RejectedError as error:
                 results.append(
                     RecordResult(index=index, outcome=Outcome.REJECTED, message=error.message)
@@ -215,6 +271,48 @@ class PlanhatClient:
                 continue
             results.append(RecordResult(index=index, outcome=outcome, id=done.get("_id")))
         return results
+
+    def _update_or_create(
+        self,
+        model: str,
+        ref: str | None,
+        record: Mapping[str, Any],
+        fields: Mapping[str, Any] | None = None,
+    ) -> tuple[JSONObject, Outcome]:
+        if ref:
+            try:
+                done = self.update(model, ref, record if fields is None else fields)
+            except NotFoundError:
+                pass  # deleted meanwhile, or never there: create it
+            else:
+                return done, Outcome.UPDATED
+        return self.create(model, dict(record)), Outcome.CREATED
+
+    def _ids_by_name(self, spec: ModelSpec) -> dict[tuple[str, str], str]:
+        """(name, parent) → _id of every record of a model keyed by name."""
+        assert spec.name_key is not None
+        name, scope = spec.name_key
+        found: dict[tuple[str, str], str] = {}
+        for record in self.list(spec.name):
+            found.setdefault((str(record.get(name)), str(record.get(scope) or "")), record["_id"])
+        return found
+
+    def _read_back(self, spec: ModelSpec) -> ReadBack | None:
+        """How a bulk answer that names only ``_id`` is tied to its records when counting
+        cannot: ``GET /<model>/<_id>`` for each record written (only then)."""
+        if not spec.supports(Operation.GET):
+            return None
+
+        def read(ids: Sequence[str]) -> dict[str, JSONObject]:
+            found: dict[str, JSONObject] = {}
+            for record_id in ids:
+                try:
+                    found[record_id] = self.get(spec.name, record_id)
+                except NotFoundError:
+                    continue
+            return found
+
+        return read
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -233,14 +331,19 @@ class PlanhatClient:
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         resend_safe: bool,
+        answered: Collection[int] = (),
     ) -> httpx.Response:
-        """One call, waiting out 429s and retrying what may be retried.
+        """One call, waiting out 429s and retrying what may be retried. A response whose
+        status is in ``answered`` and whose body is a bulk answer is returned, not raised.
 
-        A 429 waits ``Retry-After`` and is not an attempt. A 5xx or timeout is retried with
-        capped exponential backoff and jitter when ``resend_safe``; a request that never
-        reached Planhat (connection refused, pool timeout) is always safe to resend.
+        A 429 waits the time Planhat gives (``Retry-After`` or ``X-Rate-Limit-Reset``), or
+        when it gives none a guess that doubles at each such 429 up to the policy's cap;
+        it is not an attempt. A 5xx or timeout is retried with capped exponential backoff
+        and jitter when ``resend_safe``; a request that never reached Planhat (connection
+        refused, pool timeout) is always safe to resend.
         """
         failures = 0
+        guesses = 0  # 429s in a row without a time
         rate_limited_for = 0.0
         while True:
             reached_server = True
@@ -254,10 +357,15 @@ class PlanhatClient:
             except httpx.TransportError as exc:
                 error = RetryableError(f"transport error: {exc!r}", method=method, url=path)
             elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            if error is not None and error.status_code in answered and _bulk_answer(response):
+                error = None
             if error is None:
                 log.debug("planhat.call", method=method, path=path, elapsed_ms=elapsed_ms)
                 return response
             if isinstance(error, RateLimitedError):
+                if error.guessed:
+                    guesses += 1
+                    error.retry_after = self._retry.rate_limit_guess_for(guesses)
                 # At least a second: a "Retry-After: 0" must not turn into a busy loop.
                 wait = max(MIN_RATE_LIMIT_WAIT, error.retry_after)
                 if rate_limited_for + wait > self._retry.max_rate_limit_wait:
@@ -300,6 +408,21 @@ class PlanhatClient:
         if not isinstance(body, dict):
             raise PlanhatError(f"expected a JSON object, got {body!r:.200}")
         return body
+
+
+BULK_ANSWER_STATUSES = frozenset({400, 403})
+
+
+def _bulk_answer(response: httpx.Response) -> bool:
+    try:
+        return is_bulk_answer(response.json())
+    except ValueError:
+        return False
+
+
+def _page_limit(spec: ModelSpec, limit: int | None) -> int:
+    """``limit`` within 1 and the model's cap; none (or 0) is the cap."""
+    return max(1, min(limit or spec.page_size, spec.page_size))
 
 
 def _path(spec: ModelSpec, record_id: str) -> str:

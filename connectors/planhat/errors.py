@@ -1,7 +1,8 @@
 """Planhat errors, grouped by what the caller must do.
 
     PlanhatError
-    ├── RateLimitedError       429: wait ``retry_after`` seconds; not a failure, not an attempt
+    ├── RateLimitedError       429: wait ``retry_after`` seconds (``guessed`` when Planhat
+    │                          gave no time); not a failure, not an attempt
     ├── RetryableError         5xx, timeouts, connection errors: back off and try again
     ├── RejectedError          4xx on the request itself: fix the data, retrying won't help
     │   └── NotFoundError      404: no such record (or no such route)
@@ -16,13 +17,22 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from email.utils import parsedate_to_datetime
 
 import httpx
 
-# Planhat sends no Retry-After (not documented); its older docs say the window resets every
-# 60-120 s. Without a header we wait this long before trying again.
-DEFAULT_RATE_LIMIT_WAIT = 10.0
+# A 429 is not guaranteed a Retry-After (not documented). Planhat's quota is 200 calls a
+# minute (https://docs.planhat.com), and its older docs say the limit "is reset every 60-120
+# seconds" (planhat/docs source/includes/_intro.md). Without a header that says when, the
+# wait is a guess: this long first, doubled at each 429 in a row up to
+# RATE_LIMIT_GUESS_CAP, the longest window (connectors/planhat/retry.py). 15 s first is
+# assumed: short enough for a burst limit, and four tries reach a 120 s window.
+DEFAULT_RATE_LIMIT_WAIT = 15.0
+RATE_LIMIT_GUESS_CAP = 120.0
+# X-Rate-Limit-Reset is not documented by Planhat either: a value this large is a Unix time
+# (as Twitter's X-Rate-Limit-Reset is), a smaller one seconds from now (assumed).
+_EPOCH_THRESHOLD = 1_000_000_000
 
 REGION_HINT = (
     "A token used against the wrong region also gets 401: check PLANHAT_BASE_URL "
@@ -52,17 +62,23 @@ class PlanhatError(Exception):
 
 
 class RateLimitedError(PlanhatError):
+    """``retry_after``: seconds to wait. ``guessed``: Planhat said nothing about when
+    (no Retry-After, no X-Rate-Limit-Reset), so the wait is a guess to grow on the next
+    429 rather than a time to trust."""
+
     def __init__(
         self,
         message: str,
         *,
         retry_after: float = DEFAULT_RATE_LIMIT_WAIT,
+        guessed: bool = False,
         method: str = "",
         url: str = "",
         status_code: int | None = None,
     ) -> None:
         super().__init__(message, method=method, url=url, status_code=status_code)
         self.retry_after = retry_after
+        self.guessed = guessed
 
 
 class RetryableError(PlanhatError):
@@ -96,24 +112,43 @@ def response_message(response: httpx.Response) -> str:
     return text
 
 
-def retry_after_seconds(response: httpx.Response) -> float:
-    """Seconds to wait after a 429: ``Retry-After`` (seconds or HTTP date), else a default."""
+def rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait after a 429 when the answer says: ``Retry-After`` (seconds or an
+    HTTP date, RFC 9110), else ``X-Rate-Limit-Reset``; None when it says nothing."""
+    now = _server_time(response)
     value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return DEFAULT_RATE_LIMIT_WAIT
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None and now is not None:
+            return max(0.0, math.ceil(when.timestamp() - now))
+    value = response.headers.get("X-Rate-Limit-Reset", "").strip()
     try:
-        return max(0.0, float(value))
+        reset = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return DEFAULT_RATE_LIMIT_WAIT
+        return None
+    if reset >= _EPOCH_THRESHOLD:
+        if now is None:
+            return None
+        reset -= now
+    return max(0.0, math.ceil(reset))
+
+
+def _server_time(response: httpx.Response) -> float | None:
+    """The answer's ``Date`` as a Unix time, else this machine's clock."""
     date = response.headers.get("Date")
-    now = parsedate_to_datetime(date) if date else None
-    if now is None:
-        return DEFAULT_RATE_LIMIT_WAIT
-    return max(0.0, math.ceil((when - now).total_seconds()))
+    if date:
+        try:
+            return parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return time.time()
 
 
 def error_for_response(response: httpx.Response) -> PlanhatError | None:
@@ -140,9 +175,11 @@ def error_for_response(response: httpx.Response) -> PlanhatError | None:
         location = response.headers.get("Location", "?")
         return make(FatalError, f"Planhat redirected to {location}; check PLANHAT_BASE_URL")
     if status == 429:
+        wait = rate_limit_wait(response)
         return RateLimitedError(
             message or "Too many requests",
-            retry_after=retry_after_seconds(response),
+            retry_after=DEFAULT_RATE_LIMIT_WAIT if wait is None else wait,
+            guessed=wait is None,
             method=response.request.method,
             url=str(response.request.url),
             status_code=status,

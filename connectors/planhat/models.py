@@ -38,8 +38,9 @@ class ModelSpec:
     # present to create a record (license: ``mrr`` or ``value``).
     required: tuple[tuple[str, ...], ...] = ()
     operations: frozenset[Operation] = ALL_OPERATIONS
-    # Planhat's list endpoint has no documented maximum limit; real clients page with 2,000
-    # (5,000 for companies), e.g. robocorp-planhat and cruds.
+    # The most records one list page holds, and the client's page size: 2,000, 5,000 for
+    # companies (robocorp/robocorp-planhat src/planhat/client.py: "the maximum number of
+    # objects allowed by the Planhat API (2000 for most, 5000 for companies)"; botpress).
     page_size: int = 2000
     # The fields a client sets, as Planhat's page for the model lists them; None: not listed
     # here, so any field is kept. The sandbox drops the others (see ``generated`` too).
@@ -51,6 +52,15 @@ class ModelSpec:
     day_fields: frozenset[str] = frozenset()
     # Fields whose value is one of a documented few: (field, (value, ...)).
     choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Whether Planhat knows ``sourceId`` and the external key for this model (and their
+    # ``srcid-``/``extid-`` path forms). Custom fields have neither
+    # (https://www.planhat.com/developers/api/custom-field).
+    alt_keys: bool = True
+    # A model addressed by a field of its own instead, and the field that scopes it:
+    # custom fields by ``name`` within their ``parent`` model. A record's ``custom`` object
+    # is keyed by field name (shared/reference/planhat-api.md), so a name is unique per
+    # parent model: an inference, not stated by Planhat.
+    name_key: tuple[str, str] | None = None
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -58,7 +68,26 @@ class ModelSpec:
     @property
     def keyables(self) -> tuple[str, ...]:
         """Fields Planhat matches a record on, in its order: ``_id``, ``sourceId``, external."""
+        if not self.alt_keys:
+            return ("_id",)
         return ("_id", "sourceId", self.external_key)
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """Fields a change may key a record of this model by."""
+        if self.name_key is not None:
+            return (self.name_key[0],)
+        return ("sourceId", self.external_key)
+
+    def key_scope(self, key_field: str) -> str | None:
+        """The field within which ``key_field`` is unique, if it is not unique per model:
+        the company for an external id (support.planhat.com/en/articles/8146372), the parent
+        model for a custom field's name."""
+        if key_field == self.external_key and self.alt_keys:
+            return self.company_key
+        if self.name_key is not None and key_field == self.name_key[0]:
+            return self.name_key[1]
+        return None
 
 
 # https://www.planhat.com/developers/api/invoice: "Status of invoice could be pending, paid,
@@ -88,13 +117,16 @@ _SPECS = (
         page_size=5000,
     ),
     ModelSpec(name="conversations", singular="conversation", required=_req("companyId")),
-    # Custom fields have no bulk upsert.
+    # Custom fields: no bulk upsert (https://docs.planhat.com), no externalId/sourceId and
+    # ``isHidden`` required (https://www.planhat.com/developers/api/custom-field).
     ModelSpec(
         name="customfields",
         singular="custom field",
         company_key=None,
-        required=_req("name", "parent", "type"),
+        required=_req("name", "parent", "type", "isHidden"),
         operations=ALL_OPERATIONS - {Operation.UPSERT},
+        alt_keys=False,
+        name_key=("name", "parent"),
     ),
     ModelSpec(name="endusers", singular="enduser", required=_req("email", "companyId")),
     # The fields of https://www.planhat.com/developers/api/invoice, plus ``custom`` (on every
@@ -138,9 +170,9 @@ _SPECS = (
         required=_req("companyId|companyExternalId|domains", "sourceId", "email"),
         operations=frozenset({Operation.LIST, Operation.DELETE, Operation.UPSERT}),
     ),
-    ModelSpec(
-        name="timeentries", singular="time entry", company_key=None, required=_req("date", "hours")
-    ),
+    # A time entry links to a company through companyId (not required);
+    # https://www.planhat.com/developers/api/time-entry
+    ModelSpec(name="timeentries", singular="time entry", required=_req("date", "hours")),
     ModelSpec(name="timesheets", singular="timesheet", company_key=None),
     ModelSpec(
         name="users",

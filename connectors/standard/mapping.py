@@ -5,7 +5,9 @@
 
 or ``{"changes": [ ... ]}`` with up to 1,000 of those. ``model`` is the Planhat API path
 name; ``key`` names one keyable: ``sourceId``, or the model's external key
-(``externalId``; ``extId`` for invoices); ``version`` is an ISO time or an integer.
+(``externalId``; ``extId`` for invoices), or for custom fields, which Planhat keys by name
+within their parent model, ``name`` (with ``parent`` among the fields); ``version`` is an
+ISO time or an integer.
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ def _change(item: Any, position: str, event_id: str) -> Change:
     except UnknownModelError as error:
         raise StandardBodyError(f"{position}: {error}") from None
     key = item.get("key")
-    allowed = ("sourceId", spec.external_key)
+    allowed = spec.key_fields
     if not (isinstance(key, dict) and len(key) == 1 and next(iter(key)) in allowed):
-        raise StandardBodyError(
-            f"{position}: key must be one of {{'sourceId': …}} or {{'{spec.external_key}': …}}"
-        )
+        shapes = " or ".join(f"{{'{name}': …}}" for name in allowed)
+        raise StandardBodyError(f"{position}: key must be one of {shapes}")
     [(key_field, key_value)] = key.items()
     if not isinstance(key_value, str | int) or key_value == "":
         raise StandardBodyError(f"{position}: the key's value must be a non-empty string")

@@ -9,6 +9,7 @@ limiter takes a fake clock, so its own tests are exact.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -367,3 +368,51 @@ def test_the_first_call_of_a_fresh_key_always_goes_whatever_the_float_rounding(
         limiter = LocalRateLimiter(rate_per_minute=rate, burst=1, clock=lambda: now)
         assert limiter.try_acquire("k") == 0.0
         assert limiter.try_acquire("k") == pytest.approx(60.0 / rate)
+
+
+# --- a 429 that gives no time: one shared guess, doubled per 429 up to a cap ------------
+# Planhat's 429 carries no guaranteed Retry-After, and its window resets after 60-120 s
+# (planhat/docs source/includes/_intro.md): the guess must grow, never hammer.
+
+GUESS_FIRST, GUESS_CAP = 0.2, 0.8
+
+
+def elapse(backend: Backend, seconds: float) -> None:
+    if backend.clock is not None:
+        backend.clock.advance(seconds)
+    else:
+        time.sleep(seconds)
+
+
+def test_guessed_pauses_double_per_429_up_to_the_cap(backend: Backend) -> None:
+    waits = []
+    for _ in range(4):
+        wait = backend.limiter.back_off("k", first=GUESS_FIRST, cap=GUESS_CAP)
+        waits.append(wait)
+        assert backend.another_caller().try_acquire("k") > 0  # everyone waits it out
+        elapse(backend, wait + 0.01)
+
+    assert waits == pytest.approx([0.2, 0.4, 0.8, 0.8])
+
+
+def test_a_429_met_while_a_guessed_pause_is_on_does_not_grow_it(backend: Backend) -> None:
+    first = backend.limiter.back_off("k", first=GUESS_FIRST, cap=GUESS_CAP)
+    again = backend.another_caller().back_off("k", first=GUESS_FIRST, cap=GUESS_CAP)
+
+    assert first == pytest.approx(0.2)
+    assert 0.2 - DRIFT <= again <= 0.2 + 1e-6, again
+    elapse(backend, 0.21)
+    assert backend.limiter.back_off("k", first=GUESS_FIRST, cap=GUESS_CAP) == pytest.approx(0.4)
+
+
+def test_the_guess_starts_over_once_the_cap_has_passed_without_a_429(backend: Backend) -> None:
+    backend.limiter.back_off("k", first=GUESS_FIRST, cap=GUESS_CAP)
+    elapse(backend, 0.2 + GUESS_CAP + 0.05)
+
+    assert backend.limiter.back_off("k", first=GUESS_FIRST, cap=GUESS_CAP) == pytest.approx(0.2)
+
+
+def test_a_guessed_pause_does_not_shorten_a_longer_one(backend: Backend) -> None:
+    backend.limiter.pause("k", 5)
+
+    assert about(5.0)(backend.limiter.back_off("k", first=GUESS_FIRST, cap=GUESS_CAP))

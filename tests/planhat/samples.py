@@ -23,7 +23,12 @@ def sample(model: str, tag: str, company: str) -> Record:
         "churn": {"churnDate": "2026-10-01", "value": 120, "reasons": ["price"]},
         "companies": {"name": f"Company {tag}"},
         "conversations": {"type": "note", "description": f"Note {tag}"},
-        "customfields": {"name": f"field {tag}", "parent": "company", "type": "text"},
+        "customfields": {
+            "name": f"field {tag}",
+            "parent": "company",
+            "type": "text",
+            "isHidden": False,
+        },
         "endusers": {"email": f"{tag}@example.com", "firstName": "Ada"},
         "invoices": {
             "currency": "USD",
@@ -52,10 +57,20 @@ def sample(model: str, tag: str, company: str) -> Record:
         },
         "workspaces": {"name": f"Workspace {tag}"},
     }
-    record: Record = {"sourceId": f"src-{tag}", spec.external_key: f"ext-{tag}", **fields[model]}
+    record: Record = dict(fields[model])
+    if spec.alt_keys:  # custom fields have neither (planhat.com/developers/api/custom-field)
+        record = {"sourceId": f"src-{tag}", spec.external_key: f"ext-{tag}", **record}
     if spec.company_key:
         record[spec.company_key] = company
     return record
+
+
+def refs(model: str, record: Record, record_id: str) -> list[str]:
+    """Every way to address ``record`` in a path: ``_id``, ``extid-``, ``srcid-``."""
+    spec = MODELS[model]
+    if not spec.alt_keys:
+        return [record_id]
+    return [record_id, f"extid-{record[spec.external_key]}", f"srcid-{record['sourceId']}"]
 
 
 def change(model: str) -> tuple[str, Any]:

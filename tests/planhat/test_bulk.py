@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -170,6 +171,12 @@ def test_chunk_is_all_keyed_only_when_every_record_has_a_keyable() -> None:
     assert not _one_chunk([{"sourceId": "a"}, {"name": "no key"}]).all_keyed
 
 
+def test_an_id_alone_does_not_make_a_chunk_safe_to_resend() -> None:
+    # an _id that matches nothing creates a record (bulk-upsert page): a replay, another
+    assert not _one_chunk([{"sourceId": "a"}, {"_id": "c" * 24, "mrr": 1}]).all_keyed
+    assert _one_chunk([{"_id": "c" * 24, "sourceId": "a"}]).all_keyed
+
+
 # --- answers ----------------------------------------------------------------------------
 
 
@@ -213,7 +220,7 @@ def test_every_list_of_the_answer_becomes_the_matching_outcome_in_input_order() 
         (5, Outcome.IGNORED, None),
     ]
     assert results[3].message == "companyId is required"
-    assert results[4].message == "denied"
+    assert results[4].message == "permission denied: denied"
     assert results[5].message is not None
     assert [result.ok for result in results] == [True, True, True, False, False, False]
 
@@ -317,6 +324,93 @@ def test_keyless_records_are_unconfirmed_when_loose_entries_are_of_mixed_kinds()
     ]
     assert results[0].message is not None
     assert "sourceId" in results[0].message
+
+
+def test_id_only_inserts_beside_a_dropped_record_are_read_back_by_id() -> None:
+    # given insertsKeys naming only _id (hull-planhat's fixture) and one record dropped
+    chunk = _one_chunk([{"sourceId": "a"}, {"sourceId": "dropped"}, {"sourceId": "c"}])
+    answer = _answer(insertsKeys=[{"_id": "id-a"}, {"_id": "id-c"}])
+    asked: list[list[str]] = []
+
+    def read_back(ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        asked.append(list(ids))
+        return {"id-c": {"_id": "id-c", "sourceId": "c"}, "id-a": {"_id": "id-a", "sourceId": "a"}}
+
+    # when
+    results = results_for_chunk(LICENSES, chunk, answer, read_back=read_back)
+
+    # then
+    assert asked == [["id-a", "id-c"]]
+    assert _view(results) == [
+        (0, Outcome.CREATED, "id-a"),
+        (1, Outcome.IGNORED, None),
+        (2, Outcome.CREATED, "id-c"),
+    ]
+
+
+def test_id_only_inserts_are_not_read_back_when_the_count_ties_them() -> None:
+    chunk = _one_chunk([{"sourceId": "a"}, {"sourceId": "b"}])
+    answer = _answer(insertsKeys=[{"_id": "id-a"}, {"_id": "id-b"}])
+
+    def read_back(ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        raise AssertionError("no read-back needed")
+
+    results = results_for_chunk(LICENSES, chunk, answer, read_back=read_back)
+
+    assert _view(results) == [(0, Outcome.CREATED, "id-a"), (1, Outcome.CREATED, "id-b")]
+
+
+def test_keyless_records_are_not_read_back_as_nothing_could_recognise_them() -> None:
+    chunk = _one_chunk([{"name": "x"}, {"name": "y"}])
+    answer = _answer(insertsKeys=[{"_id": "id-x"}], createdErrors=[{"message": "bad"}])
+
+    def read_back(ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        raise AssertionError("a keyless record cannot be recognised when read back")
+
+    results = results_for_chunk(LICENSES, chunk, answer, read_back=read_back)
+
+    assert [r.outcome for r in results] == [Outcome.UNCONFIRMED] * 2
+
+
+def test_a_record_written_but_not_found_on_read_back_stays_unconfirmed() -> None:
+    chunk = _one_chunk([{"sourceId": "a"}, {"sourceId": "b"}])
+    answer = _answer(insertsKeys=[{"_id": "id-a"}], createdErrors=[{"message": "bad"}])
+
+    results = results_for_chunk(LICENSES, chunk, answer, read_back=lambda ids: {})
+
+    assert [r.outcome for r in results] == [Outcome.UNCONFIRMED] * 2
+
+
+def test_in_a_400_what_is_not_named_as_written_is_rejected_with_the_reasons() -> None:
+    chunk = _one_chunk([{"sourceId": "a"}, {"sourceId": "b"}, {"name": "keyless"}])
+    answer = _answer(
+        createdErrors=[{"sourceId": "a", "message": "mrr is required"}, {"message": "too big"}]
+    )
+
+    results = results_for_chunk(LICENSES, chunk, answer, status=400)
+
+    assert [(r.outcome, r.message) for r in results] == [
+        (Outcome.REJECTED, "mrr is required"),
+        (Outcome.REJECTED, "Planhat refused the payload: too big"),
+        (Outcome.REJECTED, "Planhat refused the payload: too big"),
+    ]
+
+
+def test_in_a_403_the_writes_named_stand_and_permission_errors_are_rejected() -> None:
+    chunk = _one_chunk([{"sourceId": "a"}, {"sourceId": "b"}, {"sourceId": "c"}])
+    answer = _answer(
+        updatesKeys=[{"_id": "id-a", "sourceId": "a"}],
+        updated=1,
+        permissionErrors=[{"sourceId": "b", "message": "no permission to create licenses"}],
+    )
+
+    results = results_for_chunk(LICENSES, chunk, answer, status=403)
+
+    assert [(r.outcome, r.message) for r in results] == [
+        (Outcome.UPDATED, None),
+        (Outcome.REJECTED, "permission denied: no permission to create licenses"),
+        (Outcome.IGNORED, results[2].message),
+    ]
 
 
 def test_rejected_chunk_rejects_every_input_record_with_the_message() -> None:

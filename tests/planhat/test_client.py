@@ -183,13 +183,13 @@ def test_rate_limit_wait_is_not_an_attempt() -> None:
     assert server.sleeps == [3.0, 3.0, 3.0]
 
 
-def test_429_without_retry_after_waits_the_default() -> None:
+def test_429_without_retry_after_waits_the_first_guess() -> None:
     server = FakePlanhat(reply(429, text="Too many requests"), reply())
 
     with server.client() as client:
         client.get("companies", "1")
 
-    assert server.sleeps == [DEFAULT_RATE_LIMIT_WAIT]
+    assert server.sleeps == [DEFAULT_RATE_LIMIT_WAIT] == [15.0]
 
 
 def test_retry_after_zero_still_waits_a_second_and_ends() -> None:

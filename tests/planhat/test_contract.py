@@ -1,7 +1,12 @@
-"""The Planhat contract: what planhat-sync relies on, for every model and operation.
+"""The Planhat contract: what planhat-sync relies on, for every model and operation, and
+each behaviour of the sandbox that issue 13 could not back with a source (the checks at the
+end, one per assumption): one command confirms or refutes them on a real tenant.
 
 Runs against the sandbox always, and against the real API when PLANHAT_API_TOKEN and
-PLANHAT_LIVE_TESTS=1 are set (records it makes are tagged ``phs-contract-`` and deleted).
+PLANHAT_LIVE_TESTS=1 are set. Live, it is read-only unless PLANHAT_LIVE_WRITES=1 too: a
+check that would write is skipped at its first write (the guard is the HTTP transport).
+With writes allowed it writes only records it creates, tagged ``phs-contract-``, and
+deletes them.
 """
 
 from __future__ import annotations
@@ -16,24 +21,68 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.planhat.bulk import Outcome
 from connectors.planhat.client import DEFAULT_BASE_URL, PlanhatClient
-from connectors.planhat.errors import NotFoundError, PlanhatError
+from connectors.planhat.errors import NotFoundError, PlanhatError, rate_limit_wait
 from connectors.planhat.models import MODELS, Operation
+from connectors.planhat.regions import check_token
+from connectors.planhat.retry import RetryPolicy
 from tests.conftest import FAST_RETRY
-from tests.planhat.samples import change, sample
+from tests.planhat.samples import change, refs, sample
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class Guard(httpx.BaseTransport):
+    """Live, lets reads through and skips the test at a write unless PLANHAT_LIVE_WRITES=1.
+    With ``patient``, waits out 429s as the client would (for a check's raw calls)."""
+
+    def __init__(self, *, live: bool, patient: bool) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.live, self.patient = live, patient
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        writes = os.environ.get("PLANHAT_LIVE_WRITES") == "1"
+        if self.live and request.method in WRITES and not writes:
+            pytest.skip("writes to the live tenant: set PLANHAT_LIVE_WRITES=1 to run this check")
+        policy = RetryPolicy()
+        for guess in range(1, 8):
+            response = self.inner.handle_request(request)
+            if response.status_code != 429 or not self.patient:
+                break
+            wait = rate_limit_wait(response)
+            response.close()
+            time.sleep(max(1.0, policy.rate_limit_guess_for(guess) if wait is None else wait))
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @dataclass
 class Target:
     client: PlanhatClient
     run: str  # unique per test run, so live records never collide
+    raw: httpx.Client  # the same Planhat, token and guard, for answers the client hides
+    base_url: str
+    token: str
+    live: bool
     made: list[tuple[str, str]] = field(default_factory=list)  # (model, _id) to clean up
     _company: str | None = None
+
+    def sandbox_only(self, why: str) -> None:
+        if self.live:
+            pytest.skip(f"sandbox only: {why}")
+
+    def faults(self, **settings: Any) -> None:
+        """The sandbox's fault controls (sandbox-only checks)."""
+        httpx.post(f"{self.base_url}/_sandbox/faults", json=settings).raise_for_status()
 
     def tag(self, name: str) -> str:
         return f"phs-contract-{self.run}-{name}"
@@ -52,28 +101,34 @@ class Target:
                 self.client.delete(model, record_id)
 
 
-def _live_client() -> PlanhatClient:
-    if os.environ.get("PLANHAT_LIVE_TESTS") != "1" or not os.environ.get("PLANHAT_API_TOKEN"):
-        pytest.skip("live contract: set PLANHAT_API_TOKEN and PLANHAT_LIVE_TESTS=1 to run it")
-    return PlanhatClient(
-        os.environ["PLANHAT_API_TOKEN"],
-        base_url=os.environ.get("PLANHAT_BASE_URL", DEFAULT_BASE_URL),
-    )
-
-
 @pytest.fixture(params=["sandbox", pytest.param("live", marks=pytest.mark.live)])
 def planhat(request: pytest.FixtureRequest) -> Iterator[Target]:
-    if request.param == "live":
-        client = _live_client()
+    live = request.param == "live"
+    if live:
+        if os.environ.get("PLANHAT_LIVE_TESTS") != "1" or not os.environ.get("PLANHAT_API_TOKEN"):
+            pytest.skip("live contract: set PLANHAT_API_TOKEN and PLANHAT_LIVE_TESTS=1 to run it")
+        token = os.environ["PLANHAT_API_TOKEN"]
+        base_url = os.environ.get("PLANHAT_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+        guard = Guard(live=True, patient=False)  # the client waits out 429s itself
+        client = PlanhatClient(token, base_url=base_url, transport=guard)
     else:
-        sandbox = request.getfixturevalue("sandbox")
-        client = PlanhatClient("contract", base_url=sandbox.url, retry=FAST_RETRY)
-    target = Target(client=client, run=uuid.uuid4().hex[:8])
+        token, base_url = "contract", request.getfixturevalue("sandbox").url
+        client = PlanhatClient(token, base_url=base_url, retry=FAST_RETRY)
+    raw = httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        transport=Guard(live=live, patient=True),
+        timeout=60,
+    )
+    target = Target(
+        client=client, run=uuid.uuid4().hex[:8], raw=raw, base_url=base_url, token=token, live=live
+    )
     try:
         yield target
     finally:
         target.cleanup()
         client.close()
+        raw.close()
 
 
 def _ids(records: list[dict[str, Any]]) -> set[str]:
@@ -86,7 +141,6 @@ def test_every_operation_of_the_model_works(planhat: Target, model: str) -> None
     client = planhat.client
     company = planhat.company() if spec.company_key else ""
     first = sample(model, planhat.tag(f"{model}-1"), company)
-    source_ref = f"srcid-{first['sourceId']}"
 
     # create (tickets are bulk-only: their create is an upsert)
     if spec.supports(Operation.CREATE):
@@ -99,18 +153,18 @@ def test_every_operation_of_the_model_works(planhat: Target, model: str) -> None
     planhat.made.append((model, record_id))
     assert OBJECT_ID.match(record_id)
 
-    # get by _id, extid- and srcid-
+    # get by _id, extid- and srcid- (custom fields: by _id only)
+    ways = refs(model, first, record_id)
     if spec.supports(Operation.GET):
-        ext_ref = f"extid-{first[spec.external_key]}"
-        for ref in (record_id, ext_ref, source_ref):
+        for ref in ways:
             got = client.get(model, ref)
             assert got["_id"] == record_id, ref
-            assert got["sourceId"] == first["sourceId"]
+            assert got.get("sourceId") == first.get("sourceId")
 
     # update
     name, value = change(model)
     if spec.supports(Operation.UPDATE):
-        assert client.update(model, source_ref, {name: value})[name] == value
+        assert client.update(model, ways[-1], {name: value})[name] == value
         assert client.get(model, record_id)[name] == value
 
     # list (filtered by company where the model has one)
@@ -396,3 +450,191 @@ def test_every_write_moves_updated_at_and_the_last_written_list_first(planhat: T
     assert client.get("endusers", str(made.id))["updatedAt"] > before
     latest = client.list_page("endusers", limit=100, sort="-updatedAt", select=["_id"])
     assert str(made.id) in {e["_id"] for e in latest}
+
+
+# --- issue 13: each check confirms (or, live, refutes) one behaviour of the sandbox -------
+# Sources are in docs/planhat-fidelity.md; "assumed" ones are what a live run settles.
+
+
+def _new_object_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+def test_bulk_answer_inserts_keys_carry_the_id_and_at_most_the_keys_sent(planhat: Target) -> None:
+    # robocorp-planhat: {_id, externalId}; hull-planhat: {_id} alone. Both are handled.
+    tag = planhat.tag("ins")
+    response = planhat.raw.put(
+        "/companies", json=[{"sourceId": f"src-{tag}", "externalId": f"ext-{tag}", "name": tag}]
+    )
+    answer = response.json()
+    planhat.made.extend(("companies", i) for i in answer.get("upsertedIds", []))
+
+    assert response.status_code == 200
+    [entry] = answer["insertsKeys"]
+    assert OBJECT_ID.match(entry["_id"])
+    assert set(entry) <= {"_id", "sourceId", "externalId"}
+
+
+def test_a_bulk_upsert_where_every_item_fails_is_a_400_with_created_errors(
+    planhat: Target,
+) -> None:
+    # http-response-codes: 400 "a required key is missing …, check createdErrors"; that
+    # it is 400 (not 206) when nothing was written is an inference
+    tag = planhat.tag("no-name")
+    response = planhat.raw.put("/companies", json=[{"sourceId": f"src-{tag}"}])
+    with contextlib.suppress(NotFoundError):  # should Planhat have written it after all
+        planhat.made.append(
+            ("companies", planhat.client.get("companies", f"srcid-src-{tag}")["_id"])
+        )
+
+    assert response.status_code == 400
+    assert response.json()["createdErrors"]
+
+
+def test_a_partial_403_keeps_the_permitted_writes(planhat: Target) -> None:
+    planhat.sandbox_only("needs a token denied some operations")
+    tag = planhat.tag("perm")
+    [old] = planhat.client.bulk_upsert("companies", [{"sourceId": f"{tag}-old", "name": "Old"}])
+    planhat.faults(deny={"companies": ["create"]})
+
+    results = planhat.client.bulk_upsert(
+        "companies",
+        [{"sourceId": f"{tag}-old", "name": "New"}, {"sourceId": f"{tag}-new", "name": "N"}],
+    )
+
+    assert [r.outcome for r in results] == [Outcome.UPDATED, Outcome.REJECTED]
+    assert results[0].id == old.id
+
+
+def test_a_bulk_item_whose_id_matches_nothing_is_created_under_a_new_id(planhat: Target) -> None:
+    # bulk-upsert page: "a new record will be created"; under a new _id: assumed
+    ghost = _new_object_id()
+    tag = planhat.tag("ghost")
+    [result] = planhat.client.bulk_upsert(
+        "companies", [{"_id": ghost, "sourceId": f"src-{tag}", "name": tag}]
+    )
+    if result.id:
+        planhat.made.append(("companies", result.id))
+
+    assert result.outcome is Outcome.CREATED
+    assert result.id == planhat.client.get("companies", f"srcid-src-{tag}")["_id"]
+    assert result.id != ghost
+
+
+@pytest.mark.parametrize(("model", "cap"), [("companies", 5000), ("licenses", 2000)])
+def test_a_page_larger_than_the_cap_is_cut_to_the_cap_not_refused(
+    planhat: Target, model: str, cap: int
+) -> None:
+    # read-only; it shows the cap itself only on a tenant with more records than the cap
+    response = planhat.raw.get(f"/{model}", params={"limit": cap + 1, "select": "_id"})
+
+    assert response.status_code == 200
+    assert len(response.json()) <= cap
+
+
+def test_an_answer_carries_the_rate_limit_headers(planhat: Target) -> None:
+    # planhat/docs _intro.md: "each response includes information about your limit"
+    response = planhat.raw.get("/companies", params={"limit": 1, "select": "_id"})
+
+    assert response.status_code == 200
+    assert int(response.headers["X-Rate-Limit-Limit"]) > 0
+    assert int(response.headers["X-Rate-Limit-Remaining"]) >= 0
+
+
+def test_custom_fields_need_is_hidden_and_are_updated_by_name(planhat: Target) -> None:
+    # custom-field page: isHidden required, no externalId/sourceId; keyed here by name
+    name = planhat.tag("cf")
+    field = {"name": name, "parent": "company", "type": "text"}
+    refused = planhat.raw.post("/customfields", json=field)
+    if refused.status_code == 200:
+        planhat.made.append(("customfields", refused.json()["_id"]))
+    [created] = planhat.client.upsert_each(
+        "customfields", [{**field, "name": f"{name}-2", "isHidden": False}], key_field="name"
+    )
+    if created.id:
+        planhat.made.append(("customfields", created.id))
+    [updated] = planhat.client.upsert_each(
+        "customfields", [{**field, "name": f"{name}-2", "isHidden": True}], key_field="name"
+    )
+
+    assert refused.status_code == 400
+    assert (created.outcome, updated.outcome) == (Outcome.CREATED, Outcome.UPDATED)
+    assert updated.id == created.id
+    assert planhat.client.get("customfields", str(created.id))["isHidden"] is True
+    assert planhat.raw.get(f"/customfields/srcid-{name}").status_code == 404
+
+
+def test_a_time_entry_links_to_its_company_by_company_id(planhat: Target) -> None:
+    company_ref = planhat.company()
+    entry = planhat.client.create(
+        "timeentries", {"date": "2026-03-01", "hours": 1.5, "companyId": company_ref}
+    )
+    planhat.made.append(("timeentries", entry["_id"]))
+    company_id = planhat.client.get("companies", company_ref)["_id"]
+
+    assert entry["companyId"] == company_id
+    listed = planhat.client.list("timeentries", company_ids=[company_id])
+    assert entry["_id"] in _ids(list(listed))
+
+
+def test_lean_companies_list_a_company_by_id_and_name(planhat: Target) -> None:
+    company_id = planhat.client.get("companies", planhat.company())["_id"]
+
+    lean = {c["_id"]: c for c in planhat.client.lean_companies()}
+
+    assert lean[company_id]["name"].startswith("Company phs-contract-")
+    assert set(lean[company_id]) <= {"_id", "name", "externalId", "sourceId"}
+
+
+def test_my_profile_answers_for_the_token_and_the_check_passes(planhat: Target) -> None:
+    profile = planhat.client.my_profile()
+    checked = check_token(planhat.token, planhat.base_url)
+
+    assert profile.get("_id")
+    assert checked.ok, checked.line()
+
+
+# --- behaviours no source confirms (issue 13, item 11) ---------------------------------
+
+
+def test_a_second_record_with_a_taken_source_id_is_refused(planhat: Target) -> None:
+    tag = planhat.tag("dup")
+    first = planhat.client.create("companies", {"name": tag, "sourceId": f"src-{tag}"})
+    planhat.made.append(("companies", first["_id"]))
+
+    second = planhat.raw.post("/companies", json={"name": f"{tag}-2", "sourceId": f"src-{tag}"})
+    if second.status_code == 200:
+        planhat.made.append(("companies", second.json()["_id"]))
+
+    assert second.status_code == 400
+
+
+def test_a_company_filter_naming_no_company_is_a_400(planhat: Target) -> None:
+    response = planhat.raw.get("/licenses", params={"companyId": _new_object_id(), "limit": 1})
+
+    assert response.status_code == 400
+
+
+def test_an_update_merges_custom_values_key_by_key(planhat: Target) -> None:
+    names = [planhat.tag("cf-a"), planhat.tag("cf-b")]
+    for name in names:
+        field = {"name": name, "parent": "company", "type": "text", "isHidden": False}
+        planhat.made.append(("customfields", planhat.client.create("customfields", field)["_id"]))
+    company = planhat.client.create(
+        "companies", {"name": planhat.tag("merge"), "custom": {names[0]: "a"}}
+    )
+    planhat.made.append(("companies", company["_id"]))
+
+    planhat.client.update("companies", company["_id"], {"custom": {names[1]: "b"}})
+
+    custom = planhat.client.get("companies", company["_id"])["custom"]
+    assert (custom.get(names[0]), custom.get(names[1])) == ("a", "b")
+
+
+def test_patch_is_not_a_method_planhat_offers(planhat: Target) -> None:
+    company_id = planhat.client.get("companies", planhat.company())["_id"]
+
+    response = planhat.raw.patch(f"/companies/{company_id}", json={"name": "Patched"})
+
+    assert response.status_code == 405
+    assert planhat.client.get("companies", company_id)["name"] != "Patched"

@@ -95,7 +95,7 @@ def test_bulk_upsert_tries_source_id_before_another_records_external_id(
     response = api.put("/companies", json=[{"sourceId": "src-a", "externalId": "b", "name": "X"}])
 
     answer = response.json()
-    assert response.status_code == 206
+    assert response.status_code == 400  # nothing written: not a partial success
     assert (answer["created"], answer["createdErrors"]) == (0, [])
     [error] = answer["updatedErrors"]
     assert "externalId" in error["message"]
@@ -135,18 +135,32 @@ def test_bulk_upsert_answers_206_with_an_error_entry_for_a_failing_item(
     assert [c["sourceId"] for c in listing(api, "companies")] == ["ok"]
 
 
-def test_bulk_upsert_with_an_id_that_matches_nothing_is_an_updated_error(
+def test_bulk_upsert_with_an_id_that_matches_nothing_creates_a_new_record(
     api: httpx.Client,
 ) -> None:
+    # "If the provided key doesn't match any existing record, a new record will be created"
+    # (planhat.com/developers/api/bulk-upsert); that it gets a new _id is assumed.
     response = api.put("/companies", json=[{"_id": MISSING_ID, "name": "Ghost"}])
 
-    assert response.status_code == 206
+    assert response.status_code == 200
     answer = response.json()
-    [error] = answer["updatedErrors"]
-    assert error["_id"] == MISSING_ID
-    assert error["message"]
-    assert answer["created"] == 0
-    assert listing(api, "companies") == []
+    assert (answer["created"], answer["updatedErrors"]) == (1, [])
+    [record] = listing(api, "companies")
+    assert record["name"] == "Ghost"
+    assert record["_id"] != MISSING_ID
+    assert answer["insertsKeys"] == [{"_id": record["_id"]}]
+
+
+def test_an_unmatched_id_passes_to_the_source_id(api: httpx.Client) -> None:
+    a = company(api, "a")
+
+    answer = api.put(
+        "/companies", json=[{"_id": MISSING_ID, "sourceId": "src-a", "name": "Renamed"}]
+    ).json()
+
+    assert (answer["created"], answer["updated"]) == (0, 1)
+    assert [c["name"] for c in listing(api, "companies")] == ["Renamed"]
+    assert answer["modified"] == [a["_id"]]
 
 
 @pytest.mark.parametrize("body", [{"name": "A"}, "A", 5, None])

@@ -48,7 +48,7 @@ def test_a_ticket_without_email_is_silently_dropped(api: httpx.Client) -> None:
 
 
 def test_custom_fields_have_no_bulk_upsert(api: httpx.Client) -> None:
-    field = {"name": "tier", "parent": "company", "type": "text"}
+    field = {"name": "tier", "parent": "company", "type": "text", "isHidden": False}
 
     assert api.put("/customfields", json=[field]).status_code == 404
     assert listing(api, "customfields") == []

@@ -16,6 +16,7 @@ from connectors.planhat.bulk import SUCCESSES, count_outcomes
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.errors import PlanhatError
 from connectors.planhat.models import UnknownModelError, UnsupportedOperationError, model_spec
+from connectors.planhat.regions import check_token
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
 from worker.cli import dev as embedded
@@ -79,8 +80,11 @@ def _planhat_errors() -> Iterator[None]:
 
 @app.command()
 def planhat(
-    model: Annotated[str, typer.Argument(help="The Planhat model, e.g. licenses, companies.")],
-    action: Annotated[Action, typer.Argument(help="What to do.")],
+    model: Annotated[
+        str,
+        typer.Argument(help="The Planhat model, e.g. licenses, companies; or check."),
+    ],
+    action: Annotated[Action | None, typer.Argument(help="What to do.")] = None,
     record_id: Annotated[
         str | None,
         typer.Argument(metavar="[ID]", help="An _id, extid-<externalId> or srcid-<sourceId>."),
@@ -88,20 +92,31 @@ def planhat(
     data: Annotated[
         str | None, typer.Option(help="JSON for create/update/upsert, or @FILE, or @-.")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="list: one page of this size.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="list: one page of this size (at most 2,000; 5,000 companies)."),
+    ] = None,
     offset: Annotated[int, typer.Option(help="list: skip this many records.")] = 0,
     sort: Annotated[str | None, typer.Option(help="list: field, or -field.")] = None,
     select: Annotated[str | None, typer.Option(help="list: fields, comma-separated.")] = None,
     company: Annotated[str | None, typer.Option(help="list: company ids, comma-separated.")] = None,
 ) -> None:
-    """Any Planhat API operation from the shell; JSON out.
+    """Any Planhat API operation from the shell; JSON out. ``planhat check`` checks the
+    token instead: which region it belongs to, and whose it is.
 
     Reads PLANHAT_API_TOKEN and PLANHAT_BASE_URL (default https://api.planhat.com).
     """
     settings = Settings()
     logs.configure(settings.planhat_sync_log_level)
+    if model == CHECK:
+        if action is not None or record_id is not None or data is not None:
+            _fail("check takes no other arguments", 2)
+        _check(settings)
+        return
     with _planhat_errors():
         model_spec(model)  # an unknown model fails before anything else
+        if action is None:
+            _fail(f"an ACTION is needed: {', '.join(a.value for a in Action)}", 2)
         needs_id = action in (Action.GET, Action.UPDATE, Action.DELETE)
         if needs_id and not record_id:
             _fail(f"{action} needs an ID (_id, extid-… or srcid-…)", 2)
@@ -119,6 +134,23 @@ def planhat(
                 Action.UPSERT: lambda: _upsert(client, model, payload),
             }
             _print_json(run[action]())
+
+
+CHECK = "check"  # ``planhat check``: not a model name
+
+
+def _check(settings: Settings) -> None:
+    """Verify the token against ``/myprofile``: one line, exit 1 when it is refused."""
+    base_url = settings.planhat_base_url
+    with _planhat_errors():
+        token = settings.planhat_token()
+        try:
+            result = check_token(token, base_url)
+        except PlanhatError as error:
+            _fail(f"could not check the token at {base_url}: {error}")
+    if not result.ok:
+        _fail(result.line())
+    typer.echo(result.line())
 
 
 def _object(payload: Any) -> dict[str, Any]:
@@ -168,6 +200,24 @@ def sandbox(
     ] = None,
     rate_per_minute: Annotated[float, typer.Option(help="Sustained requests/min per token.")] = 200,
     burst: Annotated[int, typer.Option(help="Requests a token may make at once.")] = 50,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Instead of a steady rate, --rate-per-minute calls per window of this many "
+            "seconds (Planhat's resets after 60-120).",
+        ),
+    ] = None,
+    per_second: Annotated[
+        int | None, typer.Option(min=1, help="Hard limit of requests/s per token.")
+    ] = 150,
+    retry_after: Annotated[
+        bool,
+        typer.Option(
+            "--retry-after/--no-retry-after",
+            help="Whether a 429 says Retry-After (Planhat does not promise one).",
+        ),
+    ] = True,
     fail_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of requests answered 500.")
     ] = 0.0,
@@ -179,6 +229,9 @@ def sandbox(
         tokens=frozenset(token or ()),
         rate_per_minute=rate_per_minute,
         burst=burst,
+        rate_window_s=window,
+        per_second=per_second,
+        retry_after=retry_after,
         fail_rate=fail_rate,
         latency_ms=latency_ms,
         db_path=str(db) if db else None,

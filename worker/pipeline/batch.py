@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.planhat.errors import RATE_LIMIT_GUESS_CAP
 from connectors.planhat.retry import equal_jitter
 
 
@@ -18,6 +19,9 @@ class FlushPolicy:
     backoff_cap: float = 600.0
     parent_wait_attempts: int = 5  # rejected tries while the record's company is unknown
     max_budget_wait: float = 30.0  # longer waits for rate budget reschedule instead
+    # The longest shared pause guessed after 429s that give no time (Planhat's window
+    # resets after 60-120 s: planhat/docs source/includes/_intro.md).
+    rate_limit_guess_cap: float = RATE_LIMIT_GUESS_CAP
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 5000:

@@ -286,14 +286,22 @@ class _Flush:
             log.warning("flush.retry", error=outcome.reason)
             return None
         report.stopped = True
-        if outcome.action is Action.PAUSE:  # every worker on this token waits now
-            self.limiter.pause(self.budget, outcome.delay)
-            log.info("flush.rate_limited", retry_after=outcome.delay)
+        delay = outcome.delay
+        if outcome.action is Action.PAUSE and outcome.guessed:
+            # No time given: one shared guess for every worker on the token, grown at each
+            # such 429 (a 429 met while a pause is on does not grow it again).
+            delay = self.limiter.back_off(
+                self.budget, first=outcome.delay, cap=self.policy.rate_limit_guess_cap
+            )
+            log.info("flush.rate_limited", retry_after=delay, guessed=True)
+        elif outcome.action is Action.PAUSE:  # every worker on this token waits now
+            self.limiter.pause(self.budget, delay)
+            log.info("flush.rate_limited", retry_after=delay)
         if outcome.action is Action.REST:
             report.errors.append(outcome.reason)
             log.error("flush.fatal", error=outcome.reason)
-        self.release(batch, delay=outcome.delay)
-        return outcome.delay
+        self.release(batch, delay=delay)
+        return delay
 
     def release(self, batch: list[Claimed], *, delay: float) -> None:
         """Give rows back without an attempt: waiting is not failing."""

@@ -2,7 +2,9 @@
 
 outcome                                            action
 429 from any call in the flush (send or prepare)   PAUSE: every worker on the token
-                                                   waits ``retry_after``; no attempt
+                                                   waits ``retry_after``, or when Planhat
+                                                   gave no time a shared guess that
+                                                   doubles per 429 up to 120 s; no attempt
 no rate budget left (``NoBudget``)                 WAIT: try again when there is; no
                                                    attempt
 401/403, a redirect (``FatalError``)               REST: configuration; the
@@ -40,12 +42,13 @@ class Outcome:
     action: Action
     reason: str
     delay: float = 0.0  # PAUSE, WAIT, REST: seconds before the records are due again
+    guessed: bool = False  # PAUSE: Planhat gave no time; ``delay`` is a first guess
 
 
 def outcome_of(error: Exception, records: int) -> Outcome:
     """The action for ``error``, raised while preparing or sending ``records`` records."""
     if isinstance(error, RateLimitedError):
-        return Outcome(Action.PAUSE, str(error), error.retry_after)
+        return Outcome(Action.PAUSE, str(error), error.retry_after, guessed=error.guessed)
     if isinstance(error, NoBudget):
         return Outcome(Action.WAIT, str(error), error.wait)
     if isinstance(error, FatalError):

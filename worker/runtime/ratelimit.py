@@ -47,6 +47,24 @@ return 1
 """
 
 
+# A 429 that gave no time: pause for a guess that doubles at each such 429 in a row.
+# KEYS[1]: the pause, KEYS[2]: the last guess (ms). ARGV[1]: first guess, ARGV[2]: cap (ms).
+# A pause already on is kept as it is (another worker met the same 429): returns its ms.
+_BACK_OFF = """
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then return left end
+local first = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local wait = first
+if last > 0 then wait = math.min(cap, last * 2) end
+wait = math.max(1, math.floor(wait))
+redis.call('SET', KEYS[1], '1', 'PX', wait)
+redis.call('SET', KEYS[2], wait, 'PX', wait + math.floor(cap))
+return wait
+"""
+
+
 class RateLimiter(Protocol):
     def try_acquire(self, key: str) -> float:
         """Take one call from ``key``'s budget: 0.0 if taken, else seconds to wait first."""
@@ -54,6 +72,12 @@ class RateLimiter(Protocol):
 
     def pause(self, key: str, seconds: float) -> None:
         """Stop every caller of ``key`` for ``seconds`` (after a 429)."""
+        ...
+
+    def back_off(self, key: str, *, first: float, cap: float) -> float:
+        """After a 429 that gave no time: stop every caller of ``key`` for a guess, ``first``
+        the first time, twice the last guess when the last one was at most ``cap`` seconds
+        ago (up to ``cap``); while a pause is on, keep it. Returns the pause in seconds."""
         ...
 
 
@@ -73,6 +97,7 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._gcra = client.register_script(_GCRA)
         self._pause = client.register_script(_PAUSE)
+        self._back_off = client.register_script(_BACK_OFF)
 
     def try_acquire(self, key: str) -> float:
         keys = [f"{self._prefix}:{key}:tat", f"{self._prefix}:{key}:pause"]
@@ -81,6 +106,11 @@ class RedisRateLimiter:
 
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=[f"{self._prefix}:{key}:pause"], args=[max(1, int(seconds * 1000))])
+
+    def back_off(self, key: str, *, first: float, cap: float) -> float:
+        keys = [f"{self._prefix}:{key}:pause", f"{self._prefix}:{key}:guess"]
+        wait_ms = self._back_off(keys=keys, args=[max(1, int(first * 1000)), int(cap * 1000)])
+        return float(wait_ms) / 1000.0
 
 
 class LocalRateLimiter:
@@ -98,6 +128,7 @@ class LocalRateLimiter:
         self._clock = clock
         self._tat: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
+        self._guesses: dict[str, tuple[float, float]] = {}  # key → (last guess, until)
         self._lock = threading.Lock()
 
     def try_acquire(self, key: str) -> float:
@@ -119,6 +150,18 @@ class LocalRateLimiter:
         with self._lock:
             until = self._clock() + seconds
             self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+
+    def back_off(self, key: str, *, first: float, cap: float) -> float:
+        with self._lock:
+            now = self._clock()
+            left = self._paused_until.get(key, 0.0) - now
+            if left > 0:
+                return left
+            last, remembered_until = self._guesses.get(key, (0.0, 0.0))
+            wait = min(cap, last * 2) if last > 0 and now < remembered_until else first
+            self._paused_until[key] = now + wait
+            self._guesses[key] = (wait, now + wait + cap)
+            return wait
 
 
 def wait_for_budget(

@@ -1,7 +1,9 @@
-"""A token bucket per API token, shaped like Planhat's limits.
+"""Rate limits per API token, shaped like Planhat's.
 
-Planhat allows about 200 calls a minute per token with bursts of up to 50
-(planhat-api.md); the sandbox's defaults are the same and both are configurable.
+Planhat allows about 200 calls a minute per token, 150 a second, with bursts of up to 50
+in parallel (https://docs.planhat.com). ``TokenBucket`` (the default: 200/min, bursts of
+50) spreads that quota evenly; ``FixedWindow`` is the older docs' window of 200 calls that
+resets every 60-120 s, and the hard limit per second.
 """
 
 from __future__ import annotations
@@ -51,3 +53,38 @@ class TokenBucket:
     def reset(self) -> None:
         with self._lock:
             self._buckets.clear()
+
+
+class FixedWindow:
+    """``limit`` calls per window per key; a window starts at a key's first call and
+    resets ``window_s`` seconds later. Planhat's older docs: "The limit of 200 calls is
+    reset every 60-120 seconds" (planhat/docs source/includes/_intro.md); its hard limit,
+    150 requests a second (https://docs.planhat.com), is the same with a 1 s window (that
+    it is counted in fixed windows is assumed)."""
+
+    def __init__(
+        self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if limit < 1 or window_s <= 0:
+            raise ValueError("limit must be >= 1 and window_s > 0")
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}  # key → (window end, calls)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> Decision:
+        with self._lock:
+            now = self._clock()
+            end, calls = self._windows.get(key, (0.0, 0))
+            if now >= end:
+                end, calls = now + self.window_s, 0
+            if calls < self.limit:
+                self._windows[key] = (end, calls + 1)
+                return Decision(True, self.limit - calls - 1, 0)
+            self._windows[key] = (end, calls)
+            return Decision(False, 0, max(1, math.ceil(end - now)))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._windows.clear()

@@ -126,6 +126,8 @@ class Store:
 
     def _index(self, spec: ModelSpec, doc: Doc) -> None:
         self._docs[spec.name][doc["_id"]] = doc
+        if not spec.alt_keys:  # custom fields: a sourceId there is a plain field
+            return
         if doc.get("sourceId") not in (None, ""):
             self._by_source[spec.name][str(doc["sourceId"])] = doc["_id"]
         if doc.get(spec.external_key) not in (None, ""):
@@ -139,6 +141,8 @@ class Store:
         self._unindex_keys(spec, doc)
 
     def _unindex_keys(self, spec: ModelSpec, doc: Doc) -> None:
+        if not spec.alt_keys:
+            return
         if doc.get("sourceId") not in (None, ""):
             self._by_source[spec.name].pop(str(doc["sourceId"]), None)
         if doc.get(spec.external_key) not in (None, ""):

@@ -1,7 +1,9 @@
 """One Planhat tenant's rules: keyables, required fields, references, bulk upsert.
 
 Behaviour follows ``shared/reference/planhat-api.md``. Where Planhat's docs are silent the
-choice is the one real clients expect, and says so beside the code.
+choice is the one real clients expect, and says so beside the code. Every error text here
+(and the ``{keys…, message}`` shape of a bulk error entry) is the sandbox's own: assumed,
+as Planhat documents neither; the client reads only a ``message``/``error`` field.
 """
 
 from __future__ import annotations
@@ -84,11 +86,20 @@ class Tenant:
         self.store = store
         self.invoice_numbers = invoices.InvoiceNumbers(store)
         self.contacts = Contacts(store)
+        # Faults a test may set (POST /_sandbox/faults): operations ("create", "update",
+        # "delete") the token may not do per model, as a Service Account's permissions
+        # would deny them; and insertsKeys entries carrying only ``_id``.
+        self.denied: dict[str, frozenset[str]] = {}
+        self.inserts_keys_id_only = False
 
     # --- addressing -------------------------------------------------------------------
 
     def find(self, spec: ModelSpec, ref: str) -> Doc | None:
-        """A record by ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``."""
+        """A record by ``_id``, ``extid-<externalId>`` or ``srcid-<sourceId>``; custom
+        fields have no externalId/sourceId, so only by ``_id`` (CF:
+        https://www.planhat.com/developers/api/custom-field)."""
+        if not spec.alt_keys:
+            return self.store.by_id(spec.name, ref)
         home = _home(spec).name
         if ref.startswith("extid-"):
             company = "" if spec.company_key is None else None
@@ -205,6 +216,8 @@ class Tenant:
             self._check_required(spec, doc)
         else:
             doc = {**existing, **fields}
+            # Assumed: an update's ``custom`` object is merged key by key into the record's
+            # (PUT is a partial update, planhat-api.md; no source says how deep).
             if isinstance(existing.get("custom"), dict) and isinstance(fields.get("custom"), dict):
                 doc["custom"] = {**existing["custom"], **fields["custom"]}
         self._check_values(spec, doc)
@@ -242,6 +255,13 @@ class Tenant:
             return
 
     def _check_unique(self, spec: ModelSpec, doc: Doc) -> None:
+        # Uniqueness: sourceId per model, externalId per company (UQ:
+        # support.planhat.com/en/articles/8146372). That a clash is refused with 400 and
+        # this text ("… is taken") is assumed: no source says how Planhat answers it.
+        if spec.name_key is not None:
+            self._check_unique_name(spec, doc)
+        if not spec.alt_keys:
+            return
         home = _home(spec).name
         if _present(doc, "sourceId"):
             other = self.store.by_source_id(home, str(doc["sourceId"]))
@@ -253,6 +273,21 @@ class Tenant:
             if other is not None and other["_id"] != doc["_id"]:
                 raise SandboxError(
                     400, f"{spec.singular}: {spec.external_key} {doc[spec.external_key]!r} is taken"
+                )
+
+    def _check_unique_name(self, spec: ModelSpec, doc: Doc) -> None:
+        """A custom field's name is unique within its parent model: records' ``custom``
+        objects are keyed by name (inference; the 400 and its text are assumed)."""
+        assert spec.name_key is not None
+        name, scope = spec.name_key
+        for other in self.store.docs(spec.name):
+            if other["_id"] != doc["_id"] and (other.get(name), other.get(scope)) == (
+                doc.get(name),
+                doc.get(scope),
+            ):
+                raise SandboxError(
+                    400,
+                    f"{spec.singular}: {doc.get(scope)} already has one named {doc.get(name)!r}",
                 )
 
     # --- single-record operations -----------------------------------------------------
@@ -299,6 +334,8 @@ class Tenant:
             docs = [derived.show(spec, doc) for doc in docs]  # sorted by a computed field
         if company_refs and spec.company_key:
             key = spec.company_key
+            # Assumed: a filter naming a company that does not exist is a 400, as a
+            # reference to one is in a write; Planhat might as well answer [] instead.
             wanted = {self._company(ref, key) for ref in company_refs}
             docs = [doc for doc in docs if doc.get(key) in wanted]
         if sort:
@@ -316,25 +353,28 @@ class Tenant:
     # --- bulk upsert ------------------------------------------------------------------
 
     def bulk_upsert(self, spec: ModelSpec, items: Any) -> tuple[int, dict[str, Any]]:
-        """``PUT /<model>`` with an array: (status, Planhat's answer)."""
-        if spec is TICKETS and isinstance(items, dict):
-            items = [items]  # "either a single JSON object, or an array" (_tickets.md)
-        if not isinstance(items, list):
-            raise SandboxError(400, "bulk upsert expects a JSON array of objects")
-        if len(items) > MAX_BULK_ITEMS:
-            raise SandboxError(400, f"bulk upsert takes at most {MAX_BULK_ITEMS} items")
-        seen: set[tuple[str, ...]] = set()
-        for item in items:
-            for key in record_keys(spec, item) if isinstance(item, dict) else []:
-                if key in seen:
-                    raise SandboxError(400, f"duplicate key in payload: {key[0]}={key[-1]}")
-                seen.add(key)
+        """``PUT /<model>`` with an array: (status, Planhat's answer).
 
+        Statuses (https://www.planhat.com/developers/api/http-response-codes): 200 all ok;
+        206 some failed; 400 a bad payload ("usually a required key is missing or it's
+        duplicated"), its errors in ``createdErrors``/``updatedErrors``; 403 permission
+        errors in ``permissionErrors``, the permitted writes applied ("one or all the
+        operations"). Inference: 400 when items failed and none was written (206 means
+        "some operations were successful"). Assumed: a whole-payload refusal (not an array,
+        over 5,000 items, a key named twice) is the same JSON answer with one error entry
+        per cause, and nothing is written.
+        """
         answer: dict[str, Any] = {
             "created": 0, "createdErrors": [], "insertsKeys": [],
             "updated": 0, "updatedErrors": [], "updatesKeys": [],
             "nonupdates": 0, "modified": [], "upsertedIds": [], "permissionErrors": [],
         }  # fmt: skip
+        if spec is TICKETS and isinstance(items, dict):
+            items = [items]  # "either a single JSON object, or an array" (_tickets.md)
+        refusal = _refuse_payload(spec, items)
+        if refusal:
+            answer["createdErrors"] = refusal
+            return 400, answer
         for item in items:
             keys = {k: item[k] for k in spec.keyables if isinstance(item, dict) and k in item}
             try:
@@ -342,18 +382,28 @@ class Tenant:
             except SandboxError as error:
                 answer["updatedErrors"].append({**keys, "message": error.message})
                 continue
+            operation = "create" if existing is None else "update"
+            if operation in self.denied.get(spec.name, ()):
+                message = f"no permission to {operation} {spec.name}"
+                answer["permissionErrors"].append({**keys, "message": message})
+                continue
             try:
                 doc = self._prepare(spec, item, existing=existing)
             except Skip:
                 continue
             except SandboxError as error:
+                # Per-record errors as {keys…, message}: the shape is not documented
+                # (assumed), nor are the messages' texts.
                 errors = "createdErrors" if existing is None else "updatedErrors"
                 answer[errors].append({**keys, "message": error.message})
                 continue
             self._save(spec, doc)
             if existing is None:
                 answer["created"] += 1
-                answer["insertsKeys"].append({**keys, "_id": doc["_id"]})
+                # robocorp-planhat's docstring shows {_id, externalId}; hull-planhat's
+                # fixture only {_id} for a license sent with externalId: both happen.
+                sent = {} if self.inserts_keys_id_only else keys
+                answer["insertsKeys"].append({**sent, "_id": doc["_id"]})
                 answer["upsertedIds"].append(doc["_id"])
                 continue
             answer["updatesKeys"].append({**keys, "_id": doc["_id"]})
@@ -362,19 +412,28 @@ class Tenant:
             else:
                 answer["updated"] += 1
                 answer["modified"].append(doc["_id"])
+        written = answer["created"] + answer["updated"] + answer["nonupdates"]
         failed = answer["createdErrors"] or answer["updatedErrors"]
-        return (206 if failed else 200), answer
+        if answer["permissionErrors"]:
+            return 403, answer
+        if failed:
+            return (206 if written else 400), answer
+        return 200, answer
 
     def _match(self, spec: ModelSpec, item: Any) -> Doc | None:
-        """Planhat's order: ``_id``, then ``sourceId``, then the external id."""
+        """Planhat's order: ``_id``, then ``sourceId``, then the external id (the order is
+        an inference from robocorp-planhat and the reference). A key that matches nothing
+        passes to the next; when none matches the item is inserted: "If the provided key
+        doesn't match any existing record, a new record will be created"
+        (https://www.planhat.com/developers/api/bulk-upsert). The new record gets a new
+        ``_id``, not the unmatched one sent (assumed)."""
         if not isinstance(item, dict):
             return None
         home = _home(spec).name  # a ticket's keys are its conversation's: assumed
         if _present(item, "_id"):
             doc = self.store.by_id(home, str(item["_id"]))
-            if doc is None:
-                raise SandboxError(400, f"{spec.singular}: no record with _id {item['_id']!r}")
-            return doc
+            if doc is not None:
+                return doc
         if _present(item, "sourceId"):
             doc = self.store.by_source_id(home, str(item["sourceId"]))
             if doc is not None:
@@ -395,6 +454,23 @@ class Tenant:
             # externalId or sourceId is unique" (support.planhat.com/en/articles/8146372).
             return self.contacts.enduser_by_email(item.get("email"))
         return None
+
+
+def _refuse_payload(spec: ModelSpec, items: Any) -> list[dict[str, Any]]:
+    """Error entries for a payload refused as a whole, or none."""
+    if not isinstance(items, list):
+        return [{"message": "bulk upsert expects a JSON array of objects"}]
+    if len(items) > MAX_BULK_ITEMS:
+        return [{"message": f"bulk upsert takes at most {MAX_BULK_ITEMS} items"}]
+    seen: set[tuple[str, ...]] = set()
+    twice: list[dict[str, Any]] = []
+    for item in items:
+        for key in record_keys(spec, item) if isinstance(item, dict) else []:
+            if key in seen:
+                message = f"duplicate key in payload: {key[0]}={key[-1]}"
+                twice.append({key[0]: key[-1], "message": message})
+            seen.add(key)
+    return twice
 
 
 def _same(before: Doc, after: Doc) -> bool:
