@@ -24,12 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connectors.change import Change, MappingError, RecordRejected
-from connectors.source import ThinEvents
+from connectors.source import PlanhatHints, ThinEvents
 from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
-from state.tables import Connection, DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
+from state.tables import Connection, DeadLetter, InboxEvent, Link, OutboxItem, RecordState, utcnow
+from worker.pipeline.links import gate, links
 from worker.pipeline.merge import Outcome, merge, pending_of, pushed_of
+from worker.pipeline.reverse import Back, offer_from_planhat
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,8 @@ class Verdict(StrEnum):
     QUEUED = "queued"  # an outbox row now holds it
     STALE = "stale"  # older than what we pushed
     UNCHANGED = "unchanged"  # Planhat already has these values
+    TOMBSTONED = "tombstoned"  # deleted in Planhat; the source did not create it again
+    ECHO = "echo"  # what we last wrote to the source (worker/pipeline/links.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class IngestReport:
     connection: str
     verdicts: dict[str, int]
     models: frozenset[str]  # models that got outbox rows: flush these
+    write_back: bool = False  # changes made in Planhat wait to be written back
 
     @property
     def queued(self) -> int:
@@ -75,20 +80,34 @@ def ingest(
     verdicts: Counter[str] = Counter()
     models: set[str] = set()
     for change in changes:
+        if change.origin == "planhat":
+            options = _options(session, event.connection, default_options)
+            verdicts[offer_from_planhat(session, event.connection, change, options=options,
+                                        inbox_id=event.id)] += 1  # fmt: skip
+            continue
         verdict = offer(session, event.connection, change, inbox_id=event.id)
         verdicts[verdict] += 1
         if verdict is Verdict.QUEUED:
             models.add(change.model)
     _done(session, event, changes)
     return IngestReport(
-        connection=event.connection, verdicts=dict(verdicts), models=frozenset(models)
+        connection=event.connection,
+        verdicts=dict(verdicts),
+        models=frozenset(models),
+        write_back=verdicts[Back.WRITE_BACK] > 0,
     )
 
 
 def awaiting_detail(event: InboxEvent) -> bool:
-    """A thin event the worker has not completed from its source's API yet: it stays
-    pending (the engine fetches, then ingests; the sweeper retries a failed fetch)."""
-    return isinstance(SOURCES.get(event.source), ThinEvents) and event.detail is None
+    """A thin event the worker has not completed from its source's API yet, or a hint whose
+    Planhat record it has not re-read: it stays pending (the engine fetches, then ingests;
+    the sweeper retries a failed fetch)."""
+    return completed_elsewhere(event.source) and event.detail is None
+
+
+def completed_elsewhere(source: str) -> bool:
+    """Whether a source's events are mapped from what the worker fetched (their detail)."""
+    return isinstance(SOURCES.get(source), ThinEvents | PlanhatHints)
 
 
 def _map(
@@ -104,7 +123,7 @@ def _map(
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
         given = source_options(source, _options(session, event.connection, default_options, known))
-        body = event.detail if isinstance(source, ThinEvents) else event.body
+        body = event.detail if completed_elsewhere(event.source) else event.body
         if body is None:  # not completed from the source's API yet: the caller waits
             raise MappingError("the event's detail was not fetched from the source's API")
         return source.changes(body, event.event_id, given)
@@ -229,7 +248,8 @@ def _offer(session: Session, connection: str, change: Change, inbox_id: int | No
     pending = None
     if state is None or change.version >= state.version:
         pending = session.get(OutboxItem, key, with_for_update=True)
-    verdict, _ = _apply(session, connection, change, state, pending, inbox_id)
+    link = session.get(Link, key)
+    verdict, _ = _apply(session, connection, change, state, pending, inbox_id, link)
     session.flush()  # a concurrent insert of the same row fails here, inside the savepoint
     return verdict
 
@@ -241,9 +261,14 @@ def _apply(
     state: RecordState | None,
     pending: OutboxItem | None,
     inbox_id: int | None,
+    link: Link | None = None,
 ) -> tuple[Verdict, OutboxItem | None]:
     """The diff rules on rows already loaded: ``merge`` decides, this applies its decision
-    to the rows. Returns the verdict, and the pending row after."""
+    to the rows. Returns the verdict, and the pending row after. First, the record's
+    ``link`` may stop it (deleted in Planhat; an echo of our write to the source)."""
+    stop = gate(session, link, change)
+    if stop is not None:
+        return Verdict(stop), pending
     decision = merge(pending_of(pending), pushed_of(state), change)
     raised = decision.pushed_version
     if state is not None and raised is not None and raised != state.version:
@@ -330,6 +355,7 @@ def ingest_many(
             ((event.connection, change.model, change.record_key), n, event, change)
             for n, (event, changes) in enumerate(mapped)
             for change in changes
+            if change.origin != "planhat"
         ),
         key=lambda item: (item[0], item[1]),  # stable: an event's changes keep their order
     )
@@ -340,7 +366,10 @@ def ingest_many(
             group.append(record_key)
     states: dict[tuple[str, str, str], RecordState] = {}
     pending: dict[tuple[str, str, str], OutboxItem | None] = {}
+    linked: dict[tuple[str, str, str], Link] = {}
     for (connection, model), record_keys in keys.items():
+        for record_key, link in links(session, connection, model, record_keys).items():
+            linked[(connection, model, record_key)] = link
         for (_, record_key), state in record_states(
             session, connection, [model], record_keys
         ).items():
@@ -351,16 +380,30 @@ def ingest_many(
     models: list[set[str]] = [set() for _ in mapped]
     for key, n, event, change in work:
         verdict, pending[key] = _apply(
-            session, event.connection, change, states.get(key), pending.get(key), event.id
+            session,
+            event.connection,
+            change,
+            states.get(key),
+            pending.get(key),
+            event.id,
+            linked.get(key),
         )
         verdicts[n][verdict] += 1
         if verdict is Verdict.QUEUED:
             models[n].add(change.model)
+    for n, (event, changes) in enumerate(mapped):  # changes made in Planhat, in order
+        for change in (c for c in changes if c.origin == "planhat"):
+            given = _options(session, event.connection, default_options, known)
+            verdicts[n][offer_from_planhat(session, event.connection, change, options=given,
+                                           inbox_id=event.id)] += 1  # fmt: skip
     for n, (event, changes) in enumerate(mapped):
         _done(session, event, changes)
         reports.append(
             IngestReport(
-                connection=event.connection, verdicts=dict(verdicts[n]), models=frozenset(models[n])
+                connection=event.connection,
+                verdicts=dict(verdicts[n]),
+                models=frozenset(models[n]),
+                write_back=verdicts[n][Back.WRITE_BACK] > 0,
             )
         )
     return reports

@@ -25,6 +25,7 @@ from state.prune import Pruned, prune
 from state.tables import OutboxItem, utcnow
 from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
+from worker.intake.reread import reread
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, FlushPlan, flush_batch, flush_plan, prepare_hooks
 from worker.pipeline.ingest import IngestReport, ingest, ingest_many, record_failure
@@ -161,6 +162,8 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     queued = 0
     to_flush: set[str] = set()
     complete(rt.engine, rt.clients.connections, rt.apis, inbox_ids, lambda i, why: fail(rt, i, why))
+    reread(rt.engine, rt.clients, rt.limiter, inbox_ids, lambda i, why: fail(rt, i, why),
+           max_wait=rt.config.max_budget_wait)  # fmt: skip
     defaults = rt.clients.connections.options("default")
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
