@@ -9,7 +9,9 @@ it is; then, in the ingest's transaction:
                                          and the deletion goes back if the source takes it
     the synced fields hash as we last    echo: dropped at no cost (the read is noted)
     read them, or as we last wrote them
-    (and read nothing since)
+    (and read nothing since), or hold
+    what a write of ours not settled
+    yet sends
     otherwise                            the link and the record state take Planhat's
                                          values; the changed fields go back to the source
                                          (a write_back row, coalesced per record) unless
@@ -32,7 +34,7 @@ from sqlmodel import Session
 from connectors.change import Change, fields_hash
 from connectors.source import WritesBack
 from connectors.sources import SOURCES, OptionError, source_options
-from state.tables import Link, RecordState, WriteBackItem, utcnow
+from state.tables import Link, OutboxItem, RecordState, WriteBackItem, utcnow
 from worker.pipeline.links import comparable, link_of_planhat_id, nested, tombstone
 
 log = structlog.get_logger(__name__)
@@ -70,6 +72,8 @@ def offer_from_planhat(
         return Back.TOMBSTONED  # a read from before the deletion, processed after it
     now = utcnow()
     flat = comparable(change.model, change.fields)
+    if _our_write_in_flight(session, link, flat):
+        return Back.ECHO  # its settle records what Planhat holds
     seen = {name: flat.get(name) for name in link.planhat_fields}
     seen_hash = fields_hash(seen)
     read_since_written = link.planhat_read_at is not None and (
@@ -94,6 +98,16 @@ def offer_from_planhat(
         return Back.ECHO
     _queue(session, link, change, changed, inbox_id)
     return Back.WRITE_BACK
+
+
+def _our_write_in_flight(session: Session, link: Link, flat: Mapping[str, Any]) -> bool:
+    """Whether Planhat holds what a write of ours not yet settled sends: its automation
+    fires as soon as Planhat has the write, before the flush records it on the link."""
+    row = session.get(OutboxItem, (link.connection, link.model, link.key))
+    if row is None:
+        return False
+    expected = {**link.planhat_fields, **comparable(link.model, row.fields)}
+    return all(flat.get(name) == value for name, value in expected.items())
 
 
 def _takes(link: Link, options: Mapping[str, str]) -> bool:
