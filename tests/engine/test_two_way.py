@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
@@ -20,6 +21,7 @@ from state.tables import InboxEvent, WriteBackItem
 from tests.engine.two_way import STANDARD_SECRET, TwoWay, two_way
 from tests.outbound import Delivery, OutboundReceiver
 from worker.pipeline import dlq
+from worker.runtime.write_back_jobs import run_reconcile
 
 Start = Callable[[SandboxConfig], BackgroundSandbox]
 COMPANY = {"name": "Acme", "externalId": "acme"}
@@ -213,3 +215,35 @@ def test_the_receiver_sending_our_change_back_is_an_echo(
     assert echo.status_code == 202
     assert stats["by_route"]["PUT /tickets"] == writes  # nothing written to Planhat
     assert len(receiver.all()) == 1  # and nothing sent back again
+
+
+def test_a_missed_automation_is_brought_back_by_one_reconciliation_without_duplicates(
+    start_sandbox: Start, tmp_path: Path, receiver: OutboundReceiver
+) -> None:
+    options = outbound(receiver, "tickets")
+    with two_way(start_sandbox, tmp_path, automations=("tickets",), options=options) as sync:
+        tickets = with_tickets(sync, 60)
+        assert run_reconcile(sync.runtime) == 60  # the first scan: the worker's own writes
+        sync.drain()
+        assert receiver.all() == []  # ... all echoes
+
+        # when the automation misses about 30% of a person's edits
+        knob = httpx.post(f"{sync.sandbox.url}/_sandbox/automations", json={"drop_rate": 0.3})
+        knob.raise_for_status()
+        for planhat_id in tickets.values():
+            sync.ui_edit("tickets", planhat_id, {"status": "closed"})
+        sync.drain()
+        dropped = sync.stats()["automations"]["dropped"]
+        before = len(receiver.all())
+        gets = sync.stats()["by_route"]["GET /tickets"]
+
+        # and one reconciliation runs
+        run_reconcile(sync.runtime)
+        sync.drain()
+        lists = sync.stats()["by_route"]["GET /tickets"] - gets
+
+    assert 5 <= dropped <= 35
+    assert before == 60 - dropped
+    delivered = Counter(d.json()["key"]["sourceId"] for d in receiver.all())
+    assert delivered == dict.fromkeys(tickets, 1)  # every change, each once
+    assert lists == 1  # one page of the list, newest first

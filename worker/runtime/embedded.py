@@ -31,7 +31,7 @@ from worker.runtime.jobs import (
 )
 from worker.runtime.ratelimit import LocalRateLimiter
 from worker.runtime.settings import EngineSettings
-from worker.runtime.write_back_jobs import run_write_back
+from worker.runtime.write_back_jobs import run_reconcile, run_write_back
 
 log = structlog.get_logger(__name__)
 INGEST_BATCH = 200
@@ -206,6 +206,7 @@ class Sweeper(threading.Thread):
                 if self._apis and due:
                     last_poll = time.monotonic()
                     run_poll(self._runtime, self._apis)
+                    run_reconcile(self._runtime)
             except Exception:
                 log.exception("sweep.failed")
             if last_prune is None or time.monotonic() - last_prune >= PRUNE_EVERY:

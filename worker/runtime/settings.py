@@ -110,6 +110,9 @@ class EngineSettings(BaseSettings):
     backoff_cap: float = 600.0
     sweep_interval: float = 15.0  # seconds between sweeps (beat)
     poll_interval: float = 60.0  # seconds between polls of source APIs (beat)
+    # Seconds a reconciliation scan of Planhat (with each poll) reads back before the
+    # newest change the last scan saw: changes stored late are not missed.
+    reconcile_lookback: float = Field(default=120.0, ge=0)
     lost_after: float = 120.0  # a pending event's task is presumed lost after this long
     # Ingest tasks that may run at once across all workers (Redis): a long queue starts
     # another, up to this many; more than the worker processes there are only wait.

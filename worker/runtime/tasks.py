@@ -38,7 +38,7 @@ from worker.runtime.jobs import (
 )
 from worker.runtime.ratelimit import RedisRateLimiter, WriteLimiters
 from worker.runtime.settings import EngineSettings, Settings
-from worker.runtime.write_back_jobs import run_write_back
+from worker.runtime.write_back_jobs import run_reconcile, run_write_back
 
 INGEST_QUEUE = "phs:ingest-queue"
 # Slot 0's flag is the one the receiver raises; slot n > 0 is "phs:ingest-scheduled:n".
@@ -310,6 +310,7 @@ def sweep() -> None:
 @app.task(name="planhat_sync.poll")
 def poll() -> None:
     run_poll(runtime(), settings.source_apis())
+    run_reconcile(runtime())  # what Planhat's automations missed
 
 
 @app.task(name="planhat_sync.prune")

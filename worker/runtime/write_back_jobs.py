@@ -1,5 +1,6 @@
-"""The write-back job: what the Celery task (and the embedded runner) call for a connection
-whose changes made in Planhat wait to be written back to their sources.
+"""The reverse path's jobs: writing back (what the Celery task and the embedded runner call
+for a connection whose changes made in Planhat wait to be written back to their sources),
+and reconciliation (beat's scan for what Planhat's automations missed).
 
 Each source that takes write-backs (``WritesBack``) is written to in batches
 (``worker/pipeline/write_back.py``) with its own budget per source credential: a limiter
@@ -15,12 +16,15 @@ import json
 import httpx
 import structlog
 
-from connectors.source import WriteBackContext, WritesBack
+from connectors.planhat.errors import PlanhatError, RateLimitedError
+from connectors.source import NoBudget, WriteBackContext, WritesBack
 from connectors.sources import SOURCES, OptionError, credentials_of, source_options
 from state.connections import LockedConnectionError, Tenant
+from worker.intake.reconcile import reconcile, synced_models
 from worker.pipeline.write_back import WriteBackReport, due, postpone, write_back_batch
 from worker.runtime.jobs import MAX_COUNTDOWN, PACE_SLEEP, Runtime
-from worker.runtime.ratelimit import budget_key
+from worker.runtime.ratelimit import budget_key, budget_taker
+from worker.runtime.settings import MissingTokenError
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +95,41 @@ def _write_source(rt: Runtime, tenant: Tenant, name: str) -> list[WriteBackRepor
             reports.append(report)
             if report.stopped or not report.full:
                 return reports
+
+
+def run_reconcile(rt: Runtime) -> int:
+    """Scan every model each connection syncs back for changes no automation brought
+    (``worker/intake/reconcile.py``). Returns how many events were new."""
+    new = 0
+    connections = rt.clients.connections
+    for name in connections.names():
+        try:
+            tenant = connections.get(name)
+        except LockedConnectionError:  # logged by Connections; the others still scan
+            continue
+        models = synced_models(tenant) if tenant is not None else []
+        if not models:
+            continue
+        try:
+            lease = rt.clients.lease(name)
+        except (LookupError, MissingTokenError) as error:
+            log.warning("reconcile.no_planhat", connection=name, error=str(error))
+            continue
+        with lease as (planhat, budget):
+            take = budget_taker(rt.limiter, budget, max_wait=rt.config.max_budget_wait)
+            for model in models:
+                try:
+                    new += reconcile(rt.engine, planhat, take, name, model,
+                                     lookback=rt.config.reconcile_lookback,
+                                     submit=rt.dispatcher.ingest)  # fmt: skip
+                except RateLimitedError as error:  # every worker on the token waits
+                    rt.limiter.pause(budget, error.retry_after)
+                    break
+                except (NoBudget, PlanhatError) as error:  # the next scan starts there again
+                    log.warning("reconcile.failed", connection=name, model=model,
+                                error=str(error))  # fmt: skip
+                    break
+    return new
 
 
 def _later(rt: Runtime, connection: str) -> None:
