@@ -153,13 +153,12 @@ def two_way(
     )
     receiver = BackgroundServer(app)
     hook = f"{receiver.url}/webhooks/default/planhat"
+    given: dict[str, Any] = {"rate_per_minute": 1e9, "burst": 10**6, **(sandbox_config or {})}
     sandbox = start_sandbox(
         SandboxConfig(
-            rate_per_minute=1e9,
-            burst=10**6,
             automations=dict.fromkeys(automations, hook),
             automation_secret=PLANHAT_SECRET,
-            **(sandbox_config or {}),
+            **given,
         )
     )
     tenant.append(
