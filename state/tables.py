@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -134,6 +144,8 @@ class DeadLetter(SQLModel, table=True):
     # record the change was made on; ``key`` is then the link's.
     target: str | None = Field(default=None, max_length=32)
     planhat_id: str | None = Field(default=None, max_length=64)
+    # The record was quarantined for flapping (its link): ``dlq retry`` releases it.
+    quarantine: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class Cursor(SQLModel, table=True):
@@ -175,6 +187,12 @@ class Link(SQLModel, table=True):
     source_read_at: datetime | None = None
     # Deleted in Planhat: a tombstone. Nothing re-creates it but the source creating it.
     deleted_at: datetime | None = None
+    # The flapping guard: which way the last write went ("planhat", "source"), how many
+    # times the direction turned since ``bounced_since``, and when it was quarantined.
+    last_written_to: str | None = Field(default=None, max_length=16)
+    bounces: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    bounced_since: datetime | None = None
+    quarantined_at: datetime | None = None
 
 
 class WriteBackItem(SQLModel, table=True):

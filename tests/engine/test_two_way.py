@@ -18,9 +18,10 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.standard.verify import verify
 from state.db import session_scope
 from state.tables import InboxEvent, WriteBackItem
-from tests.engine.two_way import STANDARD_SECRET, TwoWay, two_way
+from tests.engine.two_way import FAST, STANDARD_SECRET, TwoWay, two_way
 from tests.outbound import Delivery, OutboundReceiver
 from worker.pipeline import dlq
+from worker.runtime.settings import EngineSettings
 from worker.runtime.write_back_jobs import run_reconcile
 
 Start = Callable[[SandboxConfig], BackgroundSandbox]
@@ -247,3 +248,49 @@ def test_a_missed_automation_is_brought_back_by_one_reconciliation_without_dupli
     delivered = Counter(d.json()["key"]["sourceId"] for d in receiver.all())
     assert delivered == dict.fromkeys(tickets, 1)  # every change, each once
     assert lists == 1  # one page of the list, newest first
+
+
+def test_a_flapping_record_is_quarantined_as_one_dead_letter_and_dlq_retry_releases_it(
+    start_sandbox: Start, tmp_path: Path, receiver: OutboundReceiver
+) -> None:
+    options = outbound(receiver, "tickets")
+    config = EngineSettings(**{**FAST.model_dump(), "flap_bounces": 4, "flap_minutes": 10})
+    with two_way(
+        start_sandbox, tmp_path, automations=("tickets",), options=options, config=config
+    ) as sync:
+        tickets = with_tickets(sync, 1)
+
+        def bounce(version: int) -> None:
+            """A person closes the ticket in Planhat; the partner's rule reopens it."""
+            sync.ui_edit("tickets", tickets["tk-0"], {"status": "closed"})
+            sync.drain()
+            assert sync.send("tickets", "tk-0", version, {"status": "open"}).status_code == 202
+            sync.drain()
+
+        # when the two sides keep undoing each other: turns 1-2, 3-4, then 5 > 4
+        for version in (2, 3, 4):
+            bounce(version)
+        letters = sync.letters()
+        delivered = len(receiver.all())
+        writes = sync.stats()["by_route"]["PUT /tickets"]
+        # and go on: nothing moves any more, either way
+        bounce(5)
+        still = (len(receiver.all()), sync.stats()["by_route"]["PUT /tickets"], sync.letters())
+        # (one dead letter however long it goes on)
+
+        # then dlq retry releases it: the next change made in Planhat goes out again
+        [outcome] = dlq.retry(sync.engine, [letters[0].id or 0])
+        sync.ui_edit("tickets", tickets["tk-0"], {"status": "solved"})
+        sync.drain()
+        after = receiver.all()
+
+    [letter] = letters
+    assert letter.quarantine
+    assert (letter.model, letter.key, letter.target) == ("tickets", "sourceId=tk-0", "standard")
+    assert "flapping" in letter.reason
+    assert letter.attempts == 5  # the turns counted
+    assert delivered == 3
+    assert still == (3, writes, letters)
+    assert outcome.result == "released from quarantine"
+    assert after[-1].json()["fields"] == {"status": "solved"}
+    assert len(after) == 4

@@ -18,6 +18,10 @@ class FlushPolicy:
     backoff_cap: float = 600.0
     parent_wait_attempts: int = 5  # rejected tries while the record's company is unknown
     max_budget_wait: float = 30.0  # longer waits for rate budget reschedule instead
+    # The flapping guard: a record whose writes turn direction (to Planhat, back to its
+    # source) more than this many times within flap_minutes is quarantined.
+    flap_bounces: int = 6
+    flap_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 5000:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent
 from worker.pipeline.ingest import awaiting_detail, ingest, offer_again
+from worker.pipeline.links import release
 from worker.pipeline.write_back import offer_back_again
 
 
@@ -34,6 +35,7 @@ def describe(letter: DeadLetter) -> dict[str, Any]:
         "connection": letter.connection,
         "model": letter.model or None,
         "written_back_to": letter.target,
+        "quarantine": letter.quarantine,
         "key": letter.key,
         "attempts": letter.attempts,
         "reason": letter.reason,
@@ -89,6 +91,8 @@ def _retry_one(
             return "event sent back to be completed"
         ingest(session, event.id or 0, again=True, default_options=default_options)
         return "event re-run"
+    if letter.quarantine:  # a record quarantined for flapping
+        return release(session, letter)
     if letter.target:  # a write back to a source
         return offer_back_again(session, letter)
     return str(offer_again(session, letter))

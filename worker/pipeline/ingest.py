@@ -42,6 +42,7 @@ class Verdict(StrEnum):
     UNCHANGED = "unchanged"  # Planhat already has these values
     TOMBSTONED = "tombstoned"  # deleted in Planhat; the source did not create it again
     ECHO = "echo"  # what we last wrote to the source (worker/pipeline/links.py)
+    QUARANTINED = "quarantined"  # flapping: dropped until dlq retry releases it
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,13 @@ from connectors.change import Change, fields_hash
 from connectors.source import WritesBack
 from connectors.sources import SOURCES, OptionError, source_options
 from state.tables import Link, OutboxItem, RecordState, WriteBackItem, utcnow
-from worker.pipeline.links import comparable, link_of_planhat_id, nested, tombstone
+from worker.pipeline.links import (
+    comparable,
+    link_of_planhat_id,
+    nested,
+    tombstone,
+    unread_write_to_source,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +51,7 @@ class Back(StrEnum):
     ECHO = "echo"  # what we last wrote or read: dropped at no cost
     TOMBSTONED = "tombstoned"  # deleted in Planhat
     KEPT = "kept"  # noted as Planhat has it; its source takes no write-back of this model
+    QUARANTINED = "quarantined"  # flapping: dropped until dlq retry releases it
     WRITE_BACK = "write back"  # queued to be written back to its source
 
 
@@ -61,6 +68,8 @@ def offer_from_planhat(
     link = link_of_planhat_id(session, connection, change.model, change.key)
     if link is None:
         return Back.UNLINKED
+    if link.quarantined_at is not None:
+        return Back.QUARANTINED
     if change.action == "deleted":
         if link.deleted_at is None:
             tombstone(session, link)
@@ -94,8 +103,8 @@ def offer_from_planhat(
     _note_pushed(session, link, changed)
     if not _takes(link, options):
         return Back.KEPT
-    if fields_hash(changed) == link.source_written_hash:
-        return Back.ECHO
+    if unread_write_to_source(link) and fields_hash(changed) == link.source_written_hash:
+        return Back.ECHO  # the source has it, and has said nothing else since
     _queue(session, link, change, changed, inbox_id)
     return Back.WRITE_BACK
 

@@ -138,7 +138,7 @@ def _settle_chunk(
     parents = [k for item in claimed if (k := company_key(model, item.fields))]
     states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
     written = [(item, result) for item, result in zip(claimed, results, strict=True) if result.ok]
-    record_written(session, connection, model, written, rows)  # links: what each side holds
+    quarantined = record_written(session, connection, model, written, rows, policy)
     for item, result in zip(claimed, results, strict=True):
         row = rows.get(item.key)
         newer = row is not None and row.revision != item.revision
@@ -187,4 +187,7 @@ def _settle_chunk(
             report.dead += 1
             continue
         session.add(row)
+    for key in quarantined:  # flapping: nothing more goes out for it (links.wrote)
+        if (row := rows.get(key)) is not None:
+            session.delete(row)
     return [item.key for item, result in zip(claimed, results, strict=True) if result.ok]

@@ -26,9 +26,9 @@ from sqlmodel import Session, col, select
 from connectors.change import fields_hash
 from connectors.source import WriteBack, WriteBackContext, WritesBack
 from state.db import for_update, session_scope
-from state.tables import DeadLetter, Link, WriteBackItem, utcnow
+from state.tables import DeadLetter, Link, OutboxItem, WriteBackItem, utcnow
 from worker.pipeline.batch import FlushPolicy
-from worker.pipeline.links import nested
+from worker.pipeline.links import nested, wrote
 from worker.pipeline.outcomes import Action, outcome_of
 from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter, wait_for_budget
@@ -124,7 +124,7 @@ def write_back_batch(
             report.deferred += len(rest)
             report.stopped = True
             break
-        _settle(engine, key, sent, revision)
+        _settle(engine, key, sent, revision, policy)
         report.written += 1
     if claimed:
         log.info("write_back.done", connection=connection, source=name,
@@ -167,15 +167,23 @@ def _claim(
     return claimed
 
 
-def _settle(engine: Engine, key: Key, sent: dict[str, Any], revision: int) -> None:
+def _settle(
+    engine: Engine, key: Key, sent: dict[str, Any], revision: int, policy: FlushPolicy
+) -> None:
     """The source has it: the link's source side holds what was written (an echo of it is
     dropped), and the row goes unless a newer change merged into it meanwhile."""
     with session_scope(engine) as session:
         row = session.get(WriteBackItem, key, with_for_update=True)
         link = session.get(Link, (key[0], key[2], key[3]), with_for_update=True)
         if link is not None:
-            link.source_written_hash, link.source_written_at = fields_hash(sent), utcnow()
+            now = utcnow()
+            link.source_written_hash, link.source_written_at = fields_hash(sent), now
             session.add(link)
+            if wrote(session, link, "source", policy, now):  # flapping: nothing more goes out
+                pending = session.get(OutboxItem, (key[0], key[2], key[3]))
+                if pending is not None:
+                    session.delete(pending)
+                return  # its write_back row went with the quarantine
         if row is None:
             return
         if row.revision == revision:

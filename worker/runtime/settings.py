@@ -122,6 +122,10 @@ class EngineSettings(BaseSettings):
     rate_per_minute: float = 180.0
     burst: int = 40
     max_budget_wait: float = 30.0
+    # The flapping guard (worker/pipeline/links.py): more turns than this between Planhat
+    # and a source within flap_minutes quarantine a record, as one dead letter.
+    flap_bounces: int = Field(default=6, ge=1)
+    flap_minutes: float = Field(default=10.0, gt=0)
     # Days processed inbox events (raw bodies) and superseded dead letters are kept before
     # the daily prune deletes them (state/prune.py); 0 turns the daily prune off.
     retention_days: float = Field(default=30.0, ge=0)
@@ -139,6 +143,8 @@ class EngineSettings(BaseSettings):
             backoff_cap=self.backoff_cap,
             parent_wait_attempts=self.parent_wait_attempts,
             max_budget_wait=self.max_budget_wait,
+            flap_bounces=self.flap_bounces,
+            flap_minutes=self.flap_minutes,
         )
 
 
