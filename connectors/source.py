@@ -265,6 +265,15 @@ class TargetRefused(WriteBackError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """Who owns which fields of a model (names as compared: ``custom.<name>`` for a custom
+    field); every other field is shared, last writer wins."""
+
+    source: frozenset[str] = frozenset()  # never written back; edits in Planhat undone
+    planhat: frozenset[str] = frozenset()  # never overwritten from the source; undone there
+
+
 @runtime_checkable
 class WritesBack(Protocol):
     """A two-way source: a change made in Planhat to a record linked to one of its records
@@ -277,6 +286,10 @@ class WritesBack(Protocol):
 
     def writes_back(self, model: str, options: Mapping[str, str]) -> bool:
         """Whether changes made in Planhat to ``model`` go back, with these options."""
+        ...
+
+    def ownership(self, model: str, options: Mapping[str, str]) -> Ownership:
+        """Which of ``model``'s fields each side owns, with these options."""
         ...
 
     def write_back(self, context: WriteBackContext, change: WriteBack) -> None:

@@ -189,6 +189,12 @@ class Link(SQLModel, table=True):
     deleted_at: datetime | None = None
     # The flapping guard: which way the last write went ("planhat", "source"), how many
     # times the direction turned since ``bounced_since``, and when it was quarantined.
+    # Ownership and conflicts (worker/pipeline/conflicts.py): when Planhat last won each
+    # shared field (its updatedAt, µs), and owned values to restore at the next change,
+    # in Planhat (the source's) and at the source (Planhat's). None: none.
+    field_times: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    owed_planhat: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    owed_source: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     last_written_to: str | None = Field(default=None, max_length=16)
     bounces: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
     bounced_since: datetime | None = None

@@ -9,17 +9,30 @@ from dataclasses import dataclass
 
 from connectors.change import Change
 from connectors.options import Option
-from connectors.source import WriteBack, WriteBackContext
+from connectors.source import Ownership, WriteBack, WriteBackContext
 from connectors.standard import outbound
 from connectors.standard.mapping import parse
 from connectors.standard.verify import verify
 
+OWNED = r"([a-z]+\.[A-Za-z0-9_.-]+(,[a-z]+\.[A-Za-z0-9_.-]+)*)?"
 OPTIONS = (
     Option(
         name="outbound_url",
         default="",
         pattern=r"(https?://\S+)?",
         help="where changes made in Planhat are POSTed (http:// or https://); none: off",
+    ),
+    Option(
+        name="source_owns",
+        default="",
+        pattern=OWNED,
+        help="model.field,… the sender owns: never written back, undone in Planhat",
+    ),
+    Option(
+        name="planhat_owns",
+        default="",
+        pattern=OWNED,
+        help="model.field,… Planhat owns: never overwritten from the sender, undone there",
     ),
     Option(
         name="outbound_models",
@@ -53,6 +66,13 @@ class StandardSource:
 
     def write_back(self, context: WriteBackContext, change: WriteBack) -> None:
         outbound.send(context, change)
+
+    def ownership(self, model: str, options: Mapping[str, str]) -> Ownership:
+        def owned(option: str) -> frozenset[str]:
+            pairs = (item.partition(".") for item in options.get(option, "").split(",") if item)
+            return frozenset(name for owner_model, _, name in pairs if owner_model == model)
+
+        return Ownership(source=owned("source_owns"), planhat=owned("planhat_owns"))
 
 
 SOURCE = StandardSource()

@@ -14,9 +14,8 @@ The rules themselves are the pure ``merge`` (worker/pipeline/merge.py); here the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 
 import structlog
@@ -29,7 +28,10 @@ from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
 from state.tables import Connection, DeadLetter, InboxEvent, Link, OutboxItem, RecordState, utcnow
-from worker.pipeline.links import gate, links
+from worker.pipeline.conflicts import admit
+from worker.pipeline.failures import bury_event as bury_event
+from worker.pipeline.failures import record_failure as record_failure
+from worker.pipeline.links import links
 from worker.pipeline.merge import Outcome, merge, pending_of, pushed_of
 from worker.pipeline.reverse import Back, offer_from_planhat
 
@@ -42,6 +44,7 @@ class Verdict(StrEnum):
     UNCHANGED = "unchanged"  # Planhat already has these values
     TOMBSTONED = "tombstoned"  # deleted in Planhat; the source did not create it again
     ECHO = "echo"  # what we last wrote to the source (worker/pipeline/links.py)
+    OVERRULED = "overruled"  # owned by Planhat, or Planhat's edit of it is newer
     QUARANTINED = "quarantined"  # flapping: dropped until dlq retry releases it
 
 
@@ -80,13 +83,13 @@ def ingest(
         return _nothing(event.connection)
     verdicts: Counter[str] = Counter()
     models: set[str] = set()
+    options = _options(session, event.connection, default_options)
     for change in changes:
         if change.origin == "planhat":
-            options = _options(session, event.connection, default_options)
             verdicts[offer_from_planhat(session, event.connection, change, options=options,
                                         inbox_id=event.id)] += 1  # fmt: skip
             continue
-        verdict = offer(session, event.connection, change, inbox_id=event.id)
+        verdict = offer(session, event.connection, change, inbox_id=event.id, options=options)
         verdicts[verdict] += 1
         if verdict is Verdict.QUEUED:
             models.add(change.model)
@@ -136,56 +139,6 @@ def _map(
         return None
 
 
-def bury_event(
-    session: Session, event: InboxEvent, reason: str, *, error: str | None = None
-) -> None:
-    """A dead letter for the event itself (it cannot become changes): ``dlq retry`` runs
-    the event again once the cause is fixed. ``error`` goes on the event (else ``reason``).
-    This try counts as an attempt."""
-    event.status, event.error, event.processed_at = "failed", error or reason, utcnow()
-    event.attempts += 1
-    session.add(event)
-    session.add(
-        DeadLetter(
-            connection=event.connection,
-            model="",
-            key=f"event:{event.source}:{event.event_id}",
-            key_field="",
-            key_value="",
-            version=0,
-            reason=reason,
-            attempts=event.attempts,
-            event_id=event.event_id,
-            inbox_id=event.id,
-        )
-    )
-    log.warning("ingest.event_buried", inbox_id=event.id, reason=reason)
-
-
-def record_failure(
-    session: Session,
-    inbox_id: int,
-    reason: str,
-    *,
-    max_attempts: int,
-    backoff: Callable[[int], float],
-) -> bool:
-    """A try at a pending event failed (ingest, or completing it from its source): it is
-    due again after a back-off, and after ``max_attempts`` tries it becomes a dead letter
-    with the reason. Never pending forever. Returns whether it was buried."""
-    event = session.get(InboxEvent, inbox_id, with_for_update=True)
-    if event is None or event.status != "pending":
-        return False
-    if event.attempts + 1 >= max_attempts:
-        bury_event(session, event, f"gave up after {event.attempts + 1} attempts: {reason}")
-        return True
-    event.attempts += 1
-    event.error = reason
-    event.next_attempt_at = utcnow() + timedelta(seconds=backoff(event.attempts))
-    session.add(event)
-    return False
-
-
 def _options(
     session: Session,
     connection: str,
@@ -217,13 +170,21 @@ def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
 
 
 def offer(
-    session: Session, connection: str, change: Change, *, inbox_id: int | None = None
+    session: Session,
+    connection: str,
+    change: Change,
+    *,
+    inbox_id: int | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Verdict:
-    """Diff one change against what we pushed and what is pending; queue what is new."""
+    """Diff one change against what we pushed and what is pending; queue what is new.
+    ``options``: the connection's (read here when not given)."""
+    if options is None:
+        options = _options(session, connection, None)
     for _ in range(3):  # a concurrent insert of the same new outbox row: look again
         try:
             with session.begin_nested():
-                return _offer(session, connection, change, inbox_id)
+                return _offer(session, connection, change, inbox_id, options)
         except IntegrityError:
             continue
     raise RuntimeError(f"could not queue {change.model} {change.record_key}")
@@ -243,14 +204,20 @@ def offer_again(session: Session, letter: DeadLetter) -> Verdict:
     return offer(session, letter.connection, change, inbox_id=letter.inbox_id)
 
 
-def _offer(session: Session, connection: str, change: Change, inbox_id: int | None) -> Verdict:
+def _offer(
+    session: Session,
+    connection: str,
+    change: Change,
+    inbox_id: int | None,
+    options: Mapping[str, str],
+) -> Verdict:
     key = (connection, change.model, change.record_key)
     state = session.get(RecordState, key)
     pending = None
     if state is None or change.version >= state.version:
         pending = session.get(OutboxItem, key, with_for_update=True)
     link = session.get(Link, key)
-    verdict, _ = _apply(session, connection, change, state, pending, inbox_id, link)
+    verdict, _ = _apply(session, connection, change, state, pending, inbox_id, link, options)
     session.flush()  # a concurrent insert of the same row fails here, inside the savepoint
     return verdict
 
@@ -263,13 +230,16 @@ def _apply(
     pending: OutboxItem | None,
     inbox_id: int | None,
     link: Link | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> tuple[Verdict, OutboxItem | None]:
     """The diff rules on rows already loaded: ``merge`` decides, this applies its decision
     to the rows. Returns the verdict, and the pending row after. First, the record's
-    ``link`` may stop it (deleted in Planhat; an echo of our write to the source)."""
-    stop = gate(session, link, change)
-    if stop is not None:
-        return Verdict(stop), pending
+    ``link`` may stop it (deleted in Planhat; an echo of our write to the source; its
+    fields owned by Planhat, or edited there later: worker/pipeline/conflicts.py)."""
+    stop, admitted = admit(session, link, change, options or {})
+    if admitted is None:
+        return Verdict(stop or Verdict.OVERRULED), pending
+    change = admitted
     decision = merge(pending_of(pending), pushed_of(state), change)
     raised = decision.pushed_version
     if state is not None and raised is not None and raised != state.version:
@@ -388,6 +358,7 @@ def ingest_many(
             pending.get(key),
             event.id,
             linked.get(key),
+            _options(session, event.connection, default_options, known),
         )
         verdicts[n][verdict] += 1
         if verdict is Verdict.QUEUED:

@@ -19,7 +19,9 @@ it is; then, in the ingest's transaction:
                                          hash as what we last wrote to it (echo)
 
 The synced fields of a record are those its source maps (what we wrote to Planhat for
-it); a change made in Planhat to another field is not written back.
+it); a change made in Planhat to another field is not written back. Which of the changed
+fields go back, field by field, is decided by ownership and last-writer-wins
+(``worker/pipeline/conflicts.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from connectors.change import Change, fields_hash
 from connectors.source import WritesBack
 from connectors.sources import SOURCES, OptionError, source_options
 from state.tables import Link, OutboxItem, RecordState, WriteBackItem, utcnow
+from worker.pipeline.conflicts import to_source
 from worker.pipeline.links import (
     comparable,
     link_of_planhat_id,
@@ -52,6 +55,7 @@ class Back(StrEnum):
     TOMBSTONED = "tombstoned"  # deleted in Planhat
     KEPT = "kept"  # noted as Planhat has it; its source takes no write-back of this model
     QUARANTINED = "quarantined"  # flapping: dropped until dlq retry releases it
+    OVERRULED = "overruled"  # owned by the source, or older than its waiting write
     WRITE_BACK = "write back"  # queued to be written back to its source
 
 
@@ -100,12 +104,16 @@ def offer_from_planhat(
     link.planhat_fields = seen
     link.planhat_read_hash, link.planhat_read_at = seen_hash, now
     session.add(link)
-    _note_pushed(session, link, changed)
     if not _takes(link, options):
+        _note_pushed(session, link, changed)
         return Back.KEPT
-    if unread_write_to_source(link) and fields_hash(changed) == link.source_written_hash:
+    back = to_source(session, link, changed, change.version, options)  # ownership, LWW
+    _note_pushed(session, link, changed)
+    if not back:
+        return Back.OVERRULED
+    if unread_write_to_source(link) and fields_hash(back) == link.source_written_hash:
         return Back.ECHO  # the source has it, and has said nothing else since
-    _queue(session, link, change, changed, inbox_id)
+    _queue(session, link, change, back, inbox_id)
     return Back.WRITE_BACK
 
 
