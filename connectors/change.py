@@ -27,6 +27,10 @@ class RecordRejected(MappingError):
     dead letter with this reason, which a replay re-runs once the cause is fixed."""
 
 
+ORIGINS = ("source", "planhat")
+ACTIONS = ("updated", "created", "deleted")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     model: str  # Planhat API path name: "licenses"
@@ -38,14 +42,21 @@ class Change:
     version: int  # source version, normalised by ``version_number``; higher is newer
     origin: str = "source"  # "source" or "planhat" (a change coming back)
     event_id: str | None = None
+    # "updated": the record has these fields (an upsert: most events say no more);
+    # "created": the source says it created the record (again: a record deleted in Planhat
+    # comes back only then); "deleted": the record is gone (from Planhat: a tombstone).
+    action: str = "updated"
 
     def __post_init__(self) -> None:
         spec = model_spec(self.model)
-        if self.key_field not in spec.key_fields:
+        # A change made in Planhat names its record by Planhat's own _id.
+        keys = ("_id",) if self.origin == "planhat" else spec.key_fields
+        if self.key_field not in keys:
             raise ValueError(
-                f"{self.model} records are keyed by {' or '.join(spec.key_fields)}, "
-                f"not {self.key_field!r}"
+                f"{self.model} records are keyed by {' or '.join(keys)}, not {self.key_field!r}"
             )
+        if self.origin not in ORIGINS or self.action not in ACTIONS:
+            raise ValueError(f"no origin {self.origin!r} or action {self.action!r}")
         if not self.key:
             raise ValueError("a change needs a non-empty key")
         _check_storable(self)

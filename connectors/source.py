@@ -10,6 +10,7 @@ reads its settings by the generic rules here.
     │   ├── Polled      feeds of events to poll from that API
     │   └── ThinEvents  completes a thin event from that API before mapping
     ├── Preparing       per-model hooks run on a batch just before it is sent to Planhat
+    ├── PlanhatHints    deliveries name a Planhat record that changed: the engine re-reads it
     └── WritesBack      writes a change made in Planhat back to the source (two-way)
 
 Settings, read generically: the ``default`` connection's webhook secret comes from
@@ -20,6 +21,7 @@ stored connection (``--secret s:name=…``) and ``<S>_<NAME>`` in the environmen
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -131,6 +133,28 @@ class ThinEvents(HasApi, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hint:
+    """What a delivery says changed in Planhat: a record of a model, by its ``_id``."""
+
+    model: str
+    planhat_id: str
+    deleted: bool = False  # the sender says the record was deleted: nothing to read
+
+
+@runtime_checkable
+class PlanhatHints(Protocol):
+    """Deliveries are hints that a Planhat record changed (Planhat's own Automations).
+    Nothing in them is trusted but the record they name: the engine re-reads it from
+    Planhat with the connection's own client, within its token's budget, keeps what it
+    read with the stored event (``connectors.planhat.reread.detail``), and ``changes`` is
+    given that detail: changes with ``origin="planhat"``, keyed by the record's ``_id``."""
+
+    def hint(self, body: bytes) -> Hint:
+        """The record a stored (verified) delivery names; ``MappingError`` if none."""
+        ...
+
+
 class NoBudget(Exception):
     """The connection's rate budget is spent: try again after ``wait`` seconds."""
 
@@ -185,16 +209,89 @@ class Preparing(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteBackContext:
+    """What a write-back may use: the connection's credentials for the source, its webhook
+    secret, the source's options (checked, defaults filled) and an HTTP client (timeouts
+    set, no redirects) that lives for one batch of writes."""
+
     connection: str
     credentials: Mapping[str, str]
     api_base: str | None
+    secret: str | None
+    options: Mapping[str, str]
+    http: httpx.Client
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteBack:
+    """A change made in Planhat, to be written to the source record it is linked to."""
+
+    model: str  # the Planhat model
+    key_field: str  # the source record's key, as the source named it: "sourceId"
+    key: str
+    planhat_id: str
+    fields: Mapping[str, Any]  # the synced fields that changed in Planhat
+    version: int  # Planhat's updatedAt, in microseconds (``version_number``)
+    deleted: bool = False  # the record was deleted in Planhat
+
+    @property
+    def delivery_id(self) -> str:
+        """Stable per record version: a retry of one write carries the same id, so the
+        target can deduplicate; the next version has another."""
+        digest = hashlib.sha256(f"{self.model}\x00{self.planhat_id}\x00{self.version}".encode())
+        return f"phs_{digest.hexdigest()[:32]}"
+
+
+class WriteBackError(Exception):
+    """A write-back the source did not take. Grouped by what the engine must do:
+
+    WriteBackError
+    ├── TargetRateLimited   429: the source's budget pauses ``retry_after``; no attempt
+    ├── TargetUnavailable   5xx, timeout, no connection: back off and try again
+    └── TargetRefused       any other answer: a dead letter carrying the answer
+    """
+
+
+class TargetRateLimited(WriteBackError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TargetUnavailable(WriteBackError):
+    pass
+
+
+class TargetRefused(WriteBackError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """Who owns which fields of a model (names as compared: ``custom.<name>`` for a custom
+    field); every other field is shared, last writer wins."""
+
+    source: frozenset[str] = frozenset()  # never written back; edits in Planhat undone
+    planhat: frozenset[str] = frozenset()  # never overwritten from the source; undone there
 
 
 @runtime_checkable
 class WritesBack(Protocol):
-    """A two-way source: a change made in Planhat (``Change.origin == "planhat"``) is
-    written back to it. The engine checks echoes (ARCHITECTURE.md, invariant 5) before."""
+    """A two-way source: a change made in Planhat to a record linked to one of its records
+    is written back to it. The engine checks echoes before (ARCHITECTURE.md, invariant 5),
+    keeps a budget of ``write_rate_per_minute`` per source credential, retries, and makes
+    a refused write a dead letter."""
 
-    def write_back(self, context: WriteBackContext, change: Change) -> None:
-        """Write ``change`` to the source; raise ``httpx.HTTPError`` to be retried."""
+    @property
+    def write_rate_per_minute(self) -> float: ...
+
+    def writes_back(self, model: str, options: Mapping[str, str]) -> bool:
+        """Whether changes made in Planhat to ``model`` go back, with these options."""
+        ...
+
+    def ownership(self, model: str, options: Mapping[str, str]) -> Ownership:
+        """Which of ``model``'s fields each side owns, with these options."""
+        ...
+
+    def write_back(self, context: WriteBackContext, change: WriteBack) -> None:
+        """Write ``change`` to the source; raise a ``WriteBackError`` when it did not take."""
         ...

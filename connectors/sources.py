@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connectors import chargebee, standard, stripe, surveymonkey, typeform
+from connectors import chargebee, planhat_source, standard, stripe, surveymonkey, typeform
 from connectors.change import MappingError
 from connectors.options import OptionError, for_source
 from connectors.source import HasApi, Source
@@ -30,6 +30,7 @@ SOURCES: dict[str, Source] = {
     chargebee.SOURCE.name: chargebee.SOURCE,
     typeform.SOURCE.name: typeform.SOURCE,
     surveymonkey.SOURCE.name: surveymonkey.SOURCE,
+    planhat_source.SOURCE.name: planhat_source.SOURCE,
 }
 
 

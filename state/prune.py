@@ -7,7 +7,8 @@ Deleted once older than the retention:
 - dead letters that are resolved. ``dlq retry`` and ``dlq drop`` delete a dead letter, so
   what is left is unresolved, with one exception: a record's dead letter is *superseded*
   once a later version of that record has reached Planhat (its ``record_state`` version
-  is higher). ``dlq retry`` would drop it as stale and do nothing, so it is pruned too.
+  is higher). ``dlq retry`` would drop it as stale and do nothing, so it is pruned too
+  (not a write back to a source: that waits for retry or drop like the others).
 
 Kept, whatever their age:
 - pending inbox events: work not done yet;
@@ -120,7 +121,9 @@ def _superseded(cutoff: datetime) -> ColumnElement[bool]:
         col(RecordState.key) == col(DeadLetter.key),
         col(RecordState.version) > col(DeadLetter.version),
     )
-    return and_(col(DeadLetter.model) != "", col(DeadLetter.created_at) < cutoff, newer)
+    # A write back to a source is never superseded this way: its version is Planhat's.
+    to_planhat = col(DeadLetter.target).is_(None)
+    return and_(col(DeadLetter.model) != "", to_planhat, col(DeadLetter.created_at) < cutoff, newer)
 
 
 def _delete_in_windows(

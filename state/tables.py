@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -130,6 +140,12 @@ class DeadLetter(SQLModel, table=True):
     event_id: str | None = Field(default=None, max_length=255)
     inbox_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # A write back to a source (None: a write to Planhat): that source, and the Planhat
+    # record the change was made on; ``key`` is then the link's.
+    target: str | None = Field(default=None, max_length=32)
+    planhat_id: str | None = Field(default=None, max_length=64)
+    # The record was quarantined for flapping (its link): ``dlq retry`` releases it.
+    quarantine: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class Cursor(SQLModel, table=True):
@@ -141,3 +157,72 @@ class Cursor(SQLModel, table=True):
     source: str = Field(primary_key=True, max_length=32)
     position: str = ""
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Link(SQLModel, table=True):
+    """A record of a source and the Planhat record it is, with the last hash of its synced
+    fields written to and read from each side, and when (``worker/pipeline/links.py``)."""
+
+    __tablename__ = "link"
+    __table_args__ = (Index("ix_link_planhat_id", "connection", "model", "planhat_id"),)
+
+    connection: str = Field(primary_key=True, max_length=64)
+    model: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=512)  # as in record_state: "sourceId=t-1"
+    source: str = Field(default="", max_length=32)  # whose record it is ("": not known)
+    key_field: str = Field(max_length=32)
+    key_value: str = Field(max_length=255)
+    planhat_id: str | None = Field(default=None, max_length=64)
+    # The synced fields as Planhat last had them, as far as we know (written or read).
+    planhat_fields: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    planhat_written_hash: str | None = Field(default=None, max_length=64)
+    planhat_written_at: datetime | None = None
+    planhat_read_hash: str | None = Field(default=None, max_length=64)
+    planhat_read_at: datetime | None = None
+    source_written_hash: str | None = Field(default=None, max_length=64)
+    source_written_at: datetime | None = None
+    source_read_hash: str | None = Field(default=None, max_length=64)
+    source_read_at: datetime | None = None
+    # Deleted in Planhat: a tombstone. Nothing re-creates it but the source creating it.
+    deleted_at: datetime | None = None
+    # The flapping guard: which way the last write went ("planhat", "source"), how many
+    # times the direction turned since ``bounced_since``, and when it was quarantined.
+    # Ownership and conflicts (worker/pipeline/conflicts.py): when Planhat last won each
+    # shared field (its updatedAt, µs), and owned values to restore at the next change,
+    # in Planhat (the source's) and at the source (Planhat's). None: none.
+    field_times: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    owed_planhat: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    owed_source: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    last_written_to: str | None = Field(default=None, max_length=16)
+    bounces: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    bounced_since: datetime | None = None
+    quarantined_at: datetime | None = None
+
+
+class WriteBackItem(SQLModel, table=True):
+    """One pending write back to a source per record: a change made in Planhat, later ones
+    merged in (coalescing), until the source has it (``worker/pipeline/write_back.py``)."""
+
+    __tablename__ = "write_back"
+    __table_args__ = (Index("ix_write_back_due", "connection", "next_attempt_at"),)
+
+    connection: str = Field(primary_key=True, max_length=64)
+    source: str = Field(primary_key=True, max_length=32)
+    model: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=512)  # the link's
+    key_field: str = Field(max_length=32)
+    key_value: str = Field(max_length=255)
+    planhat_id: str = Field(max_length=64)
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))  # Planhat's updatedAt
+    deleted: bool = False
+    revision: int = 1  # bumped by every merged change: a write only settles what it sent
+    event_id: str | None = Field(default=None, max_length=255)
+    inbox_id: int | None = None
+    enqueued_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    claimed_until: datetime | None = None
+    last_error: str | None = None

@@ -14,6 +14,7 @@ class RecordingDispatcher:
     ingested: list[int] = field(default_factory=list)
     flushes: list[tuple[str, float]] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    write_backs: list[tuple[str, float]] = field(default_factory=list)
     broker_up: bool = True
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
@@ -35,3 +36,9 @@ class RecordingDispatcher:
 
     def flush_started(self, connection: str) -> None:
         self.started.append(connection)
+
+    def write_back(self, connection: str, delay: float) -> None:
+        self.write_backs.append((connection, delay))
+
+    def write_back_started(self, connection: str) -> None:
+        pass

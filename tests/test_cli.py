@@ -206,10 +206,14 @@ def test_dev_shows_the_flow_on_embedded_defaults(tmp_path: Path) -> None:
     assert "Sent 5 signed events to the receiver: 5 accepted" in first.stdout
     assert "Pro  mrr 590 USD" in first.stdout  # two versions coalesced, the newest won
     assert "Its secret:                       whsec_" in first.stdout
+    # and the other way: a license edited in Planhat came back out at the outbound URL
+    assert "sends the change back out, signed: POST /_dev/outbound" in first.stdout
+    assert "'fields': {'mrr': 109}" in first.stdout  # 99 + 10, and only what changed
     # a restart keeps everything: the same events are duplicates, Planhat keeps its data
     second = subprocess.run(_command(*args), env=env, capture_output=True, text=True, check=False)
     assert "0 accepted, 5 already received before" in second.stdout
     assert "Pro  mrr 590 USD" in second.stdout
+    assert "'fields': {'mrr': 119}" in second.stdout  # edited again: a new change
     kept = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
     assert set(kept) >= {"state.db", "planhat-sandbox.db", "secret.key", "standard-webhook-secret"}
     assert set(kept.values()) == {0o600}, kept  # -wal and -shm too, when they are left

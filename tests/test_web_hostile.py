@@ -40,6 +40,7 @@ SECRETS = {
     "chargebee": "hook-user:hook-password",
     "typeform": "hostile-typeform-secret",
     "surveymonkey": "client-id&client-secret",
+    "planhat": "hostile-automation-secret",
 }
 # A float, as time.time() gives in production: a timestamp too large for a float must be
 # refused, not overflow the comparison with it.
@@ -53,6 +54,7 @@ WRONG = {
     "chargebee": "hook-user:another-password",
     "typeform": "another-typeform-secret",
     "surveymonkey": "client-id&another-secret",
+    "planhat": "another-automation-secret",
 }
 
 
@@ -73,6 +75,8 @@ def signed(
         headers["authorization"] = basic_auth(*secret.split(":", 1))
     elif source == "typeform":
         headers["typeform-signature"] = typeform_sign(secret, body)
+    elif source == "planhat":  # an Automation signs nothing: a secret in a header
+        headers["authorization"] = f"Bearer {secret}"
     else:
         headers["sm-signature"] = surveymonkey_sign(secret, body)
         headers["sm-apikey"] = secret.split("&", 1)[0]
@@ -94,6 +98,8 @@ def envelope(source: str, event_id: Any, payload: bytes = b"{}") -> bytes:
         b'"form_response": {"token": ' + ident + b', "answers": ' + payload + b"}}",
         "surveymonkey": b'{"event_id": ' + ident + b', "event_type": "response_completed", '
         b'"object_id": "1", "resources": ' + payload + b"}",
+        "planhat": b'{"model": "tasks", "_id": ' + ident + b', "action": "updated", '
+        b'"time": ' + payload + b"}",
     }[source]
 
 
@@ -147,6 +153,7 @@ SIGNATURE_HEADERS = {
     "chargebee": "authorization",
     "typeform": "typeform-signature",
     "surveymonkey": "sm-signature",
+    "planhat": "authorization",
 }
 
 

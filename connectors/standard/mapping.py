@@ -3,6 +3,9 @@
     {"model": "licenses", "key": {"sourceId": "sub_1"}, "fields": {...},
      "version": "2026-01-01T00:00:00Z"}
 
+with, optionally, ``"action": "created"``: the sender created the record (again), the one
+thing that brings back a record deleted in Planhat (``"updated"``, the default, does not).
+
 or ``{"changes": [ ... ]}`` with up to 1,000 of those. ``model`` is the Planhat API path
 name; ``key`` names one keyable: ``sourceId``, or the model's external key
 (``externalId``; ``extId`` for invoices), or for custom fields, which Planhat keys by name
@@ -49,6 +52,9 @@ def _change(item: Any, position: str, event_id: str) -> Change:
         version = version_number(item["version"])
     except ValueError as error:
         raise StandardBodyError(f"{position}: {error}") from None
+    action = item.get("action", "updated")
+    if action not in ("created", "updated"):
+        raise StandardBodyError(f'{position}: action is "created" or "updated"')
     return Change(
         model=spec.name,
         key_field=key_field,
@@ -56,6 +62,7 @@ def _change(item: Any, position: str, event_id: str) -> Change:
         fields={k: v for k, v in fields.items() if k not in ("_id", key_field)},
         version=version,
         event_id=event_id,
+        action=action,
     )
 
 

@@ -20,7 +20,16 @@ from tests.engine.harness import RedisServer, require_services
 from tests.engine.services import fresh_postgres_database
 from worker.pipeline.ingest import offer
 
-TABLES = ("inbox_event", "record_state", "outbox", "dead_letter", "cursor", "connection")
+TABLES = (
+    "inbox_event",
+    "record_state",
+    "outbox",
+    "dead_letter",
+    "cursor",
+    "connection",
+    "link",
+    "write_back",
+)
 
 
 @pytest.fixture(scope="session")

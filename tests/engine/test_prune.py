@@ -43,7 +43,13 @@ def event(
 
 
 def letter(
-    engine: Engine, *, age: float, key: str = "", version: int = 1, inbox_id: int | None = None
+    engine: Engine,
+    *,
+    age: float,
+    key: str = "",
+    version: int = 1,
+    inbox_id: int | None = None,
+    target: str | None = None,
 ) -> int:
     """A dead letter ``age`` days old: a record's (``key``) or, without one, an event's."""
     with session_scope(engine) as session:
@@ -57,6 +63,7 @@ def letter(
             reason="refused",
             inbox_id=inbox_id,
             created_at=utcnow() - timedelta(days=age),
+            target=target,
         )
         session.add(row)
         session.flush()
@@ -139,13 +146,16 @@ def test_only_superseded_dead_letters_are_pruned_and_their_events_with_them(
     # superseded, but recent
     recent = letter(engine, age=RECENT, key="l-4", version=1)
     pushed(engine, "l-4", version=5)
+    # a write back to a source: its version is Planhat's, and only retry or drop resolve it
+    written_back = letter(engine, age=OLD, key="l-5", version=1, target="standard")
+    pushed(engine, "l-5", version=2)
 
     # when
     pruned = prune(engine, older_than=RETENTION)
 
     # then
-    assert (pruned.dead_letters, pruned.dead_letters_kept) == (1, 3)
-    assert letters_left(engine) == {same_version, unknown, unmappable, recent}
+    assert (pruned.dead_letters, pruned.dead_letters_kept) == (1, 4)
+    assert letters_left(engine) == {same_version, unknown, unmappable, recent, written_back}
     assert superseded not in letters_left(engine)
     assert source not in events_left(engine)  # nothing names it any more
     assert pruned.inbox_events == 1

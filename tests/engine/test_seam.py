@@ -60,7 +60,10 @@ ENGINE_PACKAGES = ("worker/intake", "worker/pipeline", "worker/runtime", "state"
 
 
 def test_no_source_is_named_in_the_engine() -> None:
-    names = re.compile(r"\b(" + "|".join(SOURCES) + r")\b", re.IGNORECASE)
+    # Planhat is also a source (changes made there flow back), and the destination the
+    # whole engine speaks of: its name is allowed, its source's package is not.
+    named = [name for name in SOURCES if name != "planhat"] + ["planhat_source"]
+    names = re.compile(r"\b(" + "|".join(named) + r")\b", re.IGNORECASE)
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for package in ENGINE_PACKAGES

@@ -6,6 +6,9 @@ it, as Planhat would). Everything lives under ``--data-dir``: ``state.db``,
 ``planhat-sandbox.db``, ``secret.key`` (seals secrets at rest) and
 ``standard-webhook-secret``. It shows the flow at once: it signs a few events, sends them
 to its own webhook URL, waits for them to reach Planhat and prints what Planhat holds.
+Then the other way: the sandbox's Automation on licenses POSTs its hints to this receiver
+(``/webhooks/default/planhat``), and a license edited as in Planhat's UI comes back out,
+signed, at a local outbound URL this receiver serves (``/_dev/outbound``).
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from typing import Any
 import httpx
 import typer
 from sqlalchemy import Engine
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundServer
-from connectors.standard.verify import signed_headers
+from connectors.standard.verify import signed_headers, verify
+from connectors.webhooks import SignatureError
 from state.connections import Connections, Tenant
 from state.crypto import secret_box
 from state.db import create_private_file, migrate, session_scope
@@ -112,19 +118,30 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     require_keys(database_url, lambda: secret_box(data_dir / "secret.key"))
     box = secret_box(data_dir / "secret.key")
     secret = standard_secret(data_dir)
+    env_tenant = settings.default_tenant()
+    # The Planhat Automations' secret: the environment's, or one for this run (the sandbox
+    # started below is told it).
+    hint_secret = env_tenant.secrets.get("planhat") or secrets.token_urlsafe(24)
+    local = f"http://127.0.0.1:{port}"
+    options = dict(env_tenant.options)
     sandbox: SandboxProcess | None = None
     if settings.planhat_api_token:
         base_url, token = settings.planhat_base_url, settings.planhat_token()
     else:
         create_private_file(str(data_dir / "planhat-sandbox.db"))
-        sandbox = SandboxProcess(data_dir / "planhat-sandbox.db", port=port + 1).start()
+        automation = f"licenses={local}/webhooks/default/planhat"
+        sandbox = SandboxProcess(data_dir / "planhat-sandbox.db", port=port + 1,
+                                 automation=(automation, hint_secret)).start()  # fmt: skip
         base_url, token = sandbox.url, SANDBOX_TOKEN
-    env_tenant = settings.default_tenant()
+        if "standard.outbound_url" not in options:  # the demo's: this receiver's
+            options["standard.outbound_url"] = f"{local}/_dev/outbound"
+            options["standard.outbound_models"] = "licenses"
     tenant = Tenant(
         name="default",
         planhat_base_url=base_url,
         planhat_token=token,
-        secrets={**env_tenant.secrets, "standard": secret},
+        secrets={**env_tenant.secrets, "standard": secret, "planhat": hint_secret},
+        options=options,
     )
     config = EngineSettings(sweep_interval=5.0)
 
@@ -141,6 +158,8 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         connections=connections(runtime.engine),
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
     )
+    outbound = LocalOutbound(secret)
+    app.add_route("/_dev/outbound", outbound.receive, methods=["POST"])
     server = BackgroundServer(app, port=port).start()
     webhook = f"{server.url}/webhooks/default/standard"
     typer.echo(f"planhat-sync dev: state in {data_dir}/, receiver on {server.url}")
@@ -151,6 +170,7 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     try:
         if sandbox is not None:
             _demo(webhook, secret, runtime.engine, dispatcher.idle, base_url, token)
+            _demo_back(outbound, base_url, token)
         typer.echo("")
         typer.echo(f"Webhook URL (Standard Webhooks):  POST {webhook}")
         typer.echo(f"Its secret:                       {secret}")
@@ -182,10 +202,13 @@ class SandboxProcess:
     (measured: in process, each bulk upsert it answered during a burst held the
     receiver's p99 above 90 ms)."""
 
-    def __init__(self, db: Path, port: int) -> None:
+    def __init__(self, db: Path, port: int, automation: tuple[str, str] | None = None) -> None:
+        """``automation``: ``MODEL=URL`` and its secret (``--automation``)."""
         self.url = f"http://127.0.0.1:{port}"
         self._command = [sys.executable, "-m", "worker.cli.main", "sandbox", "--port", str(port),
                          "--db", str(db)]  # fmt: skip
+        if automation is not None:
+            self._command += ["--automation", automation[0], "--automation-secret", automation[1]]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> SandboxProcess:
@@ -239,3 +262,39 @@ def _demo(webhook: str, secret: str, engine: Engine, idle: Any, base_url: str, t
                 f"  license {license['_id']}  {license.get('product')}  "
                 f"mrr {license.get('mrr')} {license.get('_currency')}"
             )
+
+
+class LocalOutbound:
+    """The demo's outbound URL: what the standard source sends back, its signature checked."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self.received: list[dict[str, Any]] = []
+        self.arrived = threading.Event()
+
+    async def receive(self, request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            verify(request.headers, body, self._secret, time.time())
+        except SignatureError as error:
+            return JSONResponse({"error": str(error)}, status_code=401)
+        self.received.append(json.loads(body))
+        self.arrived.set()
+        return JSONResponse({"ok": True})
+
+
+def _demo_back(outbound: LocalOutbound, base_url: str, token: str) -> None:
+    """A person edits a license in Planhat's UI; the change comes back out, signed."""
+    with PlanhatClient(token, base_url=base_url) as planhat:
+        license = planhat.get("licenses", "srcid-demo-sub-globex")
+    mrr = int(license.get("mrr") or 0) + 10  # another value each run: a change each time
+    edited = httpx.post(f"{base_url}/_sandbox/ui/licenses/{license['_id']}", json={"mrr": mrr},
+                        timeout=10)  # fmt: skip
+    edited.raise_for_status()
+    typer.echo("")
+    typer.echo(f"Then a person sets the Team license's mrr to {mrr} in Planhat (the sandbox's UI);")
+    typer.echo("its Automation tells the receiver, the worker reads the license from Planhat and")
+    if not outbound.arrived.wait(timeout=30):
+        typer.echo("... the change did not come back out within 30 s (see the logs)")
+        return
+    typer.echo(f"sends the change back out, signed: POST /_dev/outbound {outbound.received[-1]}")

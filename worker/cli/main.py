@@ -223,8 +223,31 @@ def sandbox(
     ] = 0.0,
     latency_ms: Annotated[int, typer.Option(min=0, help="Added to every request.")] = 0,
     seed: Annotated[int | None, typer.Option(help="Seed for fault injection.")] = None,
+    automation: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="MODEL=URL",
+            help="A Planhat Automation: POST a hint to URL on every create, update and "
+            "delete of MODEL, API writes included (repeatable).",
+        ),
+    ] = None,
+    automation_secret: Annotated[
+        str | None, typer.Option(help="Sent as 'Authorization: Bearer <S>' with each hint.")
+    ] = None,
+    automation_drop_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of hints lost on purpose.")
+    ] = 0.0,
 ) -> None:
     """Serve a faithful stand-in for the Planhat API (in memory, or --db FILE)."""
+    automations: dict[str, str] = {}
+    for item in automation or ():
+        model, sep, url = item.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            _fail(f"--automation {item!r}: expected MODEL=http(s)://…", 2)
+        try:
+            automations[model_spec(model).name] = url
+        except UnknownModelError as error:
+            _fail(f"--automation: {error.args[0]}", 2)
     config = SandboxConfig(
         tokens=frozenset(token or ()),
         rate_per_minute=rate_per_minute,
@@ -236,8 +259,13 @@ def sandbox(
         latency_ms=latency_ms,
         db_path=str(db) if db else None,
         seed=seed,
+        automations=automations,
+        automation_secret=automation_secret,
+        automation_drop_rate=automation_drop_rate,
     )
     typer.echo(f"Planhat sandbox on http://{host}:{port}  (stats: /_sandbox/stats)")
+    for model, url in automations.items():
+        typer.echo(f"  automation: {model} created/updated/deleted -> POST {url}")
     typer.echo(f"  export PLANHAT_BASE_URL=http://{host}:{port}")
     serve(config, host, port)
 

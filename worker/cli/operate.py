@@ -100,8 +100,9 @@ def dlq_list(
         typer.echo("no dead letters")
         return
     for letter in letters:
+        back = f"  -> {letter['written_back_to']}" if letter["written_back_to"] else ""
         typer.echo(
-            f"{letter['id']:>6}  {letter['connection']}  {letter['model'] or '(event)'}  "
+            f"{letter['id']:>6}  {letter['connection']}  {letter['model'] or '(event)'}{back}  "
             f"{letter['key']}  attempts={letter['attempts']}  {letter['reason']}"
         )
 
@@ -225,6 +226,7 @@ def _ask_for_flush(connections: set[str]) -> None:
         dispatcher = CeleryDispatcher(celery, client, AsyncRedis.from_url(settings.redis_url))
         for connection in connections:
             dispatcher.flush(connection, 0.0)
+            dispatcher.write_back(connection, 0.0)  # a retried write back to a source
     except (redis.exceptions.RedisError, OSError) as error:
         typer.echo(f"(no broker to ask for a flush: {error}; the next sweep writes them)")
     finally:

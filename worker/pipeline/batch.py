@@ -22,6 +22,10 @@ class FlushPolicy:
     # The longest shared pause guessed after 429s that give no time (Planhat's window
     # resets after 60-120 s: planhat/docs source/includes/_intro.md).
     rate_limit_guess_cap: float = RATE_LIMIT_GUESS_CAP
+    # The flapping guard: a record whose writes turn direction (to Planhat, back to its
+    # source) more than this many times within flap_minutes is quarantined.
+    flap_bounces: int = 6
+    flap_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 5000:

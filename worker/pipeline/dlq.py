@@ -19,6 +19,8 @@ from sqlmodel import Session, col, select
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent
 from worker.pipeline.ingest import awaiting_detail, ingest, offer_again
+from worker.pipeline.links import release
+from worker.pipeline.write_back import offer_back_again
 
 
 def list_dead_letters(engine: Engine, *, limit: int = 1000) -> list[DeadLetter]:
@@ -32,6 +34,8 @@ def describe(letter: DeadLetter) -> dict[str, Any]:
         "id": letter.id,
         "connection": letter.connection,
         "model": letter.model or None,
+        "written_back_to": letter.target,
+        "quarantine": letter.quarantine,
         "key": letter.key,
         "attempts": letter.attempts,
         "reason": letter.reason,
@@ -87,6 +91,10 @@ def _retry_one(
             return "event sent back to be completed"
         ingest(session, event.id or 0, again=True, default_options=default_options)
         return "event re-run"
+    if letter.quarantine:  # a record quarantined for flapping
+        return release(session, letter)
+    if letter.target:  # a write back to a source
+        return offer_back_again(session, letter)
     return str(offer_again(session, letter))
 
 

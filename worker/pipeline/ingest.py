@@ -18,9 +18,8 @@ The rules themselves are the pure ``merge`` (worker/pipeline/merge.py); here the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from enum import StrEnum
 
 import structlog
@@ -29,12 +28,17 @@ from sqlmodel import Session, col, select
 
 from connectors.change import Change, MappingError, RecordRejected
 from connectors.planhat.generated import generated_fields, without_generated
-from connectors.source import ThinEvents
+from connectors.source import PlanhatHints, ThinEvents
 from connectors.sources import SOURCES, OptionError, source_options
 from state.db import for_update
 from state.records import pending_rows, record_states
-from state.tables import Connection, DeadLetter, InboxEvent, OutboxItem, RecordState, utcnow
+from state.tables import Connection, DeadLetter, InboxEvent, Link, OutboxItem, RecordState, utcnow
+from worker.pipeline.conflicts import admit
+from worker.pipeline.failures import bury_event as bury_event
+from worker.pipeline.failures import record_failure as record_failure
+from worker.pipeline.links import links
 from worker.pipeline.merge import Outcome, merge, pending_of, pushed_of
+from worker.pipeline.reverse import Back, offer_from_planhat
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +47,10 @@ class Verdict(StrEnum):
     QUEUED = "queued"  # an outbox row now holds it
     STALE = "stale"  # older than what we pushed
     UNCHANGED = "unchanged"  # Planhat already has these values
+    TOMBSTONED = "tombstoned"  # deleted in Planhat; the source did not create it again
+    ECHO = "echo"  # what we last wrote to the source (worker/pipeline/links.py)
+    OVERRULED = "overruled"  # owned by Planhat, or Planhat's edit of it is newer
+    QUARANTINED = "quarantined"  # flapping: dropped until dlq retry releases it
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,7 @@ class IngestReport:
     connection: str
     verdicts: dict[str, int]
     models: frozenset[str]  # models that got outbox rows: flush these
+    write_back: bool = False  # changes made in Planhat wait to be written back
 
     @property
     def queued(self) -> int:
@@ -79,21 +88,35 @@ def ingest(
         return _nothing(event.connection)
     verdicts: Counter[str] = Counter()
     models: set[str] = set()
+    options = _options(session, event.connection, default_options)
     for change in changes:
-        verdict = offer(session, event.connection, change, inbox_id=event.id)
+        if change.origin == "planhat":
+            verdicts[offer_from_planhat(session, event.connection, change, options=options,
+                                        inbox_id=event.id)] += 1  # fmt: skip
+            continue
+        verdict = offer(session, event.connection, change, inbox_id=event.id, options=options)
         verdicts[verdict] += 1
         if verdict is Verdict.QUEUED:
             models.add(change.model)
     _done(session, event, changes)
     return IngestReport(
-        connection=event.connection, verdicts=dict(verdicts), models=frozenset(models)
+        connection=event.connection,
+        verdicts=dict(verdicts),
+        models=frozenset(models),
+        write_back=verdicts[Back.WRITE_BACK] > 0,
     )
 
 
 def awaiting_detail(event: InboxEvent) -> bool:
-    """A thin event the worker has not completed from its source's API yet: it stays
-    pending (the engine fetches, then ingests; the sweeper retries a failed fetch)."""
-    return isinstance(SOURCES.get(event.source), ThinEvents) and event.detail is None
+    """A thin event the worker has not completed from its source's API yet, or a hint whose
+    Planhat record it has not re-read: it stays pending (the engine fetches, then ingests;
+    the sweeper retries a failed fetch)."""
+    return completed_elsewhere(event.source) and event.detail is None
+
+
+def completed_elsewhere(source: str) -> bool:
+    """Whether a source's events are mapped from what the worker fetched (their detail)."""
+    return isinstance(SOURCES.get(source), ThinEvents | PlanhatHints)
 
 
 def _map(
@@ -109,7 +132,7 @@ def _map(
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
         given = source_options(source, _options(session, event.connection, default_options, known))
-        body = event.detail if isinstance(source, ThinEvents) else event.body
+        body = event.detail if completed_elsewhere(event.source) else event.body
         if body is None:  # not completed from the source's API yet: the caller waits
             raise MappingError("the event's detail was not fetched from the source's API")
         return source.changes(body, event.event_id, given)
@@ -119,56 +142,6 @@ def _map(
         reason = str(error) if rejected else f"mapping failed: {error}"
         bury_event(session, event, reason, error=str(error))
         return None
-
-
-def bury_event(
-    session: Session, event: InboxEvent, reason: str, *, error: str | None = None
-) -> None:
-    """A dead letter for the event itself (it cannot become changes): ``dlq retry`` runs
-    the event again once the cause is fixed. ``error`` goes on the event (else ``reason``).
-    This try counts as an attempt."""
-    event.status, event.error, event.processed_at = "failed", error or reason, utcnow()
-    event.attempts += 1
-    session.add(event)
-    session.add(
-        DeadLetter(
-            connection=event.connection,
-            model="",
-            key=f"event:{event.source}:{event.event_id}",
-            key_field="",
-            key_value="",
-            version=0,
-            reason=reason,
-            attempts=event.attempts,
-            event_id=event.event_id,
-            inbox_id=event.id,
-        )
-    )
-    log.warning("ingest.event_buried", inbox_id=event.id, reason=reason)
-
-
-def record_failure(
-    session: Session,
-    inbox_id: int,
-    reason: str,
-    *,
-    max_attempts: int,
-    backoff: Callable[[int], float],
-) -> bool:
-    """A try at a pending event failed (ingest, or completing it from its source): it is
-    due again after a back-off, and after ``max_attempts`` tries it becomes a dead letter
-    with the reason. Never pending forever. Returns whether it was buried."""
-    event = session.get(InboxEvent, inbox_id, with_for_update=True)
-    if event is None or event.status != "pending":
-        return False
-    if event.attempts + 1 >= max_attempts:
-        bury_event(session, event, f"gave up after {event.attempts + 1} attempts: {reason}")
-        return True
-    event.attempts += 1
-    event.error = reason
-    event.next_attempt_at = utcnow() + timedelta(seconds=backoff(event.attempts))
-    session.add(event)
-    return False
 
 
 def _options(
@@ -202,13 +175,21 @@ def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
 
 
 def offer(
-    session: Session, connection: str, change: Change, *, inbox_id: int | None = None
+    session: Session,
+    connection: str,
+    change: Change,
+    *,
+    inbox_id: int | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Verdict:
-    """Diff one change against what we pushed and what is pending; queue what is new."""
+    """Diff one change against what we pushed and what is pending; queue what is new.
+    ``options``: the connection's (read here when not given)."""
+    if options is None:
+        options = _options(session, connection, None)
     for _ in range(3):  # a concurrent insert of the same new outbox row: look again
         try:
             with session.begin_nested():
-                return _offer(session, connection, change, inbox_id)
+                return _offer(session, connection, change, inbox_id, options)
         except IntegrityError:
             continue
     raise RuntimeError(f"could not queue {change.model} {change.record_key}")
@@ -228,13 +209,20 @@ def offer_again(session: Session, letter: DeadLetter) -> Verdict:
     return offer(session, letter.connection, change, inbox_id=letter.inbox_id)
 
 
-def _offer(session: Session, connection: str, change: Change, inbox_id: int | None) -> Verdict:
+def _offer(
+    session: Session,
+    connection: str,
+    change: Change,
+    inbox_id: int | None,
+    options: Mapping[str, str],
+) -> Verdict:
     key = (connection, change.model, change.record_key)
     state = session.get(RecordState, key)
     pending = None
     if state is None or change.version >= state.version:
         pending = session.get(OutboxItem, key, with_for_update=True)
-    verdict, _ = _apply(session, connection, change, state, pending, inbox_id)
+    link = session.get(Link, key)
+    verdict, _ = _apply(session, connection, change, state, pending, inbox_id, link, options)
     session.flush()  # a concurrent insert of the same row fails here, inside the savepoint
     return verdict
 
@@ -246,11 +234,19 @@ def _apply(
     state: RecordState | None,
     pending: OutboxItem | None,
     inbox_id: int | None,
+    link: Link | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> tuple[Verdict, OutboxItem | None]:
     """The diff rules on rows already loaded: ``merge`` decides, this applies its decision
-    to the rows. Returns the verdict, and the pending row after."""
+    to the rows. Returns the verdict, and the pending row after. First, the record's
+    ``link`` may stop it (deleted in Planhat; an echo of our write to the source; its
+    fields owned by Planhat, or edited there later: worker/pipeline/conflicts.py)."""
     if not generated_fields(change.model).isdisjoint(change.fields):
         change = replace(change, fields=without_generated(change.model, change.fields))
+    stop, admitted = admit(session, link, change, options or {})
+    if admitted is None:
+        return Verdict(stop or Verdict.OVERRULED), pending
+    change = admitted
     decision = merge(pending_of(pending), pushed_of(state), change)
     raised = decision.pushed_version
     if state is not None and raised is not None and raised != state.version:
@@ -337,6 +333,7 @@ def ingest_many(
             ((event.connection, change.model, change.record_key), n, event, change)
             for n, (event, changes) in enumerate(mapped)
             for change in changes
+            if change.origin != "planhat"
         ),
         key=lambda item: (item[0], item[1]),  # stable: an event's changes keep their order
     )
@@ -347,7 +344,10 @@ def ingest_many(
             group.append(record_key)
     states: dict[tuple[str, str, str], RecordState] = {}
     pending: dict[tuple[str, str, str], OutboxItem | None] = {}
+    linked: dict[tuple[str, str, str], Link] = {}
     for (connection, model), record_keys in keys.items():
+        for record_key, link in links(session, connection, model, record_keys).items():
+            linked[(connection, model, record_key)] = link
         for (_, record_key), state in record_states(
             session, connection, [model], record_keys
         ).items():
@@ -358,16 +358,31 @@ def ingest_many(
     models: list[set[str]] = [set() for _ in mapped]
     for key, n, event, change in work:
         verdict, pending[key] = _apply(
-            session, event.connection, change, states.get(key), pending.get(key), event.id
+            session,
+            event.connection,
+            change,
+            states.get(key),
+            pending.get(key),
+            event.id,
+            linked.get(key),
+            _options(session, event.connection, default_options, known),
         )
         verdicts[n][verdict] += 1
         if verdict is Verdict.QUEUED:
             models[n].add(change.model)
+    for n, (event, changes) in enumerate(mapped):  # changes made in Planhat, in order
+        for change in (c for c in changes if c.origin == "planhat"):
+            given = _options(session, event.connection, default_options, known)
+            verdicts[n][offer_from_planhat(session, event.connection, change, options=given,
+                                           inbox_id=event.id)] += 1  # fmt: skip
     for n, (event, changes) in enumerate(mapped):
         _done(session, event, changes)
         reports.append(
             IngestReport(
-                connection=event.connection, verdicts=dict(verdicts[n]), models=frozenset(models[n])
+                connection=event.connection,
+                verdicts=dict(verdicts[n]),
+                models=frozenset(models[n]),
+                write_back=verdicts[n][Back.WRITE_BACK] > 0,
             )
         )
     return reports

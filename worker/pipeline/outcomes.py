@@ -15,6 +15,10 @@ no rate budget left (``NoBudget``)                 WAIT: try again when there is
 while preparing or sending, for several records    that causes it
 the same for one record; a prepare hook's refusal  BURY that record: a dead letter
                                                    with the reason
+
+A write back to a source meets the same table (``worker/pipeline/write_back.py``): its
+429 pauses that source's budget, 5xx and timeouts back off, a refusal is buried with the
+source's answer.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from connectors.planhat.errors import FatalError, PlanhatError, RateLimitedError, RejectedError
-from connectors.source import NoBudget
+from connectors.source import (
+    NoBudget,
+    TargetRateLimited,
+    TargetRefused,
+    TargetUnavailable,
+)
 
 FATAL_PAUSE = 60.0  # seconds a connection rests after a 401/403 (configuration)
 
@@ -49,13 +58,17 @@ def outcome_of(error: Exception, records: int) -> Outcome:
     """The action for ``error``, raised while preparing or sending ``records`` records."""
     if isinstance(error, RateLimitedError):
         return Outcome(Action.PAUSE, str(error), error.retry_after, guessed=error.guessed)
+    if isinstance(error, TargetRateLimited):
+        return Outcome(Action.PAUSE, str(error), error.retry_after)
     if isinstance(error, NoBudget):
         return Outcome(Action.WAIT, str(error), error.wait)
     if isinstance(error, FatalError):
         return Outcome(Action.REST, str(error), FATAL_PAUSE)
     if isinstance(error, RejectedError):  # the request itself: some record in it is bad
         reason = f"Planhat refused it: {error}"
-    elif isinstance(error, PlanhatError):  # retryable, or an answer we could not read
+    elif isinstance(error, TargetRefused):
+        reason = f"the source refused it: {error}"
+    elif isinstance(error, PlanhatError | TargetUnavailable):  # retryable, or unreadable
         return Outcome(Action.BACK_OFF, str(error))
     else:  # a bug or a record we cannot even encode: pin it to the record
         reason = f"could not be sent: {type(error).__name__}: {error}"

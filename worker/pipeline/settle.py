@@ -22,6 +22,7 @@ from state.db import session_scope
 from state.records import pending_rows, record_states
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
 from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
+from worker.pipeline.links import record_written
 from worker.pipeline.parents import WAITING, company_key, wake_children
 
 log = structlog.get_logger(__name__)
@@ -136,6 +137,8 @@ def _settle_chunk(
     rows = pending_rows(session, connection, model, keys)
     parents = [k for item in claimed if (k := company_key(model, item.fields))]
     states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
+    written = [(item, result) for item, result in zip(claimed, results, strict=True) if result.ok]
+    quarantined = record_written(session, connection, model, written, rows, policy)
     for item, result in zip(claimed, results, strict=True):
         row = rows.get(item.key)
         newer = row is not None and row.revision != item.revision
@@ -184,4 +187,7 @@ def _settle_chunk(
             report.dead += 1
             continue
         session.add(row)
+    for key in quarantined:  # flapping: nothing more goes out for it (links.wrote)
+        if (row := rows.get(key)) is not None:
+            session.delete(row)
     return [item.key for item, result in zip(claimed, results, strict=True) if result.ok]

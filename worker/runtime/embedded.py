@@ -31,6 +31,7 @@ from worker.runtime.jobs import (
 )
 from worker.runtime.ratelimit import LocalRateLimiter
 from worker.runtime.settings import EngineSettings
+from worker.runtime.write_back_jobs import run_reconcile, run_write_back
 
 log = structlog.get_logger(__name__)
 INGEST_BATCH = 200
@@ -48,6 +49,9 @@ class LocalDispatcher:
         self._queued = threading.Condition(self._lock)
         # One pending flush per connection: its timer and when it fires (monotonic).
         self._timers: dict[str, tuple[threading.Timer, float]] = {}
+        # The same for write-back runs (the reverse path's flush).
+        self._write_timers: dict[str, tuple[threading.Timer, float]] = {}
+        self._writing = 0
         self._threads = [
             threading.Thread(target=self._ingest_loop, name=f"ingest-{n}", daemon=True)
             for n in range(ingest_threads)
@@ -64,7 +68,7 @@ class LocalDispatcher:
         with self._lock:
             self._stopping = True
             self._queued.notify_all()
-            for timer, _ in self._timers.values():
+            for timer, _ in [*self._timers.values(), *self._write_timers.values()]:
                 timer.cancel()
 
     def ingest(self, inbox_ids: Sequence[int]) -> None:
@@ -103,10 +107,30 @@ class LocalDispatcher:
         with self._lock:
             self._timers.pop(connection, None)
 
+    def write_back(self, connection: str, delay: float) -> None:
+        due = time.monotonic() + delay
+        with self._lock:
+            if self._stopping:
+                return
+            pending = self._write_timers.get(connection)
+            if pending is not None:
+                if pending[1] <= due + FLUSH_SLACK:
+                    return
+                pending[0].cancel()
+            timer = threading.Timer(delay, self._write_back, (connection,))
+            timer.daemon = True
+            self._write_timers[connection] = (timer, due)
+            timer.start()
+
+    def write_back_started(self, connection: str) -> None:
+        with self._lock:
+            self._write_timers.pop(connection, None)
+
     def idle(self) -> bool:
         """Nothing queued, scheduled or running (for tests and the dev demo)."""
         with self._lock:
-            return not (self._queue or self._ingesting or self._timers or self._flushing)
+            busy = self._queue or self._ingesting or self._timers or self._flushing
+            return not (busy or self._write_timers or self._writing)
 
     def _ingest_loop(self) -> None:
         while True:
@@ -143,6 +167,20 @@ class LocalDispatcher:
                 if pending is not None and pending[0] is threading.current_thread():
                     del self._timers[connection]
 
+    def _write_back(self, connection: str) -> None:
+        with self._lock:
+            self._writing += 1
+        try:
+            run_write_back(self._runtime(), connection)
+        except Exception:  # rows stay queued: the sweeper asks again
+            log.exception("write_back.failed", connection=connection)
+        finally:
+            with self._lock:
+                self._writing -= 1
+                pending = self._write_timers.get(connection)
+                if pending is not None and pending[0] is threading.current_thread():
+                    del self._write_timers[connection]
+
 
 class Sweeper(threading.Thread):
     """Beat's work in process: sweeps, polls of source APIs (every feed a connection has
@@ -168,6 +206,7 @@ class Sweeper(threading.Thread):
                 if self._apis and due:
                     last_poll = time.monotonic()
                     run_poll(self._runtime, self._apis)
+                    run_reconcile(self._runtime)
             except Exception:
                 log.exception("sweep.failed")
             if last_prune is None or time.monotonic() - last_prune >= PRUNE_EVERY:

@@ -25,12 +25,19 @@ from state.prune import Pruned, prune
 from state.tables import OutboxItem, utcnow
 from worker.intake.details import complete
 from worker.intake.poll import SourceApis, feeds, poll
+from worker.intake.reread import reread
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, FlushPlan, flush_batch, flush_plan, prepare_hooks
 from worker.pipeline.ingest import IngestReport, ingest, ingest_many, record_failure
+from worker.pipeline.write_back import connections_due
 from worker.runtime.caches import MappingOptions, PlanhatClients, PrepareMemos
 from worker.runtime.logs import describe
-from worker.runtime.ratelimit import LocalRateLimiter, RateLimiter, wait_for_budget
+from worker.runtime.ratelimit import (
+    LocalRateLimiter,
+    RateLimiter,
+    WriteLimiters,
+    wait_for_budget,
+)
 from worker.runtime.settings import EngineSettings, MissingTokenError
 
 log = structlog.get_logger(__name__)
@@ -73,6 +80,14 @@ class Dispatcher(Protocol):
 
     def flush_started(self, connection: str) -> None:
         """A flush began: later requests must schedule a new one."""
+        ...
+
+    def write_back(self, connection: str, delay: float) -> None:
+        """Ask for a write-back run of ``connection`` in ``delay`` seconds; one is enough."""
+        ...
+
+    def write_back_started(self, connection: str) -> None:
+        """A write-back run began: later requests must schedule a new one."""
         ...
 
 
@@ -133,6 +148,8 @@ class Runtime:
     # even steps: no burst of its own on top of the token's). None: one in this process.
     pacer: RateLimiter | None = None
     flush_pacer: RateLimiter = field(init=False)
+    # Write-back budgets, per source credential (worker/runtime/write_back_jobs.py).
+    write_limiters: WriteLimiters = field(default_factory=WriteLimiters)
 
     def __post_init__(self) -> None:
         local = LocalRateLimiter(rate_per_minute=self.config.flush_rate(), burst=1)
@@ -160,7 +177,10 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     dead letter (``fail``). Returns how many changes were queued."""
     queued = 0
     to_flush: set[str] = set()
+    to_write_back: set[str] = set()
     complete(rt.engine, rt.clients.connections, rt.apis, inbox_ids, lambda i, why: fail(rt, i, why))
+    reread(rt.engine, rt.clients, rt.limiter, inbox_ids, lambda i, why: fail(rt, i, why),
+           max_wait=rt.config.max_budget_wait)  # fmt: skip
     defaults = rt.clients.connections.options("default")
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
@@ -169,8 +189,12 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
             queued += report.queued
             if report.models:
                 to_flush.add(report.connection)
+            if report.write_back:
+                to_write_back.add(report.connection)
     for connection in to_flush:
         rt.dispatcher.flush(connection, rt.config.flush_linger)
+    for connection in to_write_back:
+        rt.dispatcher.write_back(connection, rt.config.flush_linger)
     return queued
 
 
@@ -331,11 +355,14 @@ def run_sweep(rt: Runtime, lost_after: float | None = None) -> tuple[int, int]:
                 .distinct()
             )
         )
+        writing_back = connections_due(session, now)
     if lost:
         log.info("sweep.resend", events=len(lost))
         submit(rt, lost)
     for connection in connections:
         rt.dispatcher.flush(connection, 0.0)
+    for connection in writing_back:
+        rt.dispatcher.write_back(connection, 0.0)
     return len(lost), len(connections)
 
 

@@ -204,3 +204,28 @@ def budget_taker(
             raise NoBudget(wait)
 
     return take
+
+
+class WriteLimiters:
+    """The write-back budgets: one limiter per rate a source declares (its
+    ``write_rate_per_minute``), each keyed by source credential. ``make(rate, burst)``
+    builds one: in Redis for every worker, or in process (the embedded engine)."""
+
+    def __init__(self, make: Callable[[float, int], RateLimiter] | None = None) -> None:
+        self._make = make or _local
+        self._limiters: dict[float, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def get(self, rate_per_minute: float) -> RateLimiter:
+        with self._lock:
+            limiter = self._limiters.get(rate_per_minute)
+            if limiter is None:
+                # Bursts of a second's worth: a batch goes out at once, then at the rate.
+                burst = max(1, int(rate_per_minute / 60))
+                limiter = self._make(rate_per_minute, burst)
+                self._limiters[rate_per_minute] = limiter
+            return limiter
+
+
+def _local(rate_per_minute: float, burst: int) -> RateLimiter:
+    return LocalRateLimiter(rate_per_minute=rate_per_minute, burst=burst)

@@ -110,6 +110,9 @@ class EngineSettings(BaseSettings):
     backoff_cap: float = 600.0
     sweep_interval: float = 15.0  # seconds between sweeps (beat)
     poll_interval: float = 60.0  # seconds between polls of source APIs (beat)
+    # Seconds a reconciliation scan of Planhat (with each poll) reads back before the
+    # newest change the last scan saw: changes stored late are not missed.
+    reconcile_lookback: float = Field(default=120.0, ge=0)
     lost_after: float = 120.0  # a pending event's task is presumed lost after this long
     # Ingest tasks that may run at once across all workers (Redis): a long queue starts
     # another, up to this many; more than the worker processes there are only wait.
@@ -119,6 +122,10 @@ class EngineSettings(BaseSettings):
     rate_per_minute: float = 180.0
     burst: int = 40
     max_budget_wait: float = 30.0
+    # The flapping guard (worker/pipeline/links.py): more turns than this between Planhat
+    # and a source within flap_minutes quarantine a record, as one dead letter.
+    flap_bounces: int = Field(default=6, ge=1)
+    flap_minutes: float = Field(default=10.0, gt=0)
     # Days processed inbox events (raw bodies) and superseded dead letters are kept before
     # the daily prune deletes them (state/prune.py); 0 turns the daily prune off.
     retention_days: float = Field(default=30.0, ge=0)
@@ -136,6 +143,8 @@ class EngineSettings(BaseSettings):
             backoff_cap=self.backoff_cap,
             parent_wait_attempts=self.parent_wait_attempts,
             max_budget_wait=self.max_budget_wait,
+            flap_bounces=self.flap_bounces,
+            flap_minutes=self.flap_minutes,
         )
 
 

@@ -36,8 +36,9 @@ from worker.runtime.jobs import (
     run_prune,
     run_sweep,
 )
-from worker.runtime.ratelimit import RedisRateLimiter
+from worker.runtime.ratelimit import RedisRateLimiter, WriteLimiters
 from worker.runtime.settings import EngineSettings, Settings
+from worker.runtime.write_back_jobs import run_reconcile, run_write_back
 
 INGEST_QUEUE = "phs:ingest-queue"
 # Slot 0's flag is the one the receiver raises; slot n > 0 is "phs:ingest-scheduled:n".
@@ -91,6 +92,8 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
         task_routes={
             "planhat_sync.ingest_batch": {"queue": "ingest"},
             "planhat_sync.flush": {"queue": "flush"},
+            # Writing back to sources is the reverse path's flush: on the same queue.
+            "planhat_sync.write_back": {"queue": "flush"},
             # Periodic jobs (the sweeper, the pollers) share the poll queue.
             "planhat_sync.sweep": {"queue": "poll"},
             "planhat_sync.poll": {"queue": "poll"},
@@ -231,6 +234,15 @@ class CeleryDispatcher:
     def flush_started(self, connection: str) -> None:
         self._redis.delete(f"phs:flush-scheduled:{connection}")
 
+    def write_back(self, connection: str, delay: float) -> None:
+        delay = min(MAX_COUNTDOWN, max(0.0, delay))
+        key = f"phs:write-back-scheduled:{connection}"
+        if self._schedule_flush(keys=[key], args=[int(delay * 1000), FLUSH_HOLD_MS, FLUSH_SLACK]):
+            self._celery.send_task("planhat_sync.write_back", (connection,), countdown=delay)
+
+    def write_back_started(self, connection: str) -> None:
+        self._redis.delete(f"phs:write-back-scheduled:{connection}")
+
 
 def connections(engine: Engine) -> Connections:
     """Tenants from the database (secrets opened with PLANHAT_SYNC_SECRET_KEY) and the
@@ -261,6 +273,11 @@ def runtime() -> Runtime:
                         client, rate_per_minute=config.flush_rate(), burst=1, prefix="phs:pace"
                     ),
                     dispatcher=CeleryDispatcher(app, client, aclient, config.ingest_tasks),
+                    write_limiters=WriteLimiters(
+                        lambda rate, burst: RedisRateLimiter(
+                            client, rate_per_minute=rate, burst=burst, prefix="phs:wb"
+                        )
+                    ),
                     locks=RedisLocks(client),
                     clients=PlanhatClients(connections(engine)),
                     config=config,
@@ -280,6 +297,11 @@ def flush_connection(connection: str) -> None:
     run_flush(runtime(), connection)
 
 
+@app.task(name="planhat_sync.write_back")
+def write_back(connection: str) -> None:
+    run_write_back(runtime(), connection)
+
+
 @app.task(name="planhat_sync.sweep")
 def sweep() -> None:
     run_sweep(runtime())
@@ -288,6 +310,7 @@ def sweep() -> None:
 @app.task(name="planhat_sync.poll")
 def poll() -> None:
     run_poll(runtime(), settings.source_apis())
+    run_reconcile(runtime())  # what Planhat's automations missed
 
 
 @app.task(name="planhat_sync.prune")

@@ -2,7 +2,8 @@
 
 Serve it with ``planhat-sync sandbox`` (uvicorn) or call it in-process through an httpx
 ASGI transport. Besides the API it answers ``GET /_sandbox/stats``, ``POST /_sandbox/reset``
-and ``POST /_sandbox/faults``, which need no token and count nothing.
+and ``POST /_sandbox/faults``, which need no token and count nothing; Planhat Automations
+and edits made as in Planhat's UI are in ``sandbox/automations.py``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,6 +28,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from connectors.planhat.models import MODELS, ModelSpec, Operation
+from connectors.planhat.sandbox.automations import (
+    AutomatedStore,
+    Automations,
+    automations_view,
+    ui_edit,
+)
 from connectors.planhat.sandbox.limiter import Decision, FixedWindow, TokenBucket
 from connectors.planhat.sandbox.store import Store
 from connectors.planhat.sandbox.tenant import COMPANIES, SandboxError, Tenant
@@ -49,6 +57,11 @@ class SandboxConfig:
     latency_ms: int = 0
     db_path: str | None = None  # SQLite file to keep the data in; None: memory only
     seed: int | None = None  # for reproducible fault injection
+    # Planhat Automations (sandbox/automations.py): model → URL a hint is POSTed to on
+    # every create, update and delete of that model, with "Authorization: Bearer <secret>".
+    automations: Mapping[str, str] = field(default_factory=dict)
+    automation_secret: str | None = None
+    automation_drop_rate: float = 0.0  # fraction of hints lost on purpose
 
 
 @dataclass(slots=True)
@@ -67,7 +80,13 @@ class Sandbox:
         if not 0.0 <= config.fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
         self.config = config
-        self.store = Store(config.db_path)
+        self.automations = Automations(
+            config.automations,
+            secret=config.automation_secret,
+            drop_rate=config.automation_drop_rate,
+            seed=config.seed,
+        )
+        self.store: Store = AutomatedStore(config.db_path, self.automations)
         self.tenant = Tenant(self.store)
         self.limiter: TokenBucket | FixedWindow = (
             TokenBucket(config.rate_per_minute, config.burst)
@@ -273,6 +292,7 @@ class Sandbox:
                 "rate_limited": self.stats.rate_limited,
                 "injected_failures": self.stats.injected_failures,
                 "records": {name: self.tenant.count(spec) for name, spec in MODELS.items()},
+                "automations": self.automations.counts(),
             }
         )
 
@@ -322,6 +342,7 @@ class Sandbox:
     async def reset_view(self, request: Request) -> Response:
         self.store.clear()
         self.stats = Stats()
+        self.automations.reset()
         self.limiter.reset()
         if self.per_second is not None:
             self.per_second.reset()
@@ -364,11 +385,12 @@ def _csv(value: str | None) -> Sequence[str] | None:
     return [part for part in value.split(",") if part] if value else None
 
 
-def _closing(store: Store) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _closing(sandbox: Sandbox) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        store.close()
+        sandbox.automations.close()
+        sandbox.store.close()
 
     return lifespan
 
@@ -395,6 +417,16 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             Route("/_sandbox/stats", sandbox.stats_view, methods=["GET"]),
             Route("/_sandbox/reset", sandbox.reset_view, methods=["POST"]),
             Route("/_sandbox/faults", sandbox.faults_view, methods=["POST"]),
+            Route(
+                "/_sandbox/automations",
+                partial(automations_view, sandbox),
+                methods=["GET", "POST"],
+            ),
+            Route(
+                "/_sandbox/ui/{model}/{ref:path}",
+                partial(ui_edit, sandbox),
+                methods=["POST"],
+            ),
             Route("/myprofile", plain("/myprofile", sandbox.my_profile), methods=["GET"]),
             Route(
                 "/leancompanies", plain("/leancompanies", sandbox.lean_companies), methods=["GET"]
@@ -408,7 +440,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
                 methods=["GET", "PUT", "DELETE"],
             ),
         ],
-        lifespan=_closing(sandbox.store),
+        lifespan=_closing(sandbox),
     )
     app.state.sandbox = sandbox
     return app
