@@ -205,8 +205,9 @@ class SandboxProcess:
     def __init__(self, db: Path, port: int, automation: tuple[str, str] | None = None) -> None:
         """``automation``: ``MODEL=URL`` and its secret (``--automation``)."""
         self.url = f"http://127.0.0.1:{port}"
-        self._command = [sys.executable, "-m", "worker.cli.main", "sandbox", "--port", str(port),
-                         "--db", str(db)]  # fmt: skip
+        # -c, not -m worker.cli.main: runpy warns when the package already imported it.
+        run = "from worker.cli.main import main; main()"
+        self._command = [sys.executable, "-c", run, "sandbox", "--port", str(port), "--db", str(db)]
         if automation is not None:
             self._command += ["--automation", automation[0], "--automation-secret", automation[1]]
         self._process: subprocess.Popen[bytes] | None = None

@@ -300,7 +300,3 @@ app.add_typer(keys_app, name="keys")
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()
