@@ -307,7 +307,7 @@ def zendesk_sandbox(
         export_per_minute=export_per_minute,
         export_lag_s=export_lag,
         webhook_url=webhook_url,
-        **({"webhook_secret": webhook_secret} if webhook_secret else {}),
+        webhook_secret=webhook_secret or ZendeskConfig().webhook_secret,
     )
     typer.echo(f"Zendesk sandbox on http://{host}:{port}  (stats: /_sandbox/stats)")
     if webhook_url:
