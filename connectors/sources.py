@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connectors import chargebee, planhat_source, standard, stripe, surveymonkey, typeform
+from connectors import (
+    chargebee,
+    planhat_source,
+    standard,
+    stripe,
+    surveymonkey,
+    typeform,
+    zendesk,
+)
 from connectors.change import MappingError
 from connectors.options import OptionError, for_source
 from connectors.source import HasApi, Source
@@ -31,6 +39,7 @@ SOURCES: dict[str, Source] = {
     typeform.SOURCE.name: typeform.SOURCE,
     surveymonkey.SOURCE.name: surveymonkey.SOURCE,
     planhat_source.SOURCE.name: planhat_source.SOURCE,
+    zendesk.SOURCE.name: zendesk.SOURCE,
 }
 
 

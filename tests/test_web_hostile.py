@@ -9,6 +9,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from connectors.standard.verify import signed_headers
 from connectors.stripe.verify import sign as stripe_sign
 from connectors.surveymonkey.verify import sign as surveymonkey_sign
 from connectors.typeform.verify import sign as typeform_sign
+from connectors.zendesk.verify import signed_headers as zendesk_signed_headers
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import make_engine, migrate, session_scope
@@ -41,6 +43,7 @@ SECRETS = {
     "typeform": "hostile-typeform-secret",
     "surveymonkey": "client-id&client-secret",
     "planhat": "hostile-automation-secret",
+    "zendesk": "hostile-zendesk-signing-secret",
 }
 # A float, as time.time() gives in production: a timestamp too large for a float must be
 # refused, not overflow the comparison with it.
@@ -55,6 +58,7 @@ WRONG = {
     "typeform": "another-typeform-secret",
     "surveymonkey": "client-id&another-secret",
     "planhat": "another-automation-secret",
+    "zendesk": "another-zendesk-signing-secret",
 }
 
 
@@ -75,6 +79,9 @@ def signed(
         headers["authorization"] = basic_auth(*secret.split(":", 1))
     elif source == "typeform":
         headers["typeform-signature"] = typeform_sign(secret, body)
+    elif source == "zendesk":
+        when = datetime.fromtimestamp(NOW, UTC)
+        headers.update(zendesk_signed_headers(secret, body, when))
     elif source == "planhat":  # an Automation signs nothing: a secret in a header
         headers["authorization"] = f"Bearer {secret}"
     else:
@@ -100,6 +107,8 @@ def envelope(source: str, event_id: Any, payload: bytes = b"{}") -> bytes:
         b'"object_id": "1", "resources": ' + payload + b"}",
         "planhat": b'{"model": "tasks", "_id": ' + ident + b', "action": "updated", '
         b'"time": ' + payload + b"}",
+        "zendesk": b'{"id": ' + ident + b', "type": "zen:event-type:ticket.created", '
+        b'"subject": "zen:ticket:1", "detail": ' + payload + b"}",
     }[source]
 
 
@@ -154,6 +163,7 @@ SIGNATURE_HEADERS = {
     "typeform": "typeform-signature",
     "surveymonkey": "sm-signature",
     "planhat": "authorization",
+    "zendesk": "X-Zendesk-Webhook-Signature",
 }
 
 

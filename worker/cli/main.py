@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+import uvicorn
 
 from connectors.planhat.bulk import SUCCESSES, count_outcomes
 from connectors.planhat.client import PlanhatClient
@@ -19,6 +20,8 @@ from connectors.planhat.models import UnknownModelError, UnsupportedOperationErr
 from connectors.planhat.regions import check_token
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
+from connectors.zendesk.sandbox import ZendeskConfig
+from connectors.zendesk.sandbox import create_app as create_zendesk_app
 from worker.cli import dev as embedded
 from worker.cli import operate, receive
 from worker.cli.keys import keys_app
@@ -268,6 +271,50 @@ def sandbox(
         typer.echo(f"  automation: {model} created/updated/deleted -> POST {url}")
     typer.echo(f"  export PLANHAT_BASE_URL=http://{host}:{port}")
     serve(config, host, port)
+
+
+@app.command("zendesk-sandbox")
+def zendesk_sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8767,
+    subdomain: Annotated[str, typer.Option(help="The account's subdomain (agent URLs).")] = (
+        "sandbox"
+    ),
+    credential: Annotated[
+        list[str] | None,
+        typer.Option(metavar="EMAIL=TOKEN", help="Accept only this API token (repeatable)."),
+    ] = None,
+    rate_per_minute: Annotated[int, typer.Option(min=1, help="Account requests/min.")] = 700,
+    export_per_minute: Annotated[
+        int, typer.Option(min=1, help="Incremental export requests/min.")
+    ] = 10,
+    export_lag: Annotated[
+        int, typer.Option(min=0, help="Seconds the export leaves out (Zendesk's: 60).")
+    ] = 60,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="POST a signed event here on every ticket change.")
+    ] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option(help="The webhook's signing secret.")
+    ] = None,
+) -> None:
+    """Serve a stand-in for Zendesk's REST API v2 and its event webhook (in memory)."""
+    credentials = dict(item.partition("=")[::2] for item in credential or ())
+    config = ZendeskConfig(
+        subdomain=subdomain,
+        credentials=credentials,
+        rate_per_minute=rate_per_minute,
+        export_per_minute=export_per_minute,
+        export_lag_s=export_lag,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret or ZendeskConfig().webhook_secret,
+    )
+    typer.echo(f"Zendesk sandbox on http://{host}:{port}  (stats: /_sandbox/stats)")
+    if webhook_url:
+        typer.echo(f"  webhook: every ticket change -> POST {webhook_url}")
+    typer.echo(f"  export ZENDESK_API_BASE=http://{host}:{port}")
+    app = create_zendesk_app(config)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command()

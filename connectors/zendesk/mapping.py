@@ -1,0 +1,118 @@
+"""Zendesk tickets → Planhat tickets (pure).
+
+A stored event is either an event webhook's envelope completed with the ticket as REST
+gives it (``source.detail``), or an item of the incremental export: both are
+``{"ticket": …, "users": [the requester], "organizations": [its organization]}``. An
+event's own ``detail`` spells statuses and priorities in upper case and ids as strings
+(Zendesk's documented examples); ``normalise`` reads it as REST would.
+
+Each ticket is one Planhat ticket keyed by ``sourceId`` (the ticket id): ``source``
+"zendesk", ``title``, ``description``, ``email`` (the requester's: Planhat silently drops
+tickets without one, so a requester without one is a dead letter), ``status`` (through
+``zendesk.status_map``), ``severity`` (the priority), ``tags`` and ``url`` (the agent's).
+Its company is found just before it is sent (``companies.py``), from two hints: the
+organization's ``external_id`` and the requester's e-mail. Version: ``updated_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.change import Change, MappingError, RecordRejected, version_number
+from connectors.webhooks import BodyError, load_json
+
+ORG_HINT = "~zendeskOrganization"  # the organization's external_id (never sent)
+STATUSES = ("new", "open", "pending", "hold", "solved")
+DEFAULT_STATUS_MAP = ",".join(f"{s}={s}" for s in STATUSES)
+
+
+def status_map(options: Mapping[str, str]) -> dict[str, str]:
+    """Zendesk status → Planhat status, from ``zendesk.status_map`` (``solved=resolved,…``)."""
+    pairs = (
+        item.partition("=") for item in options.get("status_map", DEFAULT_STATUS_MAP).split(",")
+    )
+    return {zd.strip(): ph.strip() for zd, _, ph in pairs if zd.strip()}
+
+
+def normalise(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's ``detail`` as REST spells the same ticket: ids as integers, status and
+    priority in lower case."""
+
+    def number(value: Any) -> int | None:
+        return int(value) if value not in (None, "") else None
+
+    ticket = dict(detail)
+    for name in ("id", "requester_id", "submitter_id", "assignee_id", "organization_id"):
+        if name in ticket:
+            ticket[name] = number(ticket[name])
+    for name in ("status", "priority", "type"):
+        if isinstance(ticket.get(name), str):
+            ticket[name] = ticket[name].lower()
+    return ticket
+
+
+def ticket_id(document: Mapping[str, Any]) -> int:
+    """The ticket an envelope (``subject`` ``zen:ticket:<id>``, or its detail) names."""
+    detail = document.get("detail")
+    if isinstance(detail, dict) and detail.get("id") not in (None, ""):
+        return int(normalise(detail)["id"])
+    subject = str(document.get("subject", ""))
+    if subject.startswith("zen:ticket:") and subject[11:].isdigit():
+        return int(subject[11:])
+    raise MappingError("the Zendesk event names no ticket (no detail.id nor zen:ticket subject)")
+
+
+def agent_url(ticket: Mapping[str, Any]) -> str | None:
+    api = str(ticket.get("url") or "")
+    root, sep, _ = api.partition("/api/v2/")
+    return f"{root}/agent/tickets/{ticket['id']}" if sep else None
+
+
+def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+    try:
+        document = load_json(body)
+    except BodyError as error:
+        raise MappingError(str(error)) from None
+    if not isinstance(document, dict) or not isinstance(document.get("ticket"), dict):
+        raise MappingError("a Zendesk event must be completed with its ticket before mapping")
+    ticket = document["ticket"]
+    if ticket.get("status") == "deleted":
+        return []  # deletions are not mirrored yet (README)
+    key = str(ticket["id"])
+    requester = _find(document.get("users"), ticket.get("requester_id"))
+    email = str(requester.get("email") or "").strip().lower()
+    if not email:
+        raise RecordRejected(
+            f"zendesk ticket {key}: its requester has no e-mail, and Planhat silently drops "
+            "tickets without one; give the requester an e-mail in Zendesk, then retry"
+        )
+    zd_status = str(ticket.get("status") or "new")
+    org = _find(document.get("organizations"), ticket.get("organization_id"))
+    fields: dict[str, Any] = {
+        "source": "zendesk",
+        "title": ticket.get("subject") or "",
+        "description": ticket.get("description") or "",
+        "email": email,
+        "status": status_map(options).get(zd_status, zd_status),
+        "severity": ticket.get("priority") or "",
+        "tags": sorted(ticket.get("tags") or []),
+        "url": agent_url(ticket),
+    }
+    if org.get("external_id"):
+        fields[ORG_HINT] = str(org["external_id"])
+    try:
+        version = version_number(ticket["updated_at"])
+    except (KeyError, ValueError) as error:
+        raise MappingError(f"zendesk ticket {key}: no usable updated_at ({error})") from None
+    present = {name: value for name, value in fields.items() if value is not None}
+    change = Change(model="tickets", key_field="sourceId", key=key, version=version,
+                    event_id=event_id, fields=present)  # fmt: skip
+    return [change]
+
+
+def _find(items: Any, wanted: Any) -> dict[str, Any]:
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and wanted is not None and item.get("id") == wanted:
+            return item
+    return {}

@@ -1,0 +1,101 @@
+"""The ``zendesk`` source: Zendesk tickets mirrored to Planhat tickets, both ways.
+
+In: event webhooks (``verify.py``), each completed with the ticket as REST gives it
+(``detail``), and the incremental export (``api.py``, polled); mapped by ``mapping.py``,
+the company found by ``companies.py``. Back: status and priority changed in Planhat
+(``write_back.py``); every other field is Zendesk's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from connectors.change import Change
+from connectors.options import Option
+from connectors.source import (
+    CannotComplete,
+    Credential,
+    Feed,
+    Ownership,
+    PrepareHook,
+    WriteBack,
+    WriteBackContext,
+)
+from connectors.webhooks import BodyError, load_json
+from connectors.zendesk import api, mapping, verify, write_back
+from connectors.zendesk.companies import PREPARE
+
+OPTIONS = (
+    Option(
+        name="status_map",
+        default=mapping.DEFAULT_STATUS_MAP,
+        pattern=r"[a-z]+=[A-Za-z0-9 _-]+(,[a-z]+=[A-Za-z0-9 _-]+)*",
+        help="zendesk=planhat status pairs, comma-separated (solved=resolved,…); "
+        "Planhat 'closed' is written to Zendesk as 'solved'",
+    ),
+)
+ZENDESK_OWNS = frozenset(
+    {"source", "title", "description", "email", "tags", "url", "companyId", "history"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ZendeskSource:
+    name: str = "zendesk"
+    options: tuple[Option, ...] = OPTIONS
+    checks_on_receipt: bool = False
+    credentials: tuple[Credential, ...] = (
+        Credential(name="subdomain", help="the account's subdomain: <subdomain>.zendesk.com"),
+        Credential(name="email", help="the API user's e-mail (API-token Basic auth)"),
+        Credential(name="api_token", help="an API token of that user (an admin: the export)"),
+    )
+    api_base: str | None = None  # https://{subdomain}.zendesk.com
+    prepare: Mapping[str, PrepareHook] = field(default_factory=lambda: PREPARE)
+    # Each write is a read and a PUT (and, when Zendesk changed the ticket later, its
+    # audits): 30 writes a minute stay within 100 requests a minute with the polls.
+    write_rate_per_minute: float = 30.0
+
+    def env_secret(self, environ: Mapping[str, str]) -> str | None:
+        return environ.get("ZENDESK_WEBHOOK_SECRET")
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: float) -> str:
+        return verify.verify(headers, body, secret, now)
+
+    def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+        return mapping.changes(body, event_id, options)
+
+    def detail(self, credentials: Mapping[str, str], api_base: str | None, body: bytes) -> bytes:
+        """The ticket an event names, as REST gives it now (a polled item already is)."""
+        try:
+            document = load_json(body)
+        except BodyError as error:
+            raise CannotComplete(str(error)) from None
+        if isinstance(document, dict) and isinstance(document.get("ticket"), dict):
+            return body
+        ticket_id = mapping.ticket_id(document)
+        with api.client(credentials, api_base) as http:
+            read = api.read_ticket(http, ticket_id)
+        if read is None:  # deleted since: mapped as a deletion
+            read = {"ticket": {"id": ticket_id, "status": "deleted"}}
+        return json.dumps(read).encode()
+
+    def feeds(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[Feed, httpx.Client]]:
+        return api.feeds(credentials, api_base)
+
+    def writes_back(self, model: str, options: Mapping[str, str]) -> bool:
+        return model == "tickets"
+
+    def ownership(self, model: str, options: Mapping[str, str]) -> Ownership:
+        return Ownership(source=ZENDESK_OWNS) if model == "tickets" else Ownership()
+
+    def write_back(self, context: WriteBackContext, change: WriteBack) -> None:
+        write_back.send(context, change)
+
+
+SOURCE = ZendeskSource()

@@ -1,0 +1,148 @@
+"""Changes made in Planhat to a mirrored ticket, written to Zendesk.
+
+Shared fields: ``status`` ⇄ Planhat ``status`` (through ``zendesk.status_map``; Planhat
+``closed`` becomes ``solved``: a closed Zendesk ticket can never be reopened) and
+``priority`` ⇄ Planhat ``severity``. Everything else is Zendesk's (``ownership``).
+
+Each write reads the ticket first, decides per field, and sends only what still differs
+with ``PUT /api/v2/tickets/{id}`` carrying ``safe_update: true`` and ``updated_stamp``
+(the ``updated_at`` just read) and our origin in ``metadata`` (kept in the audit's
+``metadata.custom``). Per field: a value Zendesk already has is not sent; when the ticket
+changed after Planhat's change, its audits say when the field last changed, and a later
+Zendesk change wins. A 409 (someone wrote meanwhile): read again, decide again, at most
+twice more. Zendesk's answers: 429 waits (``Retry-After``), 5xx and no answer retry,
+anything else (401, 403, 404, 422) a dead letter carrying the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import structlog
+
+from connectors.change import version_number
+from connectors.planhat.errors import DEFAULT_RATE_LIMIT_WAIT, rate_limit_wait
+from connectors.source import (
+    TargetRateLimited,
+    TargetRefused,
+    TargetUnavailable,
+    WriteBack,
+    WriteBackContext,
+)
+from connectors.zendesk import api
+from connectors.zendesk.mapping import status_map
+
+log = structlog.get_logger(__name__)
+
+ORIGIN = {"sync_origin": "planhat-sync"}
+PRIORITIES = ("urgent", "high", "normal", "low")
+ATTEMPTS = 3  # the first write and at most two more after a 409
+ANSWER_CHARS = 500
+SHARED = {"status": "status", "severity": "priority"}  # Planhat field → Zendesk field
+
+
+def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, str]:
+    """What Zendesk should hold for Planhat's changed shared fields; ``TargetRefused`` for a
+    value Zendesk cannot take."""
+    out: dict[str, str] = {}
+    if "status" in fields:
+        planhat = str(fields["status"] or "")
+        back = {ph: zd for zd, ph in status_map(options).items()}
+        status = back.get(planhat) or ("solved" if planhat == "closed" else None)
+        if status is None or status == "closed":
+            raise TargetRefused(
+                f"the Planhat status {planhat!r} maps to no Zendesk status; add it to "
+                "zendesk.status_map (zendesk=planhat,…), then retry this dead letter"
+            )
+        out["status"] = status
+    if "severity" in fields:
+        severity = str(fields["severity"] or "").lower()
+        if severity not in PRIORITIES:
+            raise TargetRefused(
+                f"the Planhat severity {fields['severity']!r} is no Zendesk priority "
+                f"({', '.join(PRIORITIES)})"
+            )
+        out["priority"] = severity
+    return out
+
+
+def _check(answer: httpx.Response, what: str) -> None:
+    status = answer.status_code
+    if status < 300:
+        return
+    said = f"Zendesk answered {what} with {status}: {answer.text[:ANSWER_CHARS]}"
+    if status == 429:
+        wait = rate_limit_wait(answer)
+        raise TargetRateLimited(said, DEFAULT_RATE_LIMIT_WAIT if wait is None else wait)
+    if status >= 500 or status == 408:
+        raise TargetUnavailable(said)
+    raise TargetRefused(said)
+
+
+Audits = Callable[[], list[Any]]  # reads the ticket's audits
+
+
+def _changed_at(audits: list[Any], field: str) -> int:
+    """When ``field`` last changed in Zendesk (its audits), in microseconds; 0: never."""
+    for audit in reversed(audits):
+        if any(e.get("field_name") == field for e in audit.get("events") or []):
+            return version_number(audit["created_at"])
+    return 0
+
+
+def decide(
+    read_audits: Audits, ticket: Mapping[str, Any], want: Mapping[str, str], planhat_at: int
+) -> dict[str, str]:
+    """The fields still to write: those that differ, unless Zendesk changed them later."""
+    send = {name: value for name, value in want.items() if ticket.get(name) != value}
+    if send and version_number(ticket["updated_at"]) > planhat_at:
+        audits = read_audits()
+        for name in list(send):
+            if _changed_at(audits, name) > planhat_at:
+                log.info("zendesk.write_back.zendesk_later", ticket=ticket["id"], field=name)
+                del send[name]
+    return send
+
+
+def send(context: WriteBackContext, change: WriteBack) -> None:
+    if change.deleted:
+        return  # a ticket deleted in Planhat stays in Zendesk (Zendesk owns the ticket)
+    want = wanted(change.fields, context.options)
+    if not want:
+        return
+    base = api.base_url(context.credentials, context.api_base)
+    email, token = context.credentials.get("email"), context.credentials.get("api_token")
+    if not (base and email and token):
+        raise TargetRefused("zendesk needs its subdomain, email and api_token credentials")
+    headers = {"authorization": api.basic(email, token)}
+    path = f"{base}/api/v2/tickets/{change.key}.json"
+    http = context.http
+
+    def read_audits() -> list[Any]:
+        answer = http.get(f"{base}/api/v2/tickets/{change.key}/audits.json", headers=headers)
+        _check(answer, "GET audits")
+        return list(answer.json().get("audits") or [])
+
+    for attempt in range(ATTEMPTS):
+        try:
+            answer = http.get(path, headers=headers)
+            _check(answer, "GET ticket")
+            ticket = answer.json()["ticket"]
+            fields = decide(read_audits, ticket, want, change.version)
+            if not fields:
+                return
+            stamp = ticket["updated_at"]
+            body = {"ticket": {**fields, "safe_update": True, "updated_stamp": stamp,
+                               "metadata": ORIGIN}}  # fmt: skip
+            answer = http.put(path, json=body, headers=headers)
+        except httpx.HTTPError as error:
+            raise TargetUnavailable(f"no answer from Zendesk: {type(error).__name__}") from None
+        if answer.status_code == 409:
+            log.info("zendesk.write_back.conflict", ticket=change.key, attempt=attempt + 1)
+            continue
+        _check(answer, "PUT ticket")
+        log.info("zendesk.write_back", ticket=change.key, fields=sorted(fields))
+        return
+    raise TargetUnavailable(f"Zendesk answered 409 {ATTEMPTS} times: the ticket keeps changing")

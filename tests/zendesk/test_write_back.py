@@ -1,0 +1,122 @@
+"""Planhat → Zendesk: write_back against the stand-in, asserting the calls it made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.change import version_number
+from connectors.source import TargetRefused, WriteBack, WriteBackContext
+from connectors.sources import source_options
+from connectors.zendesk import SOURCE
+from tests.zendesk.stand_in import EMAIL, TOKEN, new_ticket, stand_in
+
+LATER = version_number("2100-01-01T00:00:00Z")  # Planhat changed it after anything here
+
+
+def context(url: str, http: httpx.Client, **options: str) -> WriteBackContext:
+    return WriteBackContext(
+        connection="default",
+        api_base=url,
+        secret=None,
+        http=http,
+        credentials={"subdomain": "acme", "email": EMAIL, "api_token": TOKEN},
+        options=source_options(SOURCE, {f"zendesk.{k}": v for k, v in options.items()}),
+    )
+
+
+def change(key: Any, version: int = LATER, **fields: Any) -> WriteBack:
+    return WriteBack(
+        model="tickets",
+        key_field="sourceId",
+        key=str(key),
+        planhat_id="ph1",
+        fields=fields,
+        version=version,
+    )
+
+
+def routes(client: httpx.Client) -> dict[str, int]:
+    stats = client.get("/_sandbox/stats").json()
+    return {route: n for route, n in stats["by_route"].items() if not route.startswith("POST")}
+
+
+def test_planhat_closed_is_written_as_solved_with_safe_update_and_our_origin() -> None:
+    with stand_in() as (server, client), httpx.Client() as http:
+        ticket = new_ticket(client, subject="x", status="open")
+        SOURCE.write_back(context(server.url, http), change(ticket["id"], status="closed"))
+        now = client.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+        audits = client.get(f"/api/v2/tickets/{ticket['id']}/audits.json").json()["audits"]
+        calls = routes(client)
+    assert now["status"] == "solved"
+    assert audits[-1]["metadata"]["custom"] == {"sync_origin": "planhat-sync"}
+    assert calls["PUT /api/v2/tickets/{id:int}.json"] == 1
+
+
+def test_a_value_zendesk_already_has_costs_no_put() -> None:
+    with stand_in() as (server, client), httpx.Client() as http:
+        ticket = new_ticket(client, subject="x", status="open", priority="high")
+        SOURCE.write_back(
+            context(server.url, http), change(ticket["id"], status="open", severity="high")
+        )
+        calls = routes(client)
+    assert "PUT /api/v2/tickets/{id:int}.json" not in calls
+
+
+def test_a_later_zendesk_change_wins_over_an_older_planhat_one() -> None:
+    with stand_in() as (server, client), httpx.Client() as http:
+        ticket = new_ticket(client, subject="x", status="open")
+        client.post(f"/_sandbox/ui/tickets/{ticket['id']}", json={"status": "pending"})
+        older = version_number(ticket["created_at"]) - 1
+        SOURCE.write_back(context(server.url, http), change(ticket["id"], older, status="solved"))
+        now = client.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+        calls = routes(client)
+    assert now["status"] == "pending"
+    assert "PUT /api/v2/tickets/{id:int}.json" not in calls
+
+
+def test_a_409_is_read_again_and_retried_once() -> None:
+    with stand_in() as (server, client):
+        ticket = new_ticket(client, subject="x", status="open")
+        edited = []
+
+        def meanwhile(request: httpx.Request) -> None:  # an agent edits between read and PUT
+            if request.method == "PUT" and not edited:
+                edited.append(
+                    client.post(f"/_sandbox/ui/tickets/{ticket['id']}", json={"subject": "renamed"})
+                )
+
+        with httpx.Client(event_hooks={"request": [meanwhile]}) as http:
+            SOURCE.write_back(context(server.url, http), change(ticket["id"], status="hold"))
+        now = client.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+        stats = client.get("/_sandbox/stats").json()
+    assert (now["status"], now["subject"]) == ("hold", "renamed")
+    assert stats["conflicts"] == 1
+    assert stats["by_route"]["PUT /api/v2/tickets/{id:int}.json"] == 2
+
+
+@pytest.mark.parametrize("status", ["archived"])
+def test_an_unmappable_planhat_status_is_refused_naming_it(status: str) -> None:
+    with stand_in() as (server, client), httpx.Client() as http:
+        ticket = new_ticket(client, subject="x")
+        with pytest.raises(TargetRefused, match="'archived'"):
+            SOURCE.write_back(context(server.url, http), change(ticket["id"], status=status))
+        calls = routes(client)
+    assert calls == {}
+
+
+def test_a_missing_ticket_or_bad_token_is_refused_with_zendesks_answer() -> None:
+    with stand_in() as (server, _), httpx.Client() as http:
+        with pytest.raises(TargetRefused, match=r"404: .*RecordNotFound"):
+            SOURCE.write_back(context(server.url, http), change(999, status="open"))
+        bad = context(server.url, http)
+        bad = WriteBackContext(
+            **{
+                **{f: getattr(bad, f) for f in bad.__slots__},
+                "credentials": {"email": EMAIL, "api_token": "wrong"},
+            }
+        )
+        with pytest.raises(TargetRefused, match="401"):
+            SOURCE.write_back(bad, change(1, status="open"))
