@@ -34,9 +34,10 @@ from connectors.planhat.sandbox.automations import (
     automations_view,
     ui_edit,
 )
+from connectors.planhat.sandbox.errors import SandboxError
 from connectors.planhat.sandbox.limiter import Decision, FixedWindow, TokenBucket
 from connectors.planhat.sandbox.store import Store
-from connectors.planhat.sandbox.tenant import COMPANIES, SandboxError, Tenant
+from connectors.planhat.sandbox.tenant import COMPANIES, Tenant
 
 DEFAULT_LIST_LIMIT = 100  # Planhat's documented default page size
 

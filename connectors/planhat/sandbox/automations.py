@@ -31,8 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from connectors.planhat.models import MODELS, ModelSpec
+from connectors.planhat.sandbox.errors import SandboxError
 from connectors.planhat.sandbox.store import Doc, Store
-from connectors.planhat.sandbox.tenant import SandboxError, now_iso
+from connectors.planhat.sandbox.tenant import now_iso
 
 if TYPE_CHECKING:
     from connectors.planhat.sandbox.app import Sandbox

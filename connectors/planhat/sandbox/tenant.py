@@ -11,16 +11,18 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.planhat.bulk import MAX_BULK_ITEMS, record_keys
 from connectors.planhat.generated import generated_fields, without_generated
 from connectors.planhat.models import MODELS, ModelSpec
 from connectors.planhat.sandbox import invoices
+from connectors.planhat.sandbox.bulk_answers import new_answer, refuse_payload, same, status_of
+from connectors.planhat.sandbox.checks import check_required, check_values
 from connectors.planhat.sandbox.contacts import Contacts
 from connectors.planhat.sandbox.derived import Derived, stamp
+from connectors.planhat.sandbox.errors import SandboxError, Skip, present
 from connectors.planhat.sandbox.store import Doc, Store
 
 COMPANIES = MODELS["companies"]
@@ -28,17 +30,6 @@ CONVERSATIONS = MODELS["conversations"]
 ENDUSERS = MODELS["endusers"]
 INVOICES = MODELS["invoices"]
 TICKETS = MODELS["tickets"]
-
-
-class SandboxError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Skip(Exception):
-    """Not an error: Planhat drops the record without a word."""
 
 
 _counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
@@ -51,10 +42,6 @@ def new_object_id() -> str:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _present(doc: Mapping[str, Any], field: str) -> bool:
-    return doc.get(field) not in (None, "", [])
 
 
 def _settable(spec: ModelSpec, fields: Doc) -> Doc:
@@ -140,59 +127,15 @@ class Tenant:
         key = spec.company_key
         if key is None:
             return
-        if _present(data, key):
+        if present(data, key):
             data[key] = self._company(data[key], key)
             return
-        if existing is not None and _present(existing, key):
+        if existing is not None and present(existing, key):
             return
         if spec in (ENDUSERS, TICKETS):  # placed by their e-mail (sandbox/contacts.py)
             found = self.contacts.place(spec, data, lambda ref: self._company(ref, key))
             if found:
                 data[key] = found
-
-    @staticmethod
-    def _check_required(spec: ModelSpec, doc: Doc) -> None:
-        for group in spec.required:
-            if not any(_present(doc, field) for field in group):
-                names = group[0] if len(group) == 1 else "one of " + ", ".join(group)
-                raise SandboxError(400, f"{spec.singular}: missing required field {names}")
-
-    @staticmethod
-    def _check_values(spec: ModelSpec, doc: Doc) -> None:
-        def number(field: str) -> float:
-            value = doc.get(field)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SandboxError(400, f"{spec.singular}: {field} must be a number")
-            return float(value)
-
-        if spec.name == "nps" and _present(doc, "score") and not 0 <= number("score") <= 10:
-            raise SandboxError(400, "NPS record: score must be between 0 and 10")
-        if spec.name == "sales" and _present(doc, "value") and number("value") <= 0:
-            raise SandboxError(400, "sale: value must be greater than 0")
-        if (
-            spec.name == "timeentries"
-            and _present(doc, "hours")
-            and not 0.1 <= number("hours") <= 24
-        ):
-            raise SandboxError(400, "time entry: hours must be between 0.1 and 24")
-        # Day-number dates (invoices: "should be in days format integer", planhat.com/
-        # developers/api/invoice). Refusing anything else, an ISO date too, is assumed: the
-        # page does not say what Planhat does with one.
-        for field in sorted(spec.day_fields):
-            value = doc.get(field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise SandboxError(
-                    400, f"{spec.singular}: {field} must be a whole number of days since 1970-01-01"
-                )
-        # The documented values (invoice status: pending, paid, overdue); refusing another
-        # is assumed, the page only lists them.
-        for field, allowed in spec.choices:
-            if _present(doc, field) and doc[field] not in allowed:
-                raise SandboxError(
-                    400, f"{spec.singular}: {field} must be one of {', '.join(allowed)}"
-                )
-        if spec is INVOICES and _present(doc, "amountTotal"):
-            number("amountTotal")  # "number" on Planhat's page; refusing text is assumed
 
     def _prepare(self, spec: ModelSpec, data: Any, existing: Doc | None) -> Doc:
         """The record as it would be stored, or SandboxError / Skip."""
@@ -203,24 +146,24 @@ class Tenant:
         # assumed.
         fields = _settable(spec, without_generated(spec.name, data))
         if spec is TICKETS:
-            if not _present({**(existing or {}), **fields}, "email"):
+            if not present({**(existing or {}), **fields}, "email"):
                 raise Skip  # "Items without email will be silently dropped" (_tickets.md)
             # A conversation whose type Planhat sets (planhat.com/developers/api/ticket); a
             # type the caller sends is overwritten: assumed.
             fields["type"] = "ticket"
         self._resolve_company(spec, fields, existing)
         if existing is None:
-            if spec is ENDUSERS and not _present(fields, "companyId"):
+            if spec is ENDUSERS and not present(fields, "companyId"):
                 raise Skip  # ignored (help.planhat.com/en/articles/9586991)
             doc: Doc = {"_id": new_object_id(), **fields}
-            self._check_required(spec, doc)
+            check_required(spec, doc)
         else:
             doc = {**existing, **fields}
             # Assumed: an update's ``custom`` object is merged key by key into the record's
             # (PUT is a partial update, planhat-api.md; no source says how deep).
             if isinstance(existing.get("custom"), dict) and isinstance(fields.get("custom"), dict):
                 doc["custom"] = {**existing["custom"], **fields["custom"]}
-        self._check_values(spec, doc)
+        check_values(spec, doc)
         self._check_unique(spec, doc)
         stamp(spec, doc, existing, now_iso())
         if spec is INVOICES:
@@ -246,7 +189,7 @@ class Tenant:
         in Planhat, but there is enough information to create a new user, then Planhat will
         create a new user, link it to the corresponding customer" (planhat/docs
         source/includes/_tickets.md). Enough information is taken to be a company."""
-        if not _present(ticket, "companyId") or self.store.endusers_by_email(str(ticket["email"])):
+        if not present(ticket, "companyId") or self.store.endusers_by_email(str(ticket["email"])):
             return
         data = {"email": ticket["email"], "companyId": ticket["companyId"]}
         try:
@@ -263,11 +206,11 @@ class Tenant:
         if not spec.alt_keys:
             return
         home = _home(spec).name
-        if _present(doc, "sourceId"):
+        if present(doc, "sourceId"):
             other = self.store.by_source_id(home, str(doc["sourceId"]))
             if other is not None and other["_id"] != doc["_id"]:
                 raise SandboxError(400, f"{spec.singular}: sourceId {doc['sourceId']!r} is taken")
-        if _present(doc, spec.external_key):
+        if present(doc, spec.external_key):
             company = str(doc.get(spec.company_key) or "") if spec.company_key else ""
             other = self.store.by_external_id(home, str(doc[spec.external_key]), company)
             if other is not None and other["_id"] != doc["_id"]:
@@ -353,25 +296,11 @@ class Tenant:
     # --- bulk upsert ------------------------------------------------------------------
 
     def bulk_upsert(self, spec: ModelSpec, items: Any) -> tuple[int, dict[str, Any]]:
-        """``PUT /<model>`` with an array: (status, Planhat's answer).
-
-        Statuses (https://www.planhat.com/developers/api/http-response-codes): 200 all ok;
-        206 some failed; 400 a bad payload ("usually a required key is missing or it's
-        duplicated"), its errors in ``createdErrors``/``updatedErrors``; 403 permission
-        errors in ``permissionErrors``, the permitted writes applied ("one or all the
-        operations"). Inference: 400 when items failed and none was written (206 means
-        "some operations were successful"). Assumed: a whole-payload refusal (not an array,
-        over 5,000 items, a key named twice) is the same JSON answer with one error entry
-        per cause, and nothing is written.
-        """
-        answer: dict[str, Any] = {
-            "created": 0, "createdErrors": [], "insertsKeys": [],
-            "updated": 0, "updatedErrors": [], "updatesKeys": [],
-            "nonupdates": 0, "modified": [], "upsertedIds": [], "permissionErrors": [],
-        }  # fmt: skip
+        """``PUT /<model>`` with an array: (status, Planhat's answer; ``bulk_answers``)."""
+        answer = new_answer()
         if spec is TICKETS and isinstance(items, dict):
             items = [items]  # "either a single JSON object, or an array" (_tickets.md)
-        refusal = _refuse_payload(spec, items)
+        refusal = refuse_payload(spec, items)
         if refusal:
             answer["createdErrors"] = refusal
             return 400, answer
@@ -407,18 +336,12 @@ class Tenant:
                 answer["upsertedIds"].append(doc["_id"])
                 continue
             answer["updatesKeys"].append({**keys, "_id": doc["_id"]})
-            if _same(existing, doc):
+            if same(existing, doc):
                 answer["nonupdates"] += 1
             else:
                 answer["updated"] += 1
                 answer["modified"].append(doc["_id"])
-        written = answer["created"] + answer["updated"] + answer["nonupdates"]
-        failed = answer["createdErrors"] or answer["updatedErrors"]
-        if answer["permissionErrors"]:
-            return 403, answer
-        if failed:
-            return (206 if written else 400), answer
-        return 200, answer
+        return status_of(answer), answer
 
     def _match(self, spec: ModelSpec, item: Any) -> Doc | None:
         """Planhat's order: ``_id``, then ``sourceId``, then the external id (the order is
@@ -430,54 +353,30 @@ class Tenant:
         if not isinstance(item, dict):
             return None
         home = _home(spec).name  # a ticket's keys are its conversation's: assumed
-        if _present(item, "_id"):
+        if present(item, "_id"):
             doc = self.store.by_id(home, str(item["_id"]))
             if doc is not None:
                 return doc
-        if _present(item, "sourceId"):
+        if present(item, "sourceId"):
             doc = self.store.by_source_id(home, str(item["sourceId"]))
             if doc is not None:
                 return doc
-        if _present(item, spec.external_key):
+        if present(item, spec.external_key):
             company: str | None = ""
             if spec.company_key:
                 company = None
-                if _present(item, spec.company_key):
+                if present(item, spec.company_key):
                     company = self._company(item[spec.company_key], spec.company_key)
             doc = self.store.by_external_id(home, str(item[spec.external_key]), company)
             if doc is not None:
                 return doc
-        own_key = _present(item, "sourceId") or _present(item, spec.external_key)
+        own_key = present(item, "sourceId") or present(item, spec.external_key)
         if spec is ENDUSERS and not own_key:
             # The e-mail, when one enduser has it and the item names no key of its own:
             # e-mail is "Keyable (if unique)", and endusers may share an e-mail "provided
             # externalId or sourceId is unique" (support.planhat.com/en/articles/8146372).
             return self.contacts.enduser_by_email(item.get("email"))
         return None
-
-
-def _refuse_payload(spec: ModelSpec, items: Any) -> list[dict[str, Any]]:
-    """Error entries for a payload refused as a whole, or none."""
-    if not isinstance(items, list):
-        return [{"message": "bulk upsert expects a JSON array of objects"}]
-    if len(items) > MAX_BULK_ITEMS:
-        return [{"message": f"bulk upsert takes at most {MAX_BULK_ITEMS} items"}]
-    seen: set[tuple[str, ...]] = set()
-    twice: list[dict[str, Any]] = []
-    for item in items:
-        for key in record_keys(spec, item) if isinstance(item, dict) else []:
-            if key in seen:
-                message = f"duplicate key in payload: {key[0]}={key[-1]}"
-                twice.append({key[0]: key[-1], "message": message})
-            seen.add(key)
-    return twice
-
-
-def _same(before: Doc, after: Doc) -> bool:
-    ignore = ("updatedAt", "lastUpdated")
-    return {k: v for k, v in before.items() if k not in ignore} == {
-        k: v for k, v in after.items() if k not in ignore
-    }
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
