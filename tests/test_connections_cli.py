@@ -60,7 +60,7 @@ def test_a_connection_keeps_its_options_and_lists_them_but_not_its_secrets(
     [
         ("stripe.company_key=name", "stripe.company_key='name' is not valid"),
         ("stripe.colour=blue", "stripe has no option 'colour'"),
-        ("intercom.trials=zero", "no source named 'intercom'"),
+        ("nosuchsource.trials=zero", "no source named 'nosuchsource'"),
         ("stripe.trials", "expected SOURCE.OPTION=VALUE"),
     ],
 )

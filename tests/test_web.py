@@ -203,7 +203,7 @@ def test_a_body_over_the_limit_is_413_and_stores_nothing(receiver: Receiver) -> 
     ("path", "reason"),
     [
         ("/webhooks/nobody/standard", "unknown connection 'nobody'"),
-        ("/webhooks/default/zendesk", "unknown source 'zendesk'"),
+        ("/webhooks/default/nosuchsource", "unknown source 'nosuchsource'"),
         ("/webhooks/%00evil/standard", "unknown connection"),
         ("/webhooks/" + "x" * 300 + "/standard", "unknown connection"),
     ],

@@ -45,8 +45,8 @@ def hint_source() -> str | None:
 def synced_models(tenant: Tenant) -> list[str]:
     """The models whose changes made in Planhat go back to a source, for this connection."""
     models: set[str] = set()
-    for source in SOURCES.values():
-        if not isinstance(source, WritesBack):
+    for name, source in SOURCES.items():
+        if not isinstance(source, WritesBack) or not _uses(tenant, name):
             continue
         try:
             options = source_options(source, tenant.options)
@@ -54,6 +54,13 @@ def synced_models(tenant: Tenant) -> list[str]:
             continue
         models.update(name for name in MODELS if source.writes_back(name, options))
     return sorted(models)
+
+
+def _uses(tenant: Tenant, source: str) -> bool:
+    """Whether the connection has a secret or credential of ``source`` (``<source>`` or
+    ``<source>:<name>``): a source it does not use writes nothing back, so nothing of it
+    is listed (a scan of every model any source could take would cost calls for none)."""
+    return any(key == source or key.startswith(f"{source}:") for key in tenant.secrets)
 
 
 def reconcile(
