@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine
@@ -20,7 +21,7 @@ from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
 from state.db import session_scope
 from state.records import pending_rows, record_states
-from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
+from state.tables import DeadLetter, OutboxItem, RecordState, WriteBackItem, utcnow
 from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
 from worker.pipeline.links import record_written
 from worker.pipeline.parents import WAITING, company_key, wake_children
@@ -61,22 +62,27 @@ def release(
     return dead
 
 
-def bury(session: Session, row: OutboxItem, reason: str) -> None:
-    session.add(
-        DeadLetter(
-            connection=row.connection,
-            model=row.model,
-            key=row.key,
-            key_field=row.key_field,
-            key_value=row.key_value,
-            fields=row.fields,
-            version=row.version,
-            reason=reason,
-            attempts=row.attempts,
-            event_id=row.event_id,
-            inbox_id=row.inbox_id,
-        )
+def letter_of(row: OutboxItem | WriteBackItem, reason: str, **more: Any) -> DeadLetter:
+    """The dead letter a queued row becomes (an outbox row, or a write back to a source,
+    whose ``more`` says where it was going)."""
+    return DeadLetter(
+        connection=row.connection,
+        model=row.model,
+        key=row.key,
+        key_field=row.key_field,
+        key_value=row.key_value,
+        fields=row.fields,
+        version=row.version,
+        reason=reason,
+        attempts=row.attempts,
+        event_id=row.event_id,
+        inbox_id=row.inbox_id,
+        **more,
     )
+
+
+def bury(session: Session, row: OutboxItem, reason: str) -> None:
+    session.add(letter_of(row, reason))
     session.delete(row)
     log.warning("flush.dead_letter", model=row.model, key=row.key, reason=reason)
 

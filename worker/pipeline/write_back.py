@@ -30,6 +30,7 @@ from state.tables import DeadLetter, Link, OutboxItem, WriteBackItem, utcnow
 from worker.pipeline.batch import FlushPolicy
 from worker.pipeline.links import nested, wrote
 from worker.pipeline.outcomes import Action, outcome_of
+from worker.pipeline.settle import letter_of
 from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter, wait_for_budget
 
@@ -247,23 +248,7 @@ def _bury(engine: Engine, key: Key, revision: int, reason: str) -> int:
 
 
 def bury(session: Session, row: WriteBackItem, reason: str) -> None:
-    session.add(
-        DeadLetter(
-            connection=row.connection,
-            model=row.model,
-            key=row.key,
-            key_field=row.key_field,
-            key_value=row.key_value,
-            fields=row.fields,
-            version=row.version,
-            reason=reason,
-            attempts=row.attempts,
-            event_id=row.event_id,
-            inbox_id=row.inbox_id,
-            target=row.source,
-            planhat_id=row.planhat_id,
-        )
-    )
+    session.add(letter_of(row, reason, target=row.source, planhat_id=row.planhat_id))
     session.delete(row)
     log.warning("write_back.dead_letter", source=row.source, model=row.model, key=row.key,
                 reason=reason)  # fmt: skip
