@@ -18,7 +18,6 @@ would: no token, no rate limit, not counted as an API request, and it fires too.
 from __future__ import annotations
 
 import json
-import queue
 import random
 import threading
 from collections.abc import Mapping
@@ -26,11 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from connectors.planhat.models import MODELS, ModelSpec
+from connectors.planhat.sandbox.delivery import Deliverer
 from connectors.planhat.sandbox.errors import SandboxError
 from connectors.planhat.sandbox.store import Doc, Store
 from connectors.planhat.sandbox.tenant import now_iso
@@ -38,7 +37,6 @@ from connectors.planhat.sandbox.tenant import now_iso
 if TYPE_CHECKING:
     from connectors.planhat.sandbox.app import Sandbox
 
-log = structlog.get_logger(__name__)
 
 DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
@@ -47,13 +45,12 @@ DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 class Counters:
     fired: int = 0  # hints made (every write of a model with an automation)
     dropped: int = 0  # lost on purpose (drop_rate)
-    delivered: int = 0  # answered 2xx
-    failed: int = 0  # answered otherwise, or not at all: not retried
     ui_edits: int = 0  # POST /_sandbox/ui/...
 
 
 class Automations:
-    """The configured automations (model → URL) and their delivery thread."""
+    """The configured automations (model → URL); hints go out through the stand-ins'
+    shared deliverer (delivered: answered 2xx; failed: otherwise, not retried)."""
 
     def __init__(
         self,
@@ -73,10 +70,11 @@ class Automations:
         self.drop_rate = drop_rate
         self.counters = Counters()
         self._random = random.Random(seed)
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._busy = 0  # hints queued or being delivered
-        self._thread: threading.Thread | None = None
+        headers = {"content-type": "application/json"}
+        if secret:
+            headers["authorization"] = f"Bearer {secret}"
+        self._deliverer = Deliverer("sandbox-automations", lambda _: headers, DELIVERY_TIMEOUT)
 
     def fire(self, model: str, record_id: str, action: str) -> None:
         """A record of ``model`` was created, updated or deleted: send the hint (later)."""
@@ -88,66 +86,31 @@ class Automations:
             if self._random.random() < self.drop_rate:
                 self.counters.dropped += 1
                 return
-            self._busy += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._deliver_all, name="sandbox-automations", daemon=True
-                )
-                self._thread.start()
         hint = {"model": model, "_id": record_id, "action": action, "time": now_iso()}
-        self._queue.put(json.dumps({"url": url, "hint": hint}).encode())
+        self._deliverer.send(url, json.dumps(hint).encode())
 
     def count_ui_edit(self) -> None:
         with self._lock:
             self.counters.ui_edits += 1
 
     def pending(self) -> int:
-        with self._lock:
-            return self._busy
+        return self._deliverer.pending()
 
     def counts(self) -> dict[str, Any]:
         with self._lock:
             counters = self.counters
-            return {
-                "fired": counters.fired,
-                "dropped": counters.dropped,
-                "delivered": counters.delivered,
-                "failed": counters.failed,
-                "ui_edits": counters.ui_edits,
-                "pending": self._busy,
-            }
+            own = {"fired": counters.fired, "dropped": counters.dropped,
+                   "ui_edits": counters.ui_edits}  # fmt: skip
+        return {**own, **self._deliverer.counts()}
 
     def reset(self) -> None:
         """Forget the counters (``POST /_sandbox/reset``); hints on their way still go."""
         with self._lock:
             self.counters = Counters()
+        self._deliverer.reset()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _deliver_all(self) -> None:
-        headers = {"content-type": "application/json"}
-        if self.secret:
-            headers["authorization"] = f"Bearer {self.secret}"
-        with httpx.Client(timeout=DELIVERY_TIMEOUT, follow_redirects=False) as http:
-            while (item := self._queue.get()) is not None:
-                task = json.loads(item)
-                ok = False
-                try:
-                    answer = http.post(task["url"], json=task["hint"], headers=headers)
-                    ok = answer.is_success
-                except httpx.HTTPError as error:
-                    log.info("sandbox.automation_failed", model=task["hint"]["model"],
-                             error=type(error).__name__)  # fmt: skip
-                with self._lock:
-                    self._busy -= 1
-                    if ok:
-                        self.counters.delivered += 1
-                    else:
-                        self.counters.failed += 1
+        self._deliverer.close()
 
 
 class AutomatedStore(Store):

@@ -11,19 +11,15 @@ The envelope follows Zendesk's documented examples ("Ticket events" schema): ``t
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import structlog
 
+from connectors.planhat.sandbox.delivery import Deliverer
 from connectors.zendesk.verify import signed_headers
-
-log = structlog.get_logger(__name__)
 
 DELIVERY_TIMEOUT = httpx.Timeout(12.0, connect=2.0)  # Zendesk waits 12 s for an answer
 KINDS = {"status": "status_changed", "priority": "priority_changed",
@@ -91,70 +87,39 @@ def envelopes(ticket: dict[str, Any], changes: list[dict[str, Any]], created: bo
     return events
 
 
-@dataclass(slots=True)
-class Counters:
-    fired: int = 0
-    delivered: int = 0
-    failed: int = 0
-    dropped: int = 0
-
-
 class Webhook:
-    """The configured event webhook (URL and signing secret) and its delivery thread."""
+    """The configured event webhook (URL and signing secret); bodies go out through the
+    stand-ins' shared deliverer, signed as they leave."""
 
     def __init__(self, url: str | None, secret: str) -> None:
         self.url, self.secret = url, secret
-        self.counters = Counters()
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._busy = 0
-        self._thread: threading.Thread | None = None
+        self.fired = self.dropped = 0
         self.paused = False  # POST /_sandbox/webhook {"paused": true}: events are lost
+        self._lock = threading.Lock()
+        self._deliverer = Deliverer("zendesk-sandbox-webhook", self._signed, DELIVERY_TIMEOUT)
+
+    def _signed(self, body: bytes) -> dict[str, str]:
+        return signed_headers(self.secret, body, datetime.now(UTC))
 
     def fire(self, events: list[dict[str, Any]]) -> None:
         if not self.url:
             return
         with self._lock:
-            self.counters.fired += len(events)
+            self.fired += len(events)
             if self.paused:
-                self.counters.dropped += len(events)
+                self.dropped += len(events)
                 return
-            self._busy += len(events)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._deliver_all, daemon=True,
-                                                name="zendesk-sandbox-webhook")  # fmt: skip
-                self._thread.start()
         for event in events:
-            self._queue.put(json.dumps(event).encode())
+            self._deliverer.send(self.url, json.dumps(event).encode())
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            c = self.counters
-            return {"fired": c.fired, "delivered": c.delivered, "failed": c.failed,
-                    "dropped": c.dropped, "pending": self._busy}  # fmt: skip
+            return {"fired": self.fired, "dropped": self.dropped, **self._deliverer.counts()}
 
     def reset(self) -> None:
         with self._lock:
-            self.counters = Counters()
+            self.fired = self.dropped = 0
+        self._deliverer.reset()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _deliver_all(self) -> None:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT, follow_redirects=False) as http:
-            while (body := self._queue.get()) is not None:
-                ok = False
-                try:
-                    headers = signed_headers(self.secret, body, datetime.now(UTC))
-                    ok = http.post(str(self.url), content=body, headers=headers).is_success
-                except httpx.HTTPError as error:
-                    log.info("zendesk_sandbox.webhook_failed", error=type(error).__name__)
-                with self._lock:
-                    self._busy -= 1
-                    if ok:
-                        self.counters.delivered += 1
-                    else:
-                        self.counters.failed += 1
+        self._deliverer.close()
