@@ -5,7 +5,9 @@ any source's deletion) is offered here by ingest instead of to the merge:
 
     older than what we pushed                  stale: dropped
     its link is a tombstone already            tombstoned: dropped (deleted before,
-                                               in Planhat or by its source)
+                                               in Planhat or by its source), unless
+                                               Planhat still has it (a dead letter's
+                                               retry): queued again
     otherwise                                  the link becomes a tombstone now (created
                                                when the record has none), so a late
                                                webhook or the next export item of it is
@@ -58,15 +60,19 @@ def offer_deletion(
     "queued") and the record's pending row after."""
     if state is not None and change.version < state.version:
         return "stale", pending
-    if link is not None and link.deleted_at is not None:
+    # Deleted before, and gone from Planhat or on its way out. A tombstone whose record
+    # state is still there is a delete that did not happen (its dead letter retried).
+    queued = pending is not None and is_deletion(pending.fields)
+    if link is not None and link.deleted_at is not None and (state is None or queued):
         return "tombstoned", pending
     if link is None:  # never written (e.g. a dead letter): still never to be created
         link = Link(connection=connection, model=change.model, key=change.record_key,
                     key_field=change.key_field, key_value=change.key)  # fmt: skip
-    link.deleted_at = utcnow()
-    session.add(link)
-    session.flush()  # a batch's later change of the record finds the tombstone (ingest_many)
-    log.info("deletion.tombstoned", model=change.model, key=change.record_key)
+    if link.deleted_at is None:
+        link.deleted_at = utcnow()
+        session.add(link)
+        session.flush()  # a batch's later change of the record finds it (ingest_many)
+        log.info("deletion.tombstoned", model=change.model, key=change.record_key)
     if state is None and pending is None:
         return "tombstoned", None  # Planhat never had it: no call
     version = max(change.version, pending.version if pending is not None else change.version)
