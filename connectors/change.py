@@ -46,6 +46,9 @@ class Change:
     # "created": the source says it created the record (again: a record deleted in Planhat
     # comes back only then); "deleted": the record is gone (from Planhat: a tombstone).
     action: str = "updated"
+    # The source says this is our own write coming back (Zendesk: the ticket's last audit
+    # carries our origin tag): dropped as an echo, on top of the hash rule (links.gate).
+    echo_of_ours: bool = False
 
     def __post_init__(self) -> None:
         spec = model_spec(self.model)

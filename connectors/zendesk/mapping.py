@@ -9,7 +9,12 @@ event's own ``detail`` spells statuses and priorities in upper case and ids as s
 Each ticket is one Planhat ticket keyed by ``sourceId`` (the ticket id): ``source``
 "zendesk", ``title``, ``description``, ``email`` (the requester's: Planhat silently drops
 tickets without one, so a requester without one is a dead letter), ``status`` (through
-``zendesk.status_map``), ``severity`` (the priority), ``tags`` and ``url`` (the agent's).
+``zendesk.status_map``), ``severity`` (the priority), ``tags``, ``url`` (the agent's)
+and, when the event was completed with its audits, ``history`` (each status through the
+same map, with its time: ``audits.py``) and whether it is our own write coming back
+(``Change.echo_of_ours``).
+A deleted ticket is a deletion (``action="deleted"``): its Planhat ticket is deleted and
+the ticket is never created again (``worker/pipeline/deletions.py``).
 Its company is found just before it is sent (``companies.py``), from two hints: the
 organization's ``external_id`` and the requester's e-mail. Version: ``updated_at``.
 """
@@ -22,6 +27,9 @@ from typing import Any
 from connectors.change import Change, MappingError, RecordRejected, version_number
 from connectors.webhooks import BodyError, load_json
 
+# Event kinds saying the ticket is gone (Zendesk's "Ticket events": soft-deleted tickets
+# can be restored from Deleted tickets, permanently deleted ones cannot).
+DELETED_KINDS = frozenset({"soft_deleted", "permanently_deleted", "deleted"})
 ORG_HINT = "~zendeskOrganization"  # the organization's external_id (never sent)
 STATUSES = ("new", "open", "pending", "hold", "solved")
 DEFAULT_STATUS_MAP = ",".join(f"{s}={s}" for s in STATUSES)
@@ -77,9 +85,10 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Chan
     if not isinstance(document, dict) or not isinstance(document.get("ticket"), dict):
         raise MappingError("a Zendesk event must be completed with its ticket before mapping")
     ticket = document["ticket"]
-    if ticket.get("status") == "deleted":
-        return []  # deletions are not mirrored yet (README)
     key = str(ticket["id"])
+    if ticket.get("status") == "deleted":
+        return [Change(model="tickets", key_field="sourceId", key=key, event_id=event_id,
+                       version=_deleted_version(ticket), action="deleted")]  # fmt: skip
     requester = _find(document.get("users"), ticket.get("requester_id"))
     email = str(requester.get("email") or "").strip().lower()
     if not email:
@@ -99,6 +108,12 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Chan
         "tags": sorted(ticket.get("tags") or []),
         "url": agent_url(ticket),
     }
+    if isinstance(document.get("status_changes"), list):  # read from its audits (detail)
+        statuses = status_map(options)
+        fields["history"] = [
+            {"status": statuses.get(c["status"], c["status"]), "time": c["time"]}
+            for c in document["status_changes"]
+        ]
     if org.get("external_id"):
         fields[ORG_HINT] = str(org["external_id"])
     try:
@@ -107,8 +122,28 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Chan
         raise MappingError(f"zendesk ticket {key}: no usable updated_at ({error})") from None
     present = {name: value for name, value in fields.items() if value is not None}
     change = Change(model="tickets", key_field="sourceId", key=key, version=version,
-                    event_id=event_id, fields=present)  # fmt: skip
+                    event_id=event_id, fields=present,
+                    echo_of_ours=document.get("our_write") is True)  # fmt: skip
     return [change]
+
+
+def deletion_of(envelope: Mapping[str, Any], ticket_id: int) -> dict[str, Any]:
+    """A deleted ticket as the export gives it (status ``deleted``), from the event that
+    says so: its version is the event's ``detail.updated_at``, else the event's time."""
+    detail = envelope.get("detail") if isinstance(envelope.get("detail"), dict) else {}
+    when = (detail or {}).get("updated_at") or envelope.get("time")
+    return {"ticket": {"id": ticket_id, "status": "deleted", "updated_at": when}}
+
+
+def _deleted_version(ticket: Mapping[str, Any]) -> int:
+    try:
+        if ticket.get("updated_at"):
+            return version_number(ticket["updated_at"])
+        # seconds, as updated_at's microseconds: one kind of version per record
+        return int(ticket["generated_timestamp"]) * 1_000_000
+    except (KeyError, TypeError, ValueError) as error:
+        what = f"zendesk ticket {ticket.get('id')}: deleted, but when? ({error})"
+        raise MappingError(what) from None
 
 
 def _find(items: Any, wanted: Any) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The ``zendesk`` source: Zendesk tickets mirrored to Planhat tickets, both ways.
 
-In: event webhooks (``verify.py``), each completed with the ticket as REST gives it
-(``detail``), and the incremental export (``api.py``, polled); mapped by ``mapping.py``,
-the company found by ``companies.py``. Back: status and priority changed in Planhat
+In: event webhooks (``verify.py``), each completed with the ticket as REST gives it and,
+for events that can change its status, a summary of its audits (``detail``,
+``audits.py``: the status history, and whether the last change is our own write), and
+the incremental export (``api.py``, polled); mapped by ``mapping.py``, the company found
+by ``companies.py``. Deleted tickets (``ticket.soft_deleted`` events, export items with
+status ``deleted``) become deletions. Back: status and priority changed in Planhat
 (``write_back.py``); every other field is Zendesk's.
 """
 
@@ -26,7 +29,7 @@ from connectors.source import (
     WriteBackContext,
 )
 from connectors.webhooks import BodyError, load_json
-from connectors.zendesk import api, mapping, verify, write_back
+from connectors.zendesk import api, audits, mapping, verify, write_back
 from connectors.zendesk.companies import PREPARE
 
 OPTIONS = (
@@ -77,10 +80,15 @@ class ZendeskSource:
         if isinstance(document, dict) and isinstance(document.get("ticket"), dict):
             return body
         ticket_id = mapping.ticket_id(document)
+        kind = str(document.get("type", "")).rpartition(".")[2]
+        if kind in mapping.DELETED_KINDS:  # nothing left to read: no call
+            return json.dumps(mapping.deletion_of(document, ticket_id)).encode()
         with api.client(credentials, api_base) as http:
             read = api.read_ticket(http, ticket_id)
+            if read is not None and kind in audits.AUDITED_KINDS:  # history, our echo
+                read.update(audits.summary(audits.read(http, ticket_id), read["ticket"]))
         if read is None:  # deleted since: mapped as a deletion
-            read = {"ticket": {"id": ticket_id, "status": "deleted"}}
+            read = mapping.deletion_of(document, ticket_id)
         return json.dumps(read).encode()
 
     def feeds(

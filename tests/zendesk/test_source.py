@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connectors.change import RecordRejected
+from connectors.change import RecordRejected, version_number
 from connectors.sources import SOURCES, source_options
 from connectors.webhooks import SignatureError
 from connectors.zendesk import SOURCE
@@ -98,5 +98,15 @@ def test_a_requester_without_an_email_is_a_dead_letter_saying_so() -> None:
         SOURCE.changes(json.dumps(body).encode(), "e1", options())
 
 
-def test_a_deleted_ticket_maps_to_nothing() -> None:
-    assert SOURCE.changes(document(status="deleted"), "e1", options()) == []
+def test_a_deleted_ticket_maps_to_a_deletion_of_its_planhat_ticket() -> None:
+    [change] = SOURCE.changes(document(status="deleted"), "e1", options())
+    assert (change.action, change.key_field, change.key) == ("deleted", "sourceId", "7")
+    assert change.fields == {}
+    assert change.version == version_number("2026-01-02T00:00:00Z")
+
+
+def test_a_deleted_export_item_without_updated_at_is_versioned_by_its_generated_time() -> None:
+    body = json.dumps({"ticket": {"id": 7, "status": "deleted",
+                                  "generated_timestamp": 1767312000}}).encode()  # fmt: skip
+    [change] = SOURCE.changes(body, "e1", options())
+    assert change.version == version_number("2026-01-02T00:00:00Z")

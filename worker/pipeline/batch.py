@@ -44,6 +44,8 @@ class FlushReport:
     dropped: int = 0  # stale or unchanged since queued: no call
     deferred: int = 0  # waiting for a parent, for budget, or backing off
     calls: int = 0
+    deleted: int = 0  # records deleted in Planhat (or found already gone)
+    delete_calls: int = 0  # of ``calls``: Planhat's single deletes, one per record
     retry_in: float | None = None  # flush again after this many seconds
     full: bool = False  # the batch was full: there may be more now
     # Rate limited, out of budget or resting (configuration): the connection's other
@@ -61,3 +63,6 @@ class Claimed:
     fields: dict[str, Any]
     version: int
     attempts: int
+    # A deletion row (worker/pipeline/deletions.py): how Planhat names the record; None
+    # when Planhat never had it (nothing to call)
+    planhat_id: str | None = None

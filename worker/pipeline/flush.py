@@ -27,6 +27,7 @@ from state.db import for_update, session_scope
 from state.records import record_states
 from state.tables import OutboxItem, utcnow
 from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
+from worker.pipeline.deletions import delete_in_planhat, is_deletion, planhat_ref, settle_deleted
 from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.outcomes import Action, Outcome, outcome_of
 from worker.pipeline.parents import company_key
@@ -135,7 +136,8 @@ def _claim(
         pending_parents -= {key for _, key in known}
     claimed: list[Claimed] = []
     for row in rows:
-        if not still_needed(row, pushed_of(states.get(row.key))):
+        deletion = is_deletion(row.fields)
+        if not deletion and not still_needed(row, pushed_of(states.get(row.key))):
             session.delete(row)  # stale, or Planhat already has it: no call
             report.dropped += 1
             continue
@@ -159,6 +161,7 @@ def _claim(
                 fields=dict(row.fields),
                 version=row.version,
                 attempts=row.attempts,
+                planhat_id=planhat_ref(row, states.get(row.key)) if deletion else None,
             )
         )
     return claimed, report
@@ -193,7 +196,7 @@ def flush_batch(
     with structlog.contextvars.bound_contextvars(connection=connection, model=model):
         flush.run(claimed, context, hooks)
         log.info("flush.done", sent=report.sent, written=report.written, dead=report.dead,
-                 deferred=report.deferred)  # fmt: skip
+                 deleted=report.deleted, deferred=report.deferred)  # fmt: skip
     return report
 
 
@@ -213,6 +216,15 @@ class _Flush:
     ) -> float | None:
         """Prepare, send and settle ``batch``. Returns a delay when the flush must stop
         (no budget, 429, configuration): what is left waits that long, without an attempt."""
+        deletions = [item for item in batch if is_deletion(item.fields)]
+        if deletions:
+            batch = [item for item in batch if not is_deletion(item.fields)]
+            stop = self._delete(deletions, context, hooks)
+            if stop is not None:
+                self.release(batch, delay=stop)
+                return stop
+        if not batch:
+            return None
         try:
             batch = self._prepare(batch, context, hooks)
             if not batch:
@@ -229,6 +241,27 @@ class _Flush:
         except PartlySettled as error:  # written, but not remembered: send again (keyed)
             why = f"could not record the result: {describe(error.cause)}"
             return self._act(Outcome(Action.BACK_OFF, why), batch[error.done :], context, hooks)
+        return None
+
+    def _delete(
+        self, deletions: list[Claimed], context: PrepareContext, hooks: Sequence[PrepareHook]
+    ) -> float | None:
+        """Planhat's single delete for each deletion row (worker/pipeline/deletions.py), in
+        the budget like any call; what goes wrong is acted on as for an upsert."""
+        for n, item in enumerate(deletions):
+            try:
+                if item.planhat_id is not None:  # None: Planhat never had it, no call
+                    context.take_budget()
+                    self.report.calls += 1
+                    self.report.delete_calls += 1
+                    delete_in_planhat(self.planhat, self.model, item.planhat_id)
+                with session_scope(self.engine) as session:
+                    settle_deleted(session, self.connection, self.model, item, self.report)
+            except Exception as error:
+                stop = self._act(outcome_of(error, 1), [item], context, hooks)
+                if stop is not None:
+                    self.release(deletions[n + 1 :], delay=stop)
+                    return stop
         return None
 
     def _prepare(

@@ -34,6 +34,7 @@ from state.db import for_update
 from state.records import pending_rows, record_states
 from state.tables import Connection, DeadLetter, InboxEvent, Link, OutboxItem, RecordState, utcnow
 from worker.pipeline.conflicts import admit
+from worker.pipeline.deletions import is_deletion, offer_deletion
 from worker.pipeline.failures import bury_event as bury_event
 from worker.pipeline.failures import record_failure as record_failure
 from worker.pipeline.links import links
@@ -205,6 +206,7 @@ def offer_again(session: Session, letter: DeadLetter) -> Verdict:
         fields=letter.fields,
         version=letter.version,
         event_id=letter.event_id,
+        action="deleted" if is_deletion(letter.fields) else "updated",
     )
     return offer(session, letter.connection, change, inbox_id=letter.inbox_id)
 
@@ -241,12 +243,20 @@ def _apply(
     to the rows. Returns the verdict, and the pending row after. First, the record's
     ``link`` may stop it (deleted in Planhat; an echo of our write to the source; its
     fields owned by Planhat, or edited there later: worker/pipeline/conflicts.py)."""
+    if change.action == "deleted":  # the source says it is gone (deletions.py)
+        gone, pending = offer_deletion(session, connection, change, state, pending, inbox_id,
+                                       link)  # fmt: skip
+        return Verdict(gone), pending
     if not generated_fields(change.model).isdisjoint(change.fields):
         change = replace(change, fields=without_generated(change.model, change.fields))
     stop, admitted = admit(session, link, change, options or {})
     if admitted is None:
         return Verdict(stop or Verdict.OVERRULED), pending
     change = admitted
+    if pending is not None and is_deletion(pending.fields):  # created again: no deletion
+        session.delete(pending)
+        session.flush()
+        pending = None
     decision = merge(pending_of(pending), pushed_of(state), change)
     raised = decision.pushed_version
     if state is not None and raised is not None and raised != state.version:
@@ -368,6 +378,8 @@ def ingest_many(
             _options(session, event.connection, default_options, known),
         )
         verdicts[n][verdict] += 1
+        if change.action == "deleted" and (tombstone := session.get(Link, key)) is not None:
+            linked[key] = tombstone  # its record's later changes in this batch meet it
         if verdict is Verdict.QUEUED:
             models[n].add(change.model)
     for n, (event, changes) in enumerate(mapped):  # changes made in Planhat, in order

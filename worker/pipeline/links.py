@@ -104,8 +104,9 @@ def link_of_planhat_id(
 
 def gate(session: Session, link: Link | None, change: Change) -> str | None:
     """Why a change from a source goes no further (None: it goes on to the diff):
-    "tombstoned", its record deleted in Planhat (unless the source says it created it
-    again: the tombstone then goes); "echo", what we last wrote to that source."""
+    "tombstoned", its record deleted in Planhat or by its source (unless the source says
+    it created it again: the tombstone then goes); "echo", what we last wrote to that
+    source, or what the source says is our own write (``Change.echo_of_ours``)."""
     if link is None:
         return None
     if link.quarantined_at is not None:
@@ -115,6 +116,8 @@ def gate(session: Session, link: Link | None, change: Change) -> str | None:
             return "tombstoned"
         link.deleted_at = None
         session.add(link)
+    if change.echo_of_ours:
+        return "echo"
     if unread_write_to_source(link) and (
         fields_hash(comparable(change.model, change.fields)) == link.source_written_hash
     ):

@@ -325,7 +325,11 @@ def _flush_models(
                 hooks=prepare_hooks(model),
                 memo=memo,
             )
-            if report.sent or report.dropped or report.deferred:
+            # Deletes are one call each (no bulk delete): the turns of those beyond the
+            # batch's first call are taken after, as far as any are left.
+            for _ in range(report.delete_calls - (0 if report.sent else 1)):
+                rt.flush_pacer.try_acquire(budget)
+            if report.sent or report.dropped or report.deferred or report.deleted:
                 reports.append(report)
             if report.retry_in is not None or not report.full:
                 break
