@@ -10,7 +10,9 @@ with ``PUT /api/v2/tickets/{id}`` carrying ``safe_update: true`` and ``updated_s
 ``metadata.custom``). Per field: a value Zendesk already has is not sent; when the ticket
 changed after Planhat's change, its audits say when the field last changed, and a later
 Zendesk change wins. A 409 (someone wrote meanwhile): read again, decide again, at most
-twice more. Zendesk's answers: 429 waits (``Retry-After``), 5xx and no answer retry,
+twice more. Each PUT takes one of the ticket's updates (``zendesk.ticket_updates``, 30
+in 10 minutes, shared by every worker): a ticket over it waits alone (``TargetBusy``).
+Zendesk's answers: 429 waits (``Retry-After``), 5xx and no answer retry,
 anything else (401, 403, 404, 422) a dead letter carrying the answer.
 """
 
@@ -25,6 +27,7 @@ import structlog
 from connectors.change import version_number
 from connectors.planhat.errors import DEFAULT_RATE_LIMIT_WAIT, rate_limit_wait
 from connectors.source import (
+    TargetBusy,
     TargetRateLimited,
     TargetRefused,
     TargetUnavailable,
@@ -40,6 +43,9 @@ ORIGIN = {"sync_origin": "planhat-sync"}
 PRIORITIES = ("urgent", "high", "normal", "low")
 ATTEMPTS = 3  # the first write and at most two more after a 409
 ANSWER_CHARS = 500
+# https://developer.zendesk.com/api-reference/introduction/rate-limits/ : "30 updates per
+# 10 minutes per user per ticket"
+DEFAULT_TICKET_UPDATES = "30/600"
 SHARED = {"status": "status", "severity": "priority"}  # Planhat field → Zendesk field
 
 
@@ -66,6 +72,12 @@ def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, s
             )
         out["priority"] = severity
     return out
+
+
+def ticket_updates(options: Mapping[str, str]) -> tuple[int, float]:
+    """``zendesk.ticket_updates`` (``30/600``): updates per ticket, and in how many seconds."""
+    limit, _, window = options.get("ticket_updates", DEFAULT_TICKET_UPDATES).partition("/")
+    return int(limit), float(window)
 
 
 def _check(answer: httpx.Response, what: str) -> None:
@@ -133,6 +145,11 @@ def send(context: WriteBackContext, change: WriteBack) -> None:
             fields = decide(read_audits, ticket, want, change.version)
             if not fields:
                 return
+            limit, window = ticket_updates(context.options)
+            wait = context.record_window(f"ticket:{change.key}", limit, window)
+            if wait > 0:  # Zendesk's 30 updates per ticket in 10 minutes: this one waits
+                raise TargetBusy(f"ticket {change.key} has had {limit} updates in {window:g} s",
+                                 wait)  # fmt: skip
             stamp = ticket["updated_at"]
             body = {"ticket": {**fields, "safe_update": True, "updated_stamp": stamp,
                                "metadata": ORIGIN}}  # fmt: skip
