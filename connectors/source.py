@@ -183,6 +183,9 @@ class Prepared:
     # written). It waits like a child for its parent, then becomes a dead letter.
     waiting: dict[int, str] = field(default_factory=dict)
     calls: int = 0  # Planhat calls the hook made
+    # index → synced fields the hook found (``custom`` merged per key): sent, and kept on
+    # the record's link as what Planhat holds, so a change made there goes back
+    settled: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class PrepareHook(Protocol):

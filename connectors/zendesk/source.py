@@ -27,7 +27,7 @@ from connectors.source import (
 )
 from connectors.webhooks import BodyError, load_json
 from connectors.zendesk import api, mapping, verify, write_back
-from connectors.zendesk.companies import PREPARE
+from connectors.zendesk.prepare import PREPARE
 
 OPTIONS = (
     Option(
@@ -36,6 +36,13 @@ OPTIONS = (
         pattern=r"[a-z]+=[A-Za-z0-9 _-]+(,[a-z]+=[A-Za-z0-9 _-]+)*",
         help="zendesk=planhat status pairs, comma-separated (solved=resolved,…); "
         "Planhat 'closed' is written to Zendesk as 'solved'",
+    ),
+    Option(
+        name="assignees",
+        default="off",
+        pattern=r"off|email",
+        help="'email': the assignee ⇄ the Planhat ticket's owner (custom field Owner), "
+        "agents matched to Planhat users by e-mail; 'off': not synced",
     ),
     Option(
         name="ticket_updates",
