@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import structlog
 
+from connectors.planhat.models import MODELS
 from connectors.source import PrepareContext, Prepared, TargetRefused
 
 log = structlog.get_logger(__name__)
@@ -34,7 +35,7 @@ log = structlog.get_logger(__name__)
 OWNER = "Owner"  # the custom field on Planhat tickets that holds the owner
 ASSIGNEE_HINT = "~zendeskAssignee"  # the assignee's e-mail; "" when unassigned (never sent)
 TTL = 300.0
-PAGE = 5000
+PAGE = MODELS["users"].page_size  # the most Planhat returns a page: a shorter one is the last
 USERS = "zendesk.planhat_users"  # memo keys
 AGENTS = "zendesk.agents"
 AGENT_ROLES = ("agent", "admin")

@@ -1,6 +1,6 @@
 """Per-record write limits, shared by every worker: at most ``limit`` writes to one record
-in any ``window`` seconds (Zendesk: 30 updates per ticket and user in 10 minutes,
-https://developer.zendesk.com/api-reference/introduction/rate-limits/).
+in any ``window`` seconds (a helpdesk's updates per ticket in ten minutes, say: the source
+asks through ``WriteBackContext.record_window``).
 
 A sliding log of the record's recent writes: a write may go when fewer than ``limit`` are
 younger than the window; else the answer is when the oldest leaves it. At most ``limit``

@@ -6,8 +6,8 @@ Each source that takes write-backs (``WritesBack``) is written to in batches
 (``worker/pipeline/write_back.py``) with its own budget per source credential: a limiter
 per declared rate (``Runtime.write_limiters``), keyed by a hash of the source's name and
 the connection's credentials for it (its webhook secret when it has none; never the
-secrets themselves). Every HTTP call the write-back makes takes from it (a Zendesk write
-is a read, a PUT, sometimes the audits), and each record's writes are also limited per
+secrets themselves). Every HTTP call the write-back makes takes from it (a helpdesk's write
+may be a read, a PUT and more), and each record's writes are also limited per
 record when the source asks (``record_window``, shared through ``write_limiters``).
 Then the job asks to run again when the next row is due.
 """
