@@ -24,11 +24,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import structlog
 
+from connectors.planhat.errors import PlanhatError, RateLimitedError
 from connectors.planhat.models import MODELS
-from connectors.source import PrepareContext, Prepared, TargetRefused
+from connectors.source import (
+    NoBudget,
+    PrepareContext,
+    Prepared,
+    TargetRefused,
+    TargetUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +79,9 @@ def read_users(context: PrepareContext) -> PlanhatUsers:
 
 
 class Directory:
-    """The connection's Planhat users, read once and kept ``ttl`` seconds (or read again
-    when asked for someone it does not know, at most once per ``ttl``)."""
+    """The connection's Planhat users, read once and kept ``ttl`` seconds, or read again
+    when asked ``fresh`` (an owner it does not know: a user added since; the owner is a
+    Planhat user, so once read again it is known)."""
 
     def __init__(self, ttl: float = TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl, self._clock = ttl, clock
@@ -82,11 +89,12 @@ class Directory:
     def get(self, context: PrepareContext, *, fresh: bool = False) -> tuple[PlanhatUsers, int]:
         """The directory, and how many Planhat calls reading it took (0: from the memo)."""
         cached = context.memo.get(USERS)
-        if isinstance(cached, PlanhatUsers):
-            age = self._clock() - cached.loaded_at
-            # asked fresh, one just read would still say the same
-            if age <= self._ttl and (not fresh or age < 1.0):
-                return cached, 0
+        if (
+            isinstance(cached, PlanhatUsers)
+            and not fresh
+            and self._clock() - cached.loaded_at <= self._ttl
+        ):
+            return cached, 0
         users = read_users(context)
         users.loaded_at = self._clock()
         context.memo[USERS] = users
@@ -130,7 +138,6 @@ class FindOwners:
 
 
 def zendesk_assignee(
-    http: httpx.Client,
     planhat: PrepareContext | None,
     owner: Any,
     search: Callable[[str], list[Any]],
@@ -142,11 +149,16 @@ def zendesk_assignee(
         return None
     if planhat is None:
         raise TargetRefused("the owner cannot be matched: this connection has no Planhat token")
-    users, _ = directory.get(planhat)
-    email = users.emails.get(str(owner))
-    if email is None:  # a user added since the directory was read
-        users, _ = directory.get(planhat, fresh=True)
+    try:
+        users, _ = directory.get(planhat)
         email = users.emails.get(str(owner))
+        if email is None:  # a user added since the directory was read
+            users, _ = directory.get(planhat, fresh=True)
+            email = users.emails.get(str(owner))
+    except RateLimitedError as error:  # Planhat's budget, not Zendesk's: wait, no attempt
+        raise NoBudget(error.retry_after) from None
+    except PlanhatError as error:
+        raise TargetUnavailable(f"could not read Planhat's users: {error}") from None
     if email is None:
         raise TargetRefused(f"the owner {owner} is no Planhat user this connection can read")
     agents: dict[str, int] = planhat.memo.setdefault(AGENTS, {})

@@ -151,7 +151,7 @@ def send(context: WriteBackContext, change: WriteBack) -> None:
     if assigning:
         owner = change.fields["custom"][OWNER]
         try:
-            want["assignee_id"] = zendesk_assignee(http, context.planhat, owner, search)
+            want["assignee_id"] = zendesk_assignee(context.planhat, owner, search)
         except httpx.HTTPError as error:
             raise TargetUnavailable(f"no answer from Zendesk: {type(error).__name__}") from None
 

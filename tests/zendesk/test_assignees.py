@@ -84,6 +84,25 @@ def test_a_planhat_owner_change_assigns_the_zendesk_agent_with_that_users_email(
     assert audits[-1]["metadata"]["custom"] == {"sync_origin": "planhat-sync"}
 
 
+def test_an_owner_added_to_planhat_after_the_directory_was_read_is_found_by_one_more_read(
+    sandbox: BackgroundSandbox, client: PlanhatClient
+) -> None:
+    planhat = planhat_context(client)
+    with stand_in() as (server, zendesk), httpx.Client() as http:
+        ticket = new_ticket(zendesk, subject="a", status="open")["id"]
+        context = write_context(server.url, http, planhat)
+        SOURCE.write_back(context, owner_change(ticket, None))  # nothing to match: no read
+        FindOwners()(planhat, [{ASSIGNEE_HINT: ""}], [{"sourceId": "1"}])  # the directory
+        newcomer = planhat_user(client, "new@acme.example")
+        hired = agent(zendesk, "new@acme.example")
+
+        SOURCE.write_back(context, owner_change(ticket, newcomer))
+
+        now = zendesk.get(f"/api/v2/tickets/{ticket}.json").json()["ticket"]
+    assert now["assignee_id"] == hired
+    assert users_read(sandbox) == 2
+
+
 def test_an_owner_cleared_in_planhat_unassigns_the_ticket(client: PlanhatClient) -> None:
     with stand_in() as (server, zendesk), httpx.Client() as http:
         dana = agent(zendesk, "dana@acme.example")
