@@ -183,6 +183,9 @@ class Prepared:
     # written). It waits like a child for its parent, then becomes a dead letter.
     waiting: dict[int, str] = field(default_factory=dict)
     calls: int = 0  # Planhat calls the hook made
+    # index → synced fields the hook found (``custom`` merged per key): sent, and kept on
+    # the record's link as what Planhat holds, so a change made there goes back
+    settled: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class PrepareHook(Protocol):
@@ -211,7 +214,12 @@ class Preparing(Protocol):
 class WriteBackContext:
     """What a write-back may use: the connection's credentials for the source, its webhook
     secret, the source's options (checked, defaults filled) and an HTTP client (timeouts
-    set, no redirects) that lives for one batch of writes."""
+    set, no redirects) that lives for one batch of writes; the engine counts each of its
+    calls in the source credential's budget. ``record_window(name, limit, window)`` takes one
+    of a record's writes, at most ``limit`` in ``window`` seconds shared by every worker:
+    0.0 when taken, else the seconds until one is free (raise ``TargetBusy``). ``planhat``:
+    Planhat in the token's budget and the connection's memo, for a source that must look
+    something up there (None when the engine gives none)."""
 
     connection: str
     credentials: Mapping[str, str]
@@ -219,6 +227,8 @@ class WriteBackContext:
     secret: str | None
     options: Mapping[str, str]
     http: httpx.Client
+    record_window: Callable[[str, int, float], float] = lambda name, limit, window: 0.0
+    planhat: PrepareContext | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,6 +256,7 @@ class WriteBackError(Exception):
 
     WriteBackError
     ├── TargetRateLimited   429: the source's budget pauses ``retry_after``; no attempt
+    ├── TargetBusy          this record takes no write for ``wait`` s; the others go on
     ├── TargetUnavailable   5xx, timeout, no connection: back off and try again
     └── TargetRefused       any other answer: a dead letter carrying the answer
     """
@@ -255,6 +266,12 @@ class TargetRateLimited(WriteBackError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TargetBusy(WriteBackError):
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class TargetUnavailable(WriteBackError):

@@ -54,10 +54,12 @@ def client(credentials: Mapping[str, str], api_base: str | None, **kwargs: Any) 
 
 
 def one(ticket: Document, users: list[Any], organizations: list[Any]) -> Document:
-    """A ticket with its requester and organization: what ``mapping.changes`` reads."""
+    """A ticket with its requester, assignee and organization: what ``mapping.changes``
+    reads."""
+    people = {ticket.get("requester_id"), ticket.get("assignee_id")} - {None}
     return {
         "ticket": ticket,
-        "users": [u for u in users if u.get("id") == ticket.get("requester_id")],
+        "users": [u for u in users if u.get("id") in people],
         "organizations": [o for o in organizations if o.get("id") == ticket.get("organization_id")],
     }
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from connectors.change import Change, MappingError, RecordRejected, version_number
 from connectors.webhooks import BodyError, load_json
+from connectors.zendesk.assignees import ASSIGNEE_HINT, assigns
 
 # Event kinds saying the ticket is gone (Zendesk's "Ticket events": soft-deleted tickets
 # can be restored from Deleted tickets, permanently deleted ones cannot).
@@ -116,6 +117,10 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Chan
         ]
     if org.get("external_id"):
         fields[ORG_HINT] = str(org["external_id"])
+    if assigns(options):  # its owner is found before it is sent (assignees.py)
+        assignee = _find(document.get("users"), ticket.get("assignee_id"))
+        if ticket.get("assignee_id") is None or assignee:
+            fields[ASSIGNEE_HINT] = str(assignee.get("email") or "").strip().lower()
     try:
         version = version_number(ticket["updated_at"])
     except (KeyError, ValueError) as error:

@@ -30,7 +30,7 @@ from connectors.source import (
 )
 from connectors.webhooks import BodyError, load_json
 from connectors.zendesk import api, audits, mapping, verify, write_back
-from connectors.zendesk.companies import PREPARE
+from connectors.zendesk.prepare import PREPARE
 
 OPTIONS = (
     Option(
@@ -39,6 +39,19 @@ OPTIONS = (
         pattern=r"[a-z]+=[A-Za-z0-9 _-]+(,[a-z]+=[A-Za-z0-9 _-]+)*",
         help="zendesk=planhat status pairs, comma-separated (solved=resolved,…); "
         "Planhat 'closed' is written to Zendesk as 'solved'",
+    ),
+    Option(
+        name="assignees",
+        default="off",
+        pattern=r"off|email",
+        help="'email': the assignee ⇄ the Planhat ticket's owner (custom field Owner), "
+        "agents matched to Planhat users by e-mail; 'off': not synced",
+    ),
+    Option(
+        name="ticket_updates",
+        default=write_back.DEFAULT_TICKET_UPDATES,
+        pattern=r"[1-9][0-9]*/[1-9][0-9]*",
+        help="updates written to one ticket at most, per seconds (Zendesk: 30/600)",
     ),
 )
 ZENDESK_OWNS = frozenset(
@@ -58,9 +71,11 @@ class ZendeskSource:
     )
     api_base: str | None = None  # https://{subdomain}.zendesk.com
     prepare: Mapping[str, PrepareHook] = field(default_factory=lambda: PREPARE)
-    # Each write is a read and a PUT (and, when Zendesk changed the ticket later, its
-    # audits): 30 writes a minute stay within 100 requests a minute with the polls.
-    write_rate_per_minute: float = 30.0
+    # Calls a minute for the write-back, per credential and shared by every worker: each
+    # call counts (a write is a read and a PUT, and the audits when Zendesk changed the
+    # ticket later); with the export's 10 a minute this stays within the smallest plan's
+    # account limit (https://developer.zendesk.com/api-reference/introduction/rate-limits/).
+    write_rate_per_minute: float = 80.0
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("ZENDESK_WEBHOOK_SECRET")

@@ -2,7 +2,9 @@
 
 Shared fields: ``status`` ⇄ Planhat ``status`` (through ``zendesk.status_map``; Planhat
 ``closed`` becomes ``solved``: a closed Zendesk ticket can never be reopened) and
-``priority`` ⇄ Planhat ``severity``. Everything else is Zendesk's (``ownership``).
+``priority`` ⇄ Planhat ``severity``, and with ``zendesk.assignees=email`` ``assignee_id`` ⇄
+the owner (``custom.Owner``: the agent with the owner's e-mail, ``assignees.py``; none is
+a dead letter naming the owner). Everything else is Zendesk's (``ownership``).
 
 Each write reads the ticket first, decides per field, and sends only what still differs
 with ``PUT /api/v2/tickets/{id}`` carrying ``safe_update: true`` and ``updated_stamp``
@@ -10,7 +12,9 @@ with ``PUT /api/v2/tickets/{id}`` carrying ``safe_update: true`` and ``updated_s
 ``metadata.custom``). Per field: a value Zendesk already has is not sent; when the ticket
 changed after Planhat's change, its audits say when the field last changed, and a later
 Zendesk change wins. A 409 (someone wrote meanwhile): read again, decide again, at most
-twice more. Zendesk's answers: 429 waits (``Retry-After``), 5xx and no answer retry,
+twice more. Each PUT takes one of the ticket's updates (``zendesk.ticket_updates``, 30
+in 10 minutes, shared by every worker): a ticket over it waits alone (``TargetBusy``).
+Zendesk's answers: 429 waits (``Retry-After``), 5xx and no answer retry,
 anything else (401, 403, 404, 422) a dead letter carrying the answer.
 """
 
@@ -25,6 +29,7 @@ import structlog
 from connectors.change import version_number
 from connectors.planhat.errors import DEFAULT_RATE_LIMIT_WAIT, rate_limit_wait
 from connectors.source import (
+    TargetBusy,
     TargetRateLimited,
     TargetRefused,
     TargetUnavailable,
@@ -32,6 +37,7 @@ from connectors.source import (
     WriteBackContext,
 )
 from connectors.zendesk import api
+from connectors.zendesk.assignees import OWNER, assigns, zendesk_assignee
 from connectors.zendesk.mapping import status_map
 
 log = structlog.get_logger(__name__)
@@ -40,13 +46,16 @@ ORIGIN = {"sync_origin": "planhat-sync"}
 PRIORITIES = ("urgent", "high", "normal", "low")
 ATTEMPTS = 3  # the first write and at most two more after a 409
 ANSWER_CHARS = 500
+# https://developer.zendesk.com/api-reference/introduction/rate-limits/ : "30 updates per
+# 10 minutes per user per ticket"
+DEFAULT_TICKET_UPDATES = "30/600"
 SHARED = {"status": "status", "severity": "priority"}  # Planhat field → Zendesk field
 
 
-def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, str]:
+def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, Any]:
     """What Zendesk should hold for Planhat's changed shared fields; ``TargetRefused`` for a
-    value Zendesk cannot take."""
-    out: dict[str, str] = {}
+    value Zendesk cannot take. (The owner is matched in ``send``: it takes calls.)"""
+    out: dict[str, Any] = {}
     if "status" in fields:
         planhat = str(fields["status"] or "")
         back = {ph: zd for zd, ph in status_map(options).items()}
@@ -66,6 +75,12 @@ def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, s
             )
         out["priority"] = severity
     return out
+
+
+def ticket_updates(options: Mapping[str, str]) -> tuple[int, float]:
+    """``zendesk.ticket_updates`` (``30/600``): updates per ticket, and in how many seconds."""
+    limit, _, window = options.get("ticket_updates", DEFAULT_TICKET_UPDATES).partition("/")
+    return int(limit), float(window)
 
 
 def _check(answer: httpx.Response, what: str) -> None:
@@ -93,8 +108,8 @@ def _changed_at(audits: list[Any], field: str) -> int:
 
 
 def decide(
-    read_audits: Audits, ticket: Mapping[str, Any], want: Mapping[str, str], planhat_at: int
-) -> dict[str, str]:
+    read_audits: Audits, ticket: Mapping[str, Any], want: Mapping[str, Any], planhat_at: int
+) -> dict[str, Any]:
     """The fields still to write: those that differ, unless Zendesk changed them later."""
     send = {name: value for name, value in want.items() if ticket.get(name) != value}
     if send and version_number(ticket["updated_at"]) > planhat_at:
@@ -106,11 +121,17 @@ def decide(
     return send
 
 
+def owner_changed(change: WriteBack, options: Mapping[str, str]) -> bool:
+    custom = change.fields.get("custom")
+    return assigns(options) and isinstance(custom, Mapping) and OWNER in custom
+
+
 def send(context: WriteBackContext, change: WriteBack) -> None:
     if change.deleted:
         return  # a ticket deleted in Planhat stays in Zendesk (Zendesk owns the ticket)
     want = wanted(change.fields, context.options)
-    if not want:
+    assigning = owner_changed(change, context.options)
+    if not (want or assigning):
         return
     base = api.base_url(context.credentials, context.api_base)
     email, token = context.credentials.get("email"), context.credentials.get("api_token")
@@ -119,6 +140,20 @@ def send(context: WriteBackContext, change: WriteBack) -> None:
     headers = {"authorization": api.basic(email, token)}
     path = f"{base}/api/v2/tickets/{change.key}.json"
     http = context.http
+
+    def search(wanted_email: str) -> list[Any]:
+        # https://developer.zendesk.com/api-reference/ticketing/users/users/#search-users
+        answer = http.get(f"{base}/api/v2/users/search.json", params={"query": wanted_email},
+                          headers=headers)  # fmt: skip
+        _check(answer, "GET users/search")
+        return list(answer.json().get("users") or [])
+
+    if assigning:
+        owner = change.fields["custom"][OWNER]
+        try:
+            want["assignee_id"] = zendesk_assignee(context.planhat, owner, search)
+        except httpx.HTTPError as error:
+            raise TargetUnavailable(f"no answer from Zendesk: {type(error).__name__}") from None
 
     def read_audits() -> list[Any]:
         answer = http.get(f"{base}/api/v2/tickets/{change.key}/audits.json", headers=headers)
@@ -133,6 +168,11 @@ def send(context: WriteBackContext, change: WriteBack) -> None:
             fields = decide(read_audits, ticket, want, change.version)
             if not fields:
                 return
+            limit, window = ticket_updates(context.options)
+            wait = context.record_window(f"ticket:{change.key}", limit, window)
+            if wait > 0:  # Zendesk's 30 updates per ticket in 10 minutes: this one waits
+                raise TargetBusy(f"ticket {change.key} has had {limit} updates in {window:g} s",
+                                 wait)  # fmt: skip
             stamp = ticket["updated_at"]
             body = {"ticket": {**fields, "safe_update": True, "updated_stamp": stamp,
                                "metadata": ORIGIN}}  # fmt: skip

@@ -135,9 +135,12 @@ def two_way(
     options: Mapping[str, str] | None = None,
     config: EngineSettings = FAST,
     sandbox_config: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    apis: SourceApis | None = None,
 ) -> Iterator[TwoWay]:
     """The embedded engine with a receiver on a socket; the sandbox's Automations on
-    ``automations`` POST to that receiver (bearer ``PLANHAT_SECRET``)."""
+    ``automations`` POST to that receiver (bearer ``PLANHAT_SECRET``). ``secrets`` and
+    ``apis``: more sources' secrets, and where their APIs are (stand-ins)."""
     url = f"sqlite:///{tmp_path}/state.db"
     migrate(url)
     box = SecretBox(Fernet.generate_key().decode())
@@ -146,7 +149,7 @@ def two_way(
     def connections(engine: Engine) -> Connections:
         return Connections(engine, box=lambda: box, default=lambda: tenant[0])
 
-    runtime, dispatcher = embedded_runtime(url, connections, config, SourceApis())
+    runtime, dispatcher = embedded_runtime(url, connections, config, apis or SourceApis())
     app = create_web_app(
         connections=connections(runtime.engine),
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
@@ -166,7 +169,7 @@ def two_way(
             name="default",
             planhat_base_url=sandbox.url,
             planhat_token="sync-token",
-            secrets={"standard": STANDARD_SECRET, "planhat": PLANHAT_SECRET},
+            secrets={"standard": STANDARD_SECRET, "planhat": PLANHAT_SECRET, **(secrets or {})},
             options=dict(options or {}),
         )
     )

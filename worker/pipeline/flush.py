@@ -43,6 +43,16 @@ PARENTS = ("companies", "endusers")
 FLUSH_ORDER = (*PARENTS, *(name for name in MODELS if name not in PARENTS))
 
 
+def with_settled(fields: dict[str, Any], settled: dict[str, Any] | None) -> dict[str, Any]:
+    """A record's fields with those a prepare hook found (``custom`` merged per key)."""
+    if not settled:
+        return fields
+    out = {**fields, **settled}
+    if isinstance(fields.get("custom"), dict) and isinstance(settled.get("custom"), dict):
+        out["custom"] = {**fields["custom"], **settled["custom"]}
+    return out
+
+
 def prepare_hooks(model: str) -> list[PrepareHook]:
     """The hooks registered sources declare for ``model``, each once, in registry order."""
     hooks: list[PrepareHook] = []
@@ -274,8 +284,9 @@ class _Flush:
             self.report.calls += prepared.calls
             self._set_aside([(batch[i], why) for i, why in prepared.refused.items()])
             self._set_aside([(batch[i], why) for i, why in prepared.waiting.items()], wait=True)
+            found = prepared.settled
             batch = [
-                replace(item, record=record)
+                replace(item, record=record, fields=with_settled(item.fields, found.get(index)))
                 for index, (item, record) in enumerate(zip(batch, prepared.records, strict=True))
                 if index not in prepared.refused and index not in prepared.waiting
             ]

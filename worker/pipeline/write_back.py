@@ -6,7 +6,8 @@ lease, so a killed worker's rows come back) and written one by one, each after i
 in that source's own budget (per source credential). What goes wrong is mapped to one
 action by ``outcome_of``, as for Planhat: a 429 pauses the source's budget and costs no
 attempt; 5xx and timeouts back off, capped, and after ``max_attempts`` become a dead
-letter; a refusal is a dead letter at once, carrying the source's answer. A row leaves
+letter; a refusal is a dead letter at once, carrying the source's answer; a record over
+its own write limit (``TargetBusy``) waits alone, without an attempt. A row leaves
 the queue only in the transaction that records the write on its link (what we last wrote
 to the source: an echo of it is dropped), and only if no newer change merged into it.
 """
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, col, select
 
 from connectors.change import fields_hash
-from connectors.source import WriteBack, WriteBackContext, WritesBack
+from connectors.source import TargetBusy, WriteBack, WriteBackContext, WritesBack
 from state.db import for_update, session_scope
 from state.tables import DeadLetter, Link, OutboxItem, WriteBackItem, utcnow
 from worker.pipeline.batch import FlushPolicy
@@ -87,23 +88,32 @@ def write_back_batch(
     name: str,
     policy: FlushPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    metered: bool = False,
 ) -> WriteBackReport:
     """Claim due rows of ``name`` for the context's connection and write them, one action
-    for whatever goes wrong (module doc)."""
+    for whatever goes wrong (module doc). ``metered``: the context's client takes each
+    call from ``budget`` itself (``ratelimit.metered``); else each write takes one."""
     report = WriteBackReport(source=name)
     connection = context.connection
     with session_scope(engine) as session:
         claimed = _claim(session, connection, name, policy, utcnow())
     report.full = len(claimed) == BATCH
     for index, (key, change, sent, revision) in enumerate(claimed):
-        wait = wait_for_budget(limiter, budget, max_wait=policy.max_budget_wait, sleep=sleep)
-        if wait > 0:  # no budget: the rest waits, without an attempt
-            _release(engine, connection, [c[0] for c in claimed[index:]], delay=wait)
-            report.deferred += len(claimed) - index
-            report.stopped = True
-            break
+        if not metered:
+            wait = wait_for_budget(limiter, budget, max_wait=policy.max_budget_wait, sleep=sleep)
+            if wait > 0:  # no budget: the rest waits, without an attempt
+                _release(engine, connection, [c[0] for c in claimed[index:]], delay=wait)
+                report.deferred += len(claimed) - index
+                report.stopped = True
+                break
         try:
             source.write_back(context, change)
+        except TargetBusy as busy:  # this record's own limit: it waits, the others go on
+            log.info("write_back.busy", connection=connection, source=name, key=key[3],
+                     wait=round(busy.wait, 3))  # fmt: skip
+            _release(engine, connection, [key], delay=busy.wait)
+            report.deferred += 1
+            continue
         except Exception as error:
             outcome = outcome_of(error, 1)
             report.errors.append(outcome.reason)

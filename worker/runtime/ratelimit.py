@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import httpx
 import redis
 
 from connectors.source import NoBudget
+from worker.runtime.windows import LocalWindows, WindowLimiter
 
 # KEYS[1]: the token's TAT (ms), KEYS[2]: its pause. ARGV[1]: ms per call, ARGV[2]: burst.
 # Returns 0 when the call may go now, else how many ms to wait.
@@ -206,13 +208,36 @@ def budget_taker(
     return take
 
 
+def metered(
+    limiter: RateLimiter,
+    key: str,
+    *,
+    max_wait: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, list[Callable[[httpx.Request], None]]]:
+    """httpx event hooks that take every request from ``key``'s budget before it goes,
+    waiting up to ``max_wait`` seconds, else raising ``NoBudget`` (nothing is sent)."""
+    take = budget_taker(limiter, key, max_wait=max_wait, sleep=sleep)
+
+    def before(request: httpx.Request) -> None:
+        take()
+
+    return {"request": [before]}
+
+
 class WriteLimiters:
     """The write-back budgets: one limiter per rate a source declares (its
     ``write_rate_per_minute``), each keyed by source credential. ``make(rate, burst)``
-    builds one: in Redis for every worker, or in process (the embedded engine)."""
+    builds one: in Redis for every worker, or in process (the embedded engine).
+    ``windows``: the per-record write limits (``worker/runtime/windows.py``)."""
 
-    def __init__(self, make: Callable[[float, int], RateLimiter] | None = None) -> None:
+    def __init__(
+        self,
+        make: Callable[[float, int], RateLimiter] | None = None,
+        windows: WindowLimiter | None = None,
+    ) -> None:
         self._make = make or _local
+        self.windows: WindowLimiter = windows or LocalWindows()
         self._limiters: dict[float, RateLimiter] = {}
         self._lock = threading.Lock()
 

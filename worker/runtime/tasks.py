@@ -38,6 +38,7 @@ from worker.runtime.jobs import (
 )
 from worker.runtime.ratelimit import RedisRateLimiter, WriteLimiters
 from worker.runtime.settings import EngineSettings, Settings
+from worker.runtime.windows import RedisWindows
 from worker.runtime.write_back_jobs import run_reconcile, run_write_back
 
 INGEST_QUEUE = "phs:ingest-queue"
@@ -276,7 +277,8 @@ def runtime() -> Runtime:
                     write_limiters=WriteLimiters(
                         lambda rate, burst: RedisRateLimiter(
                             client, rate_per_minute=rate, burst=burst, prefix="phs:wb"
-                        )
+                        ),
+                        RedisWindows(client),
                     ),
                     locks=RedisLocks(client),
                     clients=PlanhatClients(connections(engine)),

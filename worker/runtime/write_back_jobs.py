@@ -4,26 +4,31 @@ and reconciliation (beat's scan for what Planhat's automations missed).
 
 Each source that takes write-backs (``WritesBack``) is written to in batches
 (``worker/pipeline/write_back.py``) with its own budget per source credential: a limiter
-per declared rate (``Runtime.write_limiters``), keyed by a hash of the source's name, the
-connection's credentials for it and its webhook secret (never the secrets themselves).
+per declared rate (``Runtime.write_limiters``), keyed by a hash of the source's name and
+the connection's credentials for it (its webhook secret when it has none; never the
+secrets themselves). Every HTTP call the write-back makes takes from it (a helpdesk's write
+may be a read, a PUT and more), and each record's writes are also limited per
+record when the source asks (``record_window``, shared through ``write_limiters``).
 Then the job asks to run again when the next row is due.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import structlog
 
 from connectors.planhat.errors import PlanhatError, RateLimitedError
-from connectors.source import NoBudget, WriteBackContext, WritesBack
+from connectors.source import NoBudget, PrepareContext, WriteBackContext, WritesBack
 from connectors.sources import SOURCES, OptionError, credentials_of, source_options
 from state.connections import LockedConnectionError, Tenant
 from worker.intake.reconcile import reconcile, synced_models
 from worker.pipeline.write_back import WriteBackReport, due, postpone, write_back_batch
 from worker.runtime.jobs import MAX_COUNTDOWN, PACE_SLEEP, Runtime
-from worker.runtime.ratelimit import budget_key, budget_taker
+from worker.runtime.ratelimit import budget_key, budget_taker, metered
 from worker.runtime.settings import MissingTokenError
 
 log = structlog.get_logger(__name__)
@@ -75,11 +80,19 @@ def _write_source(rt: Runtime, tenant: Tenant, name: str) -> list[WriteBackRepor
         return []
     credentials = credentials_of(source, tenant.secrets)
     secret = tenant.secrets.get(name)
-    budget = budget_key(json.dumps(["write-back", name, sorted(credentials.items()), secret]))
+    # Per credential: connections sharing one account share its budget (the webhook
+    # secret names the credential only of a source that has no other).
+    identity = sorted(credentials.items()) if credentials else secret
+    budget = budget_key(json.dumps(["write-back", name, identity]))
     limiter = rt.write_limiters.get(source.write_rate_per_minute)
+    windows = rt.write_limiters.windows
     policy = rt.config.policy()
     reports = []
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as http:
+    hooks = metered(limiter, budget, max_wait=policy.max_budget_wait)
+    with (
+        httpx.Client(timeout=TIMEOUT, follow_redirects=False, event_hooks=hooks) as http,
+        _planhat(rt, tenant.name) as planhat,
+    ):
         context = WriteBackContext(
             connection=tenant.name,
             credentials=credentials,
@@ -87,14 +100,34 @@ def _write_source(rt: Runtime, tenant: Tenant, name: str) -> list[WriteBackRepor
             secret=secret,
             options=options,
             http=http,
+            record_window=lambda record, limit, window: windows.try_take(
+                f"{budget}:{record}", limit, window
+            ),
+            planhat=planhat,
         )
         while True:
             report = write_back_batch(
-                rt.engine, source, context, limiter, budget, name=name, policy=policy
-            )
+                rt.engine, source, context, limiter, budget, name=name, policy=policy,
+                metered=True,
+            )  # fmt: skip
             reports.append(report)
             if report.stopped or not report.full:
                 return reports
+
+
+@contextmanager
+def _planhat(rt: Runtime, connection: str) -> Iterator[PrepareContext | None]:
+    """Planhat for a write-back that looks something up there (in the token's budget,
+    with the connection's prepare memo); None when the connection has no Planhat token."""
+    try:
+        lease = rt.clients.lease(connection)
+    except (LookupError, MissingTokenError):
+        yield None
+        return
+    with lease as (planhat, budget):
+        take = budget_taker(rt.limiter, budget, max_wait=rt.config.max_budget_wait)
+        memo = rt.prepare_memo.get(connection)
+        yield PrepareContext(connection=connection, planhat=planhat, take_budget=take, memo=memo)
 
 
 def run_reconcile(rt: Runtime) -> int:

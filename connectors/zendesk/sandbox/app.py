@@ -136,6 +136,23 @@ class ZendeskSandbox:
     async def show_user(self, request: Request, email: str) -> Response:
         return JSONResponse({"user": self.store.users[int(request.path_params["id"])]})
 
+    async def search_users(self, request: Request, email: str) -> Response:
+        """``query`` matches part of a user's e-mail or name, case-insensitive, or the whole
+        e-mail with ``email:`` (https://developer.zendesk.com/api-reference/ticketing/users/users/#search-users)."""
+        query = request.query_params.get("query", "").strip().lower()
+        exact = query.startswith("email:")
+        wanted = query.removeprefix("email:")
+        if not wanted:
+            raise Invalid("query is required")
+        with self.store.lock:
+            found = [
+                dict(user) for user in self.store.users.values()
+                if (str(user.get("email") or "").lower() == wanted) or (not exact and (
+                    wanted in str(user.get("email") or "").lower()
+                    or wanted in str(user.get("name") or "").lower()))
+            ]  # fmt: skip
+        return JSONResponse({"users": found, "count": len(found), "next_page": None})
+
     async def create_org(self, request: Request, email: str) -> Response:
         org = self.store.create_organization(await self._body(request, "organization"))
         return JSONResponse({"organization": org}, 201)
@@ -256,6 +273,7 @@ class ZendeskSandbox:
         t = "/api/v2/tickets/{id:int}"
         api = [
             ("POST", "/api/v2/users.json", self.create_user),
+            ("GET", "/api/v2/users/search.json", self.search_users),
             ("GET", "/api/v2/users/{id:int}.json", self.show_user),
             ("POST", "/api/v2/organizations.json", self.create_org),
             ("GET", "/api/v2/organizations/{id:int}.json", self.show_org),
