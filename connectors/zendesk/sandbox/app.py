@@ -3,7 +3,9 @@
 Serve it with ``planhat-sync zendesk-sandbox`` or call it in-process (httpx ASGI
 transport). Like the Planhat sandbox it answers ``GET /_sandbox/stats`` and
 ``POST /_sandbox/reset`` without credentials; ``POST /_sandbox/ui/tickets/{id}`` is an
-agent's edit in Zendesk's UI (via ``web``), ``POST /_sandbox/webhook`` pauses or resumes
+agent's edit in Zendesk's UI (via ``web``), with ``?before_next_put=1`` held until just
+before the next API update of that ticket (an agent saving between a read and a write:
+a ``safe_update`` conflict), ``POST /_sandbox/webhook`` pauses or resumes
 the event webhook (a paused webhook's events are lost: a missed webhook).
 
 Zendesk's behaviours kept (developer.zendesk.com, API reference): API-token Basic auth
@@ -78,6 +80,7 @@ class ZendeskSandbox:
         self.exports = FixedWindow(config.export_per_minute, 60.0)
         self.updates = FixedWindow(config.ticket_updates, config.ticket_window_s)
         self.agents: dict[str, int] = {}
+        self.held_edits: dict[int, dict[str, Any]] = {}  # ticket → an agent's edit to come
 
     def _agent(self, request: Request) -> str | None:
         """The API user's e-mail, or None when the credentials do not hold."""
@@ -165,6 +168,9 @@ class ZendeskSandbox:
     async def update_ticket(self, request: Request, email: str) -> Response:
         ticket_id = int(request.path_params["id"])
         given = await self._body(request, "ticket")
+        held = self.held_edits.pop(ticket_id, None)
+        if held is not None:
+            self._agent_edit(ticket_id, held)
         with self.store.lock:
             current = self.store.tickets[ticket_id]
             stamp = given.get("updated_stamp")
@@ -221,15 +227,19 @@ class ZendeskSandbox:
     async def ui_edit(self, request: Request) -> Response:
         """An agent's edit in Zendesk's UI: no API call is counted, the webhook fires."""
         given = json.loads(await request.body())
-        try:
-            ticket, _, changes = self.store.update_ticket(
-                int(request.path_params["id"]), given, via="web", author=None
-            )
-        except KeyError:
+        ticket_id = int(request.path_params["id"])
+        if ticket_id not in self.store.tickets:
             return _error(404, "RecordNotFound", "Not found")
+        if request.query_params.get("before_next_put"):
+            self.held_edits[ticket_id] = given
+            return JSONResponse({"held": True})
+        return JSONResponse({"ticket": self._agent_edit(ticket_id, given)})
+
+    def _agent_edit(self, ticket_id: int, given: dict[str, Any]) -> dict[str, Any]:
+        ticket, _, changes = self.store.update_ticket(ticket_id, given, via="web", author=None)
         self.stats.ui_edits += 1
         self.webhook.fire(envelopes(ticket, changes, created=False))
-        return JSONResponse({"ticket": ticket})
+        return ticket
 
     async def control_webhook(self, request: Request) -> Response:
         self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
