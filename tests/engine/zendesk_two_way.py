@@ -44,9 +44,11 @@ from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import LocalDispatcher, embedded_runtime
 from worker.runtime.jobs import Runtime, run_poll
+from worker.runtime.ratelimit import LocalRateLimiter, WriteLimiters
 from worker.runtime.settings import EngineSettings
 
 COMPANY = {"name": "Acme", "externalId": "acme", "domains": ["acme.example"]}
+UNPACED = LocalRateLimiter(rate_per_minute=1e6, burst=10**5)
 ZENDESK_SECRETS = {
     "zendesk": WEBHOOK_SECRET,
     "zendesk:subdomain": "acme",
@@ -157,6 +159,10 @@ class ZendeskTwoWay:
     def pause_webhook(self, paused: bool = True) -> None:
         self.zendesk_api.post("/_sandbox/webhook", json={"paused": paused}).raise_for_status()
 
+    def fail_export_page(self, n: int) -> None:
+        """The ``n``-th export request from now is answered 500, once."""
+        self.zendesk_api.post("/_sandbox/export", json={"fail_page": n}).raise_for_status()
+
     def zendesk_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.zendesk_api.get("/_sandbox/stats").json()
         return stats
@@ -248,9 +254,12 @@ def zendesk_two_way(
     zendesk_config: Mapping[str, Any] | None = None,
     sandbox_config: Mapping[str, Any] | None = None,
     company: Mapping[str, Any] | None = COMPANY,
+    paced: bool = False,
 ) -> Iterator[ZendeskTwoWay]:
     """Both stand-ins and the embedded engine between them; ``company`` is created in
-    Planhat first (the one tickets of ``@acme.example`` and organization ``acme`` find)."""
+    Planhat first (the one tickets of ``@acme.example`` and organization ``acme`` find).
+    ``paced``: write back at the source's own rate (Zendesk: 30 a minute, 2 s apart)
+    rather than at once."""
     url = f"sqlite:///{tmp_path}/state.db"
     migrate(url)
     box = SecretBox(Fernet.generate_key().decode())
@@ -276,6 +285,8 @@ def zendesk_two_way(
     zendesk = BackgroundServer(zendesk_app)
     apis = SourceApis(zendesk=zendesk.url)
     runtime, dispatcher = embedded_runtime(url, connections, config, apis)
+    if not paced:  # Zendesk's budget is the stand-in's to enforce here (its limits, 429s)
+        runtime.write_limiters = WriteLimiters(lambda rate, burst: UNPACED)
     app = create_web_app(
         connections=connections(runtime.engine),
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),

@@ -6,7 +6,8 @@ transport). Like the Planhat sandbox it answers ``GET /_sandbox/stats`` and
 agent's edit in Zendesk's UI (via ``web``), with ``?before_next_put=1`` held until just
 before the next API update of that ticket (an agent saving between a read and a write:
 a ``safe_update`` conflict), ``POST /_sandbox/webhook`` pauses or resumes
-the event webhook (a paused webhook's events are lost: a missed webhook).
+the event webhook (a paused webhook's events are lost: a missed webhook),
+``POST /_sandbox/export {"fail_page": n}`` answers the n-th export request from now 500.
 
 Zendesk's behaviours kept (developer.zendesk.com, API reference): API-token Basic auth
 (``{email}/token:{token}``, else 401); ``PUT /api/v2/tickets/{id}`` with ``safe_update``
@@ -81,6 +82,7 @@ class ZendeskSandbox:
         self.updates = FixedWindow(config.ticket_updates, config.ticket_window_s)
         self.agents: dict[str, int] = {}
         self.held_edits: dict[int, dict[str, Any]] = {}  # ticket → an agent's edit to come
+        self.failing_export_page = 0  # the n-th export request from now answers 500 (once)
 
     def _agent(self, request: Request) -> str | None:
         """The API user's e-mail, or None when the credentials do not hold."""
@@ -200,6 +202,10 @@ class ZendeskSandbox:
         return Response(status_code=204)
 
     async def export(self, request: Request, email: str) -> Response:
+        if self.failing_export_page:
+            self.failing_export_page -= 1
+            if not self.failing_export_page:
+                return _error(500, "InternalError", "A failing export page (the stand-in's)")
         query = request.query_params
         if "cursor" in query:
             gts, _, last = base64.urlsafe_b64decode(query["cursor"]).decode().partition(":")
@@ -240,6 +246,10 @@ class ZendeskSandbox:
         self.stats.ui_edits += 1
         self.webhook.fire(envelopes(ticket, changes, created=False))
         return ticket
+
+    async def control_export(self, request: Request) -> Response:
+        self.failing_export_page = int(json.loads(await request.body()).get("fail_page") or 0)
+        return JSONResponse({"fail_page": self.failing_export_page})
 
     async def control_webhook(self, request: Request) -> Response:
         self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
@@ -286,6 +296,7 @@ class ZendeskSandbox:
             Route("/_sandbox/stats", self.stats_view, methods=["GET"]),
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
             Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
+            Route("/_sandbox/export", self.control_export, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id:int}", self.ui_edit, methods=["POST"]),
             *routes,
         ]
