@@ -4,13 +4,17 @@ on both sides, "no call" included. Scenario 12 is Intercom's, not Zendesk's: not
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from connectors.zendesk.verify import signed_headers
 from state.tables import Cursor
 from tests.engine.two_way import FAST
 from tests.engine.zendesk_two_way import (
@@ -22,7 +26,7 @@ from tests.engine.zendesk_two_way import (
     ZendeskTwoWay,
     zendesk_two_way,
 )
-from tests.zendesk.stand_in import wait_for
+from tests.zendesk.stand_in import WEBHOOK_SECRET, wait_for
 from worker.runtime.settings import EngineSettings
 
 Start = Callable[[SandboxConfig], BackgroundSandbox]
@@ -409,3 +413,90 @@ def test_16_planhat_429_is_honoured_and_nothing_is_lost(
     assert calls.zendesk == {TICKET_GET: 1}
     # the refused writes, the one that went through, then the Automation's hint read
     assert calls.planhat == {"PUT /tickets": limited + 1, "GET /tickets": 1}
+
+
+def test_a_missed_webhook_is_caught_by_the_export_within_one_poll(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    with zendesk_two_way(start_sandbox, tmp_path) as sync:
+        ticket, _ = mirrored(sync)
+        sync.pause_webhook()  # Zendesk's delivery of the next change is lost
+        sync.agent_edit(ticket, status="pending", priority="urgent")
+        sync.drain()
+        missed = (sync.calls(), sync.zendesk_stats()["webhook"]["dropped"])
+        assert sync.poll() == 1
+        sync.drain()
+        calls = sync.calls()
+        planhat = sync.planhat_ticket(ticket)
+
+    assert missed == (Calls(zendesk={}, planhat={}), 2)
+    assert (planhat["status"], planhat["severity"]) == ("pending", "urgent")
+    # the export page carries the ticket whole (sideloaded): no read of it
+    assert calls == Calls(zendesk={EXPORT: 1}, planhat={"PUT /tickets": 1, **ECHO_READ})
+
+
+FORGERIES = ("wrong secret", "tampered body", "stale", "unsigned")
+
+
+def forged(forgery: str) -> tuple[bytes, dict[str, str]]:
+    """A Zendesk event as a forger sends it: the body and its headers."""
+    body = json.dumps({"id": f"evt-{forgery}", "type": "zen:event-type:ticket.created",
+                       "subject": "zen:ticket:1", "detail": {"id": "1"}}).encode()  # fmt: skip
+    when = datetime.now(UTC) - (timedelta(minutes=6) if forgery == "stale" else timedelta())
+    secret = "not-the-secret" if forgery == "wrong secret" else WEBHOOK_SECRET
+    headers = signed_headers(secret, body, when)
+    if forgery == "tampered body":
+        body = body.replace(b"ticket:1", b"ticket:2")
+    if forgery == "unsigned":
+        headers = {"content-type": "application/json"}
+    return body, headers
+
+
+def test_a_forged_or_stale_zendesk_signature_is_a_401_with_nothing_stored(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    with zendesk_two_way(start_sandbox, tmp_path) as sync:
+        sync.reset_calls()
+        answers = {}
+        for forgery in FORGERIES:
+            body, headers = forged(forgery)
+            url = f"{sync.receiver.url}/webhooks/default/zendesk"
+            answers[forgery] = httpx.post(url, content=body, headers=headers)
+        sync.drain()
+        stored, letters, calls = sync.events("zendesk"), sync.letters(), sync.calls()
+
+    assert {forgery: answer.status_code for forgery, answer in answers.items()} == dict.fromkeys(
+        FORGERIES, 401
+    )
+    assert all("signature" in answer.json()["error"] for answer in answers.values())
+    assert (stored, letters) == ([], [])
+    assert calls == Calls(zendesk={}, planhat={})
+
+
+@pytest.mark.parametrize(
+    ("refusal", "answer"),
+    [("revoked", "401: {\"error\":\"Couldn't authenticate you\""),
+     ("forbidden", "403: {\"error\":\"Forbidden\""),
+     ("deleted", "404: {\"error\":\"RecordNotFound\"")],
+)  # fmt: skip
+def test_a_zendesk_401_403_or_404_on_write_back_is_a_dead_letter_with_zendesks_answer(
+    start_sandbox: Start, tmp_path: Path, refusal: str, answer: str
+) -> None:
+    with zendesk_two_way(start_sandbox, tmp_path) as sync:
+        ticket, planhat_id = mirrored(sync)
+        if refusal == "revoked":
+            sync.zendesk_access(token="revoked")
+        elif refusal == "forbidden":
+            sync.zendesk_access(forbidden=True)
+        else:  # gone from Zendesk, its deletion not seen yet
+            sync.pause_webhook()
+            sync.zendesk_delete(ticket)
+        sync.ui_edit(planhat_id, status="hold")
+        sync.drain()
+        calls = sync.calls()
+        letters = sync.letters()
+
+    [letter] = letters
+    assert (letter.target, letter.key_value) == ("zendesk", str(ticket))
+    assert f"Zendesk answered GET ticket with {answer}" in letter.reason
+    assert calls == Calls(zendesk={TICKET_GET: 1}, planhat={"GET /tickets": 1})

@@ -163,6 +163,12 @@ class ZendeskTwoWay:
         """The ``n``-th export request from now is answered 500, once."""
         self.zendesk_api.post("/_sandbox/export", json={"fail_page": n}).raise_for_status()
 
+    def zendesk_access(self, **given: Any) -> None:
+        """Revoke the sync user's token (``token="revoked"``: 401s) or forbid it
+        (``forbidden=True``: 403s)."""
+        body = {"email": EMAIL, **given}
+        self.zendesk_api.post("/_sandbox/access", json=body).raise_for_status()
+
     def zendesk_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.zendesk_api.get("/_sandbox/stats").json()
         return stats
@@ -241,7 +247,7 @@ class ZendeskTwoWay:
             if time.monotonic() > deadline:
                 raise AssertionError("the Zendesk two-way engine did not drain")
             quiet = 0 if self.busy() else quiet + 1
-            time.sleep(0.1)
+            time.sleep(0.05)
 
 
 @contextmanager

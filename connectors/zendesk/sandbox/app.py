@@ -7,7 +7,8 @@ agent's edit in Zendesk's UI (via ``web``), with ``?before_next_put=1`` held unt
 before the next API update of that ticket (an agent saving between a read and a write:
 a ``safe_update`` conflict), ``POST /_sandbox/webhook`` pauses or resumes
 the event webhook (a paused webhook's events are lost: a missed webhook),
-``POST /_sandbox/export {"fail_page": n}`` answers the n-th export request from now 500.
+``POST /_sandbox/export {"fail_page": n}`` answers the n-th export request from now 500,
+``POST /_sandbox/access`` revokes an API user's token (401) or forbids it (403).
 
 Zendesk's behaviours kept (developer.zendesk.com, API reference): API-token Basic auth
 (``{email}/token:{token}``, else 401); ``PUT /api/v2/tickets/{id}`` with ``safe_update``
@@ -83,6 +84,8 @@ class ZendeskSandbox:
         self.agents: dict[str, int] = {}
         self.held_edits: dict[int, dict[str, Any]] = {}  # ticket → an agent's edit to come
         self.failing_export_page = 0  # the n-th export request from now answers 500 (once)
+        self.forbidden: set[str] = set()  # API users answered 403 (a role that may not)
+        self.credentials = dict(config.credentials)  # e-mail → token; {}: any
 
     def _agent(self, request: Request) -> str | None:
         """The API user's e-mail, or None when the credentials do not hold."""
@@ -96,7 +99,7 @@ class ZendeskSandbox:
         email, slash, kind = user.rpartition("/")
         if not (slash and kind == "token" and email and token):
             return None
-        wanted = self.config.credentials
+        wanted = self.credentials
         return email if not wanted or wanted.get(email) == token else None
 
     def _author(self, email: str) -> int:
@@ -111,6 +114,8 @@ class ZendeskSandbox:
             email = self._agent(request)
             if email is None:
                 return _error(401, "Couldn't authenticate you", "Couldn't authenticate you")
+            if email in self.forbidden:
+                return _error(403, "Forbidden", "You do not have access to this page.")
             decision = self.account.take(email)
             if decision.allowed and route.endswith("cursor.json"):
                 decision = self.exports.take(email)
@@ -251,6 +256,19 @@ class ZendeskSandbox:
         self.failing_export_page = int(json.loads(await request.body()).get("fail_page") or 0)
         return JSONResponse({"fail_page": self.failing_export_page})
 
+    async def control_access(self, request: Request) -> Response:
+        """``{"email": …, "forbidden": true}``: that API user is answered 403 from now;
+        ``{"email": …, "token": …}``: its token is that one (another: a 401)."""
+        given = json.loads(await request.body())
+        email = str(given.get("email") or "")
+        if given.get("forbidden"):
+            self.forbidden.add(email)
+        else:
+            self.forbidden.discard(email)
+        if "token" in given:
+            self.credentials[email] = str(given["token"])
+        return JSONResponse({"forbidden": sorted(self.forbidden)})
+
     async def control_webhook(self, request: Request) -> Response:
         self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
         return JSONResponse({"paused": self.webhook.paused})
@@ -297,6 +315,7 @@ class ZendeskSandbox:
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
             Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
             Route("/_sandbox/export", self.control_export, methods=["POST"]),
+            Route("/_sandbox/access", self.control_access, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id:int}", self.ui_edit, methods=["POST"]),
             *routes,
         ]
