@@ -260,6 +260,29 @@ def test_8_a_409_is_read_again_decided_per_field_and_retried_once(
     assert calls.planhat == {"GET /tickets": 2, "PUT /tickets": 1}
 
 
+def test_8_a_409_where_both_sides_changed_the_status_the_later_change_wins(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    with zendesk_two_way(start_sandbox, tmp_path) as sync:
+        ticket, planhat_id = mirrored(sync)
+        # an agent sets the status between our read and our write, after the CSM did
+        sync.zendesk_ahead(2)
+        sync.agent_edit_before_next_put(ticket, status="pending")
+        sync.ui_edit(planhat_id, status="hold")
+        sync.drain()
+        calls = sync.calls()
+        now = sync.zendesk_read(ticket)
+        planhat = sync.planhat_ticket(ticket)
+        letters = sync.letters()
+
+    assert (now["status"], planhat["status"]) == ("pending", "pending")
+    assert letters == []
+    # read, PUT (409), read again and its audits: Zendesk's status is later, nothing
+    # written; the agent's change comes as an event, read, and is written to Planhat
+    assert calls.zendesk == {TICKET_GET: 3, TICKET_PUT: 1, AUDITS: 1}
+    assert calls.planhat == {"GET /tickets": 2, "PUT /tickets": 1}
+
+
 def test_9_an_owned_field_edited_in_planhat_is_not_propagated(
     start_sandbox: Start, tmp_path: Path
 ) -> None:
