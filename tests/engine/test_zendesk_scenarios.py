@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ RESOLVED = {"zendesk.status_map": "new=new,open=open,pending=pending,hold=hold,s
 ECHO_READ = {"GET /tickets": 1}  # the Automation's hint for our own write, read and dropped
 
 
-def mirrored(sync: ZendeskTwoWay, **ticket: object) -> tuple[int, str]:
+def mirrored(sync: ZendeskTwoWay, **ticket: Any) -> tuple[int, str]:
     """A ticket made in Zendesk and mirrored to Planhat; the counters zeroed after it."""
     made = sync.zendesk_ticket(**ticket)
     sync.drain()
@@ -508,30 +509,33 @@ def test_a_forged_or_stale_zendesk_signature_is_a_401_with_nothing_stored(
     assert calls == Calls(zendesk={}, planhat={})
 
 
-@pytest.mark.parametrize(
-    ("refusal", "answer"),
-    [("revoked", "401: {\"error\":\"Couldn't authenticate you\""),
-     ("forbidden", "403: {\"error\":\"Forbidden\""),
-     ("deleted", "404: {\"error\":\"RecordNotFound\"")],
-)  # fmt: skip
 def test_a_zendesk_401_403_or_404_on_write_back_is_a_dead_letter_with_zendesks_answer(
-    start_sandbox: Start, tmp_path: Path, refusal: str, answer: str
+    start_sandbox: Start, tmp_path: Path
 ) -> None:
+    answers = {
+        "deleted": '404: {"error":"RecordNotFound"',
+        "forbidden": '403: {"error":"Forbidden"',
+        "revoked": '401: {"error":"Couldn\'t authenticate you"',
+    }
     with zendesk_two_way(start_sandbox, tmp_path) as sync:
-        ticket, planhat_id = mirrored(sync)
-        if refusal == "revoked":
-            sync.zendesk_access(token="revoked")
-        elif refusal == "forbidden":
-            sync.zendesk_access(forbidden=True)
-        else:  # gone from Zendesk, its deletion not seen yet
-            sync.pause_webhook()
-            sync.zendesk_delete(ticket)
-        sync.ui_edit(planhat_id, status="hold")
-        sync.drain()
-        calls = sync.calls()
-        letters = sync.letters()
+        tickets = {refusal: mirrored(sync) for refusal in answers}
+        sync.pause_webhook()  # gone from Zendesk, its deletion not seen yet
+        sync.zendesk_delete(tickets["deleted"][0])
+        calls = {}
+        for refusal in answers:  # one after the other: a revoked token refuses them all
+            if refusal == "forbidden":
+                sync.zendesk_access(forbidden=True)
+            if refusal == "revoked":
+                sync.zendesk_access(forbidden=False, token="revoked")
+            sync.reset_calls()
+            sync.ui_edit(tickets[refusal][1], status="hold")
+            sync.drain()
+            calls[refusal] = sync.calls()
+        letters = {letter.key_value: letter for letter in sync.letters()}
 
-    [letter] = letters
-    assert (letter.target, letter.key_value) == ("zendesk", str(ticket))
-    assert f"Zendesk answered GET ticket with {answer}" in letter.reason
-    assert calls == Calls(zendesk={TICKET_GET: 1}, planhat={"GET /tickets": 1})
+    assert sorted(letters) == sorted(str(ticket) for ticket, _ in tickets.values())
+    for refusal, answer in answers.items():
+        letter = letters[str(tickets[refusal][0])]
+        assert letter.target == "zendesk"
+        assert f"Zendesk answered GET ticket with {answer}" in letter.reason
+        assert calls[refusal] == Calls(zendesk={TICKET_GET: 1}, planhat={"GET /tickets": 1})
