@@ -158,9 +158,20 @@ def test_5_ping_pong_c_only_updated_at_and_generated_timestamp_moved_no_write(
         sync.drain()
         assert sync.poll() == 1  # and the export sees its new updated_at
         sync.drain()
-        calls = sync.calls()
+        commented = sync.calls()
+        sync.reset_calls()
+        # a system update: generated_timestamp alone moves, no event
+        before = sync.zendesk_read(ticket)
+        sync.zendesk_resave(ticket)
+        after = sync.zendesk_read(ticket)
+        assert sync.poll() == 0  # listed again, under an event id already held
+        sync.drain()
+        resaved = sync.calls()
 
-    assert calls == Calls(zendesk={TICKET_GET: 1, EXPORT: 1}, planhat={})
+    assert commented == Calls(zendesk={TICKET_GET: 1, EXPORT: 1}, planhat={})
+    assert after["updated_at"] == before["updated_at"]
+    assert after["generated_timestamp"] >= before["generated_timestamp"]
+    assert resaved == Calls(zendesk={EXPORT: 1}, planhat={})
 
 
 def test_6_runaway_guard_a_status_flip_flopping_between_the_sides_is_quarantined(

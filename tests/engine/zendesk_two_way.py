@@ -144,6 +144,16 @@ class ZendeskTwoWay:
         assert self.zendesk_api.delete(path).status_code == 204
         self._own[zd("DELETE", "tickets/{id}")] += 1
 
+    def zendesk_resave(self, ticket_id: int) -> None:
+        """A system update that changes nothing (a trigger re-saving the ticket): only its
+        ``generated_timestamp`` moves, no event fires (developer.zendesk.com, Tickets:
+        ``updated_at`` changes only if the update generates a ticket event)."""
+        status = self.zendesk_read(ticket_id)["status"]
+        path = f"/api/v2/tickets/{ticket_id}.json"
+        answer = self.zendesk_api.put(path, json={"ticket": {"status": status}})
+        assert answer.status_code == 200, answer.text
+        self._own[zd("PUT", "tickets/{id}")] += 1
+
     def zendesk_read(self, ticket_id: int) -> dict[str, Any]:
         ticket: dict[str, Any] = self.zendesk_store().tickets[ticket_id]
         return dict(ticket)
