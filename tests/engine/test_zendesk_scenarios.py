@@ -183,6 +183,7 @@ def test_6_runaway_guard_a_status_flip_flopping_between_the_sides_is_quarantined
 
         def bounce() -> None:
             """A CSM sets pending in Planhat; a Zendesk rule sets it open again."""
+            sync.wait_past_zendesk_stamp(ticket)  # the CSM's change is the later one
             sync.ui_edit(planhat_id, status="pending")
             sync.drain()
             sync.agent_edit(ticket, status="open")
@@ -422,6 +423,9 @@ def test_16_zendesk_429_retry_after_is_honoured_and_nothing_is_lost(
     # written at once is answered 429, Retry-After: 1
     zendesk = {"ticket_updates": 1, "ticket_window_s": 1.0}
     with zendesk_two_way(start_sandbox, tmp_path, zendesk_config=zendesk) as sync:
+        # Zendesk's stamps a second behind: our write made in the second of the ticket's
+        # creation (stamped the next) is not later than the CSM's next change
+        sync.zendesk_ahead(-1)
         ticket, planhat_id = mirrored(sync)
         sync.ui_edit(planhat_id, status="pending")
         wait_for(lambda: sync.zendesk_read(ticket)["status"] == "pending")

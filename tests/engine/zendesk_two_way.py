@@ -31,7 +31,7 @@ from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServer
 from connectors.zendesk.sandbox import ZendeskConfig, create_app
-from connectors.zendesk.sandbox.store import ZendeskStore
+from connectors.zendesk.sandbox.store import ZendeskStore, seconds_of
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import migrate, session_scope
@@ -165,6 +165,17 @@ class ZendeskTwoWay:
         """Run Zendesk's clock ahead: its stamps are whole seconds, so a change made there
         within the second of one made in Planhat would otherwise seem older."""
         self._ahead[0] = seconds
+
+    def wait_past_zendesk_stamp(self, ticket_id: int, timeout: float = 5.0) -> None:
+        """Until our clock is past the ticket's ``updated_at``. The stand-in never gives a
+        ticket the same ``updated_at`` twice: changes within one second take the next,
+        a stamp in the future that a Planhat change made meanwhile would seem older than."""
+        stamp = seconds_of(self.zendesk_read(ticket_id)["updated_at"]) - self._ahead[0]
+        deadline = time.monotonic() + timeout
+        while time.time() <= stamp + 1:  # whole seconds: past the end of that second
+            if time.monotonic() > deadline:
+                raise AssertionError("the Zendesk stamp stays in the future")
+            time.sleep(0.05)
 
     def pause_webhook(self, paused: bool = True) -> None:
         self.zendesk_api.post("/_sandbox/webhook", json={"paused": paused}).raise_for_status()
