@@ -57,9 +57,12 @@ def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, A
     value Zendesk cannot take. (The owner is matched in ``send``: it takes calls.)"""
     out: dict[str, Any] = {}
     if "status" in fields:
+        # Planhat's status is a free string a CSM may type ("Open ", "SOLVED"): read as
+        # the map spells it, case and surrounding spaces aside (scenario 15, no write).
         planhat = str(fields["status"] or "")
-        back = {ph: zd for zd, ph in status_map(options).items()}
-        status = back.get(planhat) or ("solved" if planhat == "closed" else None)
+        back = {ph.strip().casefold(): zd for zd, ph in status_map(options).items()}
+        spelled = planhat.strip().casefold()
+        status = back.get(spelled) or ("solved" if spelled == "closed" else None)
         if status is None or status == "closed":
             raise TargetRefused(
                 f"the Planhat status {planhat!r} maps to no Zendesk status; add it to "
@@ -67,7 +70,7 @@ def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, A
             )
         out["status"] = status
     if "severity" in fields:
-        severity = str(fields["severity"] or "").lower()
+        severity = str(fields["severity"] or "").strip().lower()
         if severity not in PRIORITIES:
             raise TargetRefused(
                 f"the Planhat severity {fields['severity']!r} is no Zendesk priority "

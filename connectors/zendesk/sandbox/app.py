@@ -3,8 +3,12 @@
 Serve it with ``planhat-sync zendesk-sandbox`` or call it in-process (httpx ASGI
 transport). Like the Planhat sandbox it answers ``GET /_sandbox/stats`` and
 ``POST /_sandbox/reset`` without credentials; ``POST /_sandbox/ui/tickets/{id}`` is an
-agent's edit in Zendesk's UI (via ``web``), ``POST /_sandbox/webhook`` pauses or resumes
-the event webhook (a paused webhook's events are lost: a missed webhook).
+agent's edit in Zendesk's UI (via ``web``), with ``?before_next_put=1`` held until just
+before the next API update of that ticket (an agent saving between a read and a write:
+a ``safe_update`` conflict), ``POST /_sandbox/webhook`` pauses or resumes
+the event webhook (a paused webhook's events are lost: a missed webhook),
+``POST /_sandbox/export {"fail_page": n}`` answers the n-th export request from now 500,
+``POST /_sandbox/access`` revokes an API user's token (401) or forbids it (403).
 
 Zendesk's behaviours kept (developer.zendesk.com, API reference): API-token Basic auth
 (``{email}/token:{token}``, else 401); ``PUT /api/v2/tickets/{id}`` with ``safe_update``
@@ -78,6 +82,10 @@ class ZendeskSandbox:
         self.exports = FixedWindow(config.export_per_minute, 60.0)
         self.updates = FixedWindow(config.ticket_updates, config.ticket_window_s)
         self.agents: dict[str, int] = {}
+        self.held_edits: dict[int, dict[str, Any]] = {}  # ticket → an agent's edit to come
+        self.failing_export_page = 0  # the n-th export request from now answers 500 (once)
+        self.forbidden: set[str] = set()  # API users answered 403 (a role that may not)
+        self.credentials = dict(config.credentials)  # e-mail → token; {}: any
 
     def _agent(self, request: Request) -> str | None:
         """The API user's e-mail, or None when the credentials do not hold."""
@@ -91,7 +99,7 @@ class ZendeskSandbox:
         email, slash, kind = user.rpartition("/")
         if not (slash and kind == "token" and email and token):
             return None
-        wanted = self.config.credentials
+        wanted = self.credentials
         return email if not wanted or wanted.get(email) == token else None
 
     def _author(self, email: str) -> int:
@@ -106,6 +114,8 @@ class ZendeskSandbox:
             email = self._agent(request)
             if email is None:
                 return _error(401, "Couldn't authenticate you", "Couldn't authenticate you")
+            if email in self.forbidden:
+                return _error(403, "Forbidden", "You do not have access to this page.")
             decision = self.account.take(email)
             if decision.allowed and route.endswith("cursor.json"):
                 decision = self.exports.take(email)
@@ -182,6 +192,9 @@ class ZendeskSandbox:
     async def update_ticket(self, request: Request, email: str) -> Response:
         ticket_id = int(request.path_params["id"])
         given = await self._body(request, "ticket")
+        held = self.held_edits.pop(ticket_id, None)
+        if held is not None:
+            self._agent_edit(ticket_id, held)
         with self.store.lock:
             current = self.store.tickets[ticket_id]
             stamp = given.get("updated_stamp")
@@ -211,6 +224,10 @@ class ZendeskSandbox:
         return Response(status_code=204)
 
     async def export(self, request: Request, email: str) -> Response:
+        if self.failing_export_page:
+            self.failing_export_page -= 1
+            if not self.failing_export_page:
+                return _error(500, "InternalError", "A failing export page (the stand-in's)")
         query = request.query_params
         if "cursor" in query:
             gts, _, last = base64.urlsafe_b64decode(query["cursor"]).decode().partition(":")
@@ -238,15 +255,36 @@ class ZendeskSandbox:
     async def ui_edit(self, request: Request) -> Response:
         """An agent's edit in Zendesk's UI: no API call is counted, the webhook fires."""
         given = json.loads(await request.body())
-        try:
-            ticket, _, changes = self.store.update_ticket(
-                int(request.path_params["id"]), given, via="web", author=None
-            )
-        except KeyError:
+        ticket_id = int(request.path_params["id"])
+        if ticket_id not in self.store.tickets:
             return _error(404, "RecordNotFound", "Not found")
+        if request.query_params.get("before_next_put"):
+            self.held_edits[ticket_id] = given
+            return JSONResponse({"held": True})
+        return JSONResponse({"ticket": self._agent_edit(ticket_id, given)})
+
+    def _agent_edit(self, ticket_id: int, given: dict[str, Any]) -> dict[str, Any]:
+        ticket, _, changes = self.store.update_ticket(ticket_id, given, via="web", author=None)
         self.stats.ui_edits += 1
         self.webhook.fire(envelopes(ticket, changes, created=False))
-        return JSONResponse({"ticket": ticket})
+        return ticket
+
+    async def control_export(self, request: Request) -> Response:
+        self.failing_export_page = int(json.loads(await request.body()).get("fail_page") or 0)
+        return JSONResponse({"fail_page": self.failing_export_page})
+
+    async def control_access(self, request: Request) -> Response:
+        """``{"email": …, "forbidden": true}``: that API user is answered 403 from now;
+        ``{"email": …, "token": …}``: its token is that one (another: a 401)."""
+        given = json.loads(await request.body())
+        email = str(given.get("email") or "")
+        if given.get("forbidden"):
+            self.forbidden.add(email)
+        else:
+            self.forbidden.discard(email)
+        if "token" in given:
+            self.credentials[email] = str(given["token"])
+        return JSONResponse({"forbidden": sorted(self.forbidden)})
 
     async def control_webhook(self, request: Request) -> Response:
         self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
@@ -294,6 +332,8 @@ class ZendeskSandbox:
             Route("/_sandbox/stats", self.stats_view, methods=["GET"]),
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
             Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
+            Route("/_sandbox/export", self.control_export, methods=["POST"]),
+            Route("/_sandbox/access", self.control_access, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id:int}", self.ui_edit, methods=["POST"]),
             *routes,
         ]
