@@ -131,6 +131,12 @@ def _check(answer: httpx.Response, what: str) -> None:
     raise TargetRefused(said)
 
 
+def _moves_state(part_type: str) -> bool:
+    # ``ticket_state_updated_by_admin`` and the like; closing and reopening leave parts of
+    # their own (``close``, ``open``), as a closed ticket's notification shows.
+    return "ticket_state" in part_type or part_type in ("close", "open")
+
+
 def state_changed_at(ticket: Mapping[str, Any]) -> int:
     """When the ticket's state last changed (its parts), in microseconds; 0: unknown."""
     holder = ticket.get("ticket_parts")
@@ -138,7 +144,7 @@ def state_changed_at(ticket: Mapping[str, Any]) -> int:
     times = [
         int(part.get("created_at") or 0)
         for part in (parts if isinstance(parts, list) else [])
-        if isinstance(part, dict) and "ticket_state" in str(part.get("part_type", ""))
+        if isinstance(part, dict) and _moves_state(str(part.get("part_type", "")))
     ]
     return max(times, default=0) * 1_000_000
 
