@@ -109,6 +109,10 @@ class Contacts:
             self._kept[key] = (self._clock(), found)
         return found
 
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
 
 def _read_contact(http: httpx.Client, contact_id: str) -> Document:
     answer = http.get(f"/contacts/{contact_id}")
@@ -151,11 +155,13 @@ def complete(http: httpx.Client, ticket: Document, contacts: Contacts = CONTACTS
     }
 
 
-def tickets_since(http: httpx.Client, since: int, *, max_pages: int = MAX_PAGES) -> list[Any]:
+def tickets_since(
+    http: httpx.Client, since: int, *, max_pages: int = MAX_PAGES, per_page: int = PER_PAGE
+) -> list[Any]:
     """Tickets updated at or after ``since``, oldest first, each ``{"ticket": …}``; each
     (id, updated_at) once. The contact is read when the item is completed (``detail``)."""
     seen: dict[tuple[str, int], Document] = {}
-    pagination: dict[str, Any] = {"per_page": PER_PAGE}
+    pagination: dict[str, Any] = {"per_page": per_page}
     for _ in range(max_pages):
         body = {
             "query": {"field": "updated_at", "operator": ">", "value": since},
@@ -169,7 +175,7 @@ def tickets_since(http: httpx.Client, since: int, *, max_pages: int = MAX_PAGES)
         after = ((page.get("pages") or {}).get("next") or {}).get("starting_after")
         if not after:
             break
-        pagination = {"per_page": PER_PAGE, "starting_after": after}
+        pagination = {"per_page": per_page, "starting_after": after}
     ordered = sorted(seen.items(), key=lambda item: (item[0][1], item[0][0]))
     return [{"ticket": ticket} for _, ticket in ordered]
 
