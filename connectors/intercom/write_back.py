@@ -102,6 +102,10 @@ class States:
             self._kept[key] = (self._clock(), states)
         return states
 
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
 
 STATES = States()
 
