@@ -24,6 +24,7 @@ Tickets seen twice (once per page, when one changes while we page) count once pe
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -97,7 +98,9 @@ class Contacts:
     def get(self, http: httpx.Client, contact_id: str) -> Document:
         """``{"id", "email", "companies": [{"id", "company_id", "name"}]}``; ``{}`` when
         Intercom has no such contact."""
-        key = (str(http.base_url), contact_id)
+        # per workspace: the API host and the token (hashed: no secret kept as a key)
+        token = hashlib.sha256(http.headers.get("authorization", "").encode()).hexdigest()
+        key = (f"{http.base_url}#{token[:16]}", contact_id)
         with self._lock:
             kept = self._kept.get(key)
         if kept and self._clock() - kept[0] <= self._ttl:

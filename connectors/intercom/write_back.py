@@ -21,6 +21,7 @@ retry, anything else (401, 403, 404, 422) a dead letter carrying the answer.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -92,7 +93,7 @@ class States:
         self._kept: dict[tuple[str, str], tuple[float, list[Any]]] = {}
 
     def get(self, read: Callable[[], list[Any]], base: str, token: str) -> list[Any]:
-        key = (base, token)
+        key = (base, hashlib.sha256(token.encode()).hexdigest())  # no secret kept as a key
         with self._lock:
             kept = self._kept.get(key)
         if kept and self._clock() - kept[0] <= self._ttl:

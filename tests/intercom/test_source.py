@@ -14,6 +14,8 @@ from connectors.intercom.mapping import COMPANY_HINT
 from connectors.intercom.verify import sign, signed_headers
 from connectors.sources import SOURCES, env_api_bases, env_secrets, source_options
 from connectors.webhooks import SignatureError
+from state.connections import Tenant
+from worker.intake.reconcile import synced_models
 
 SECRET = "intercom-client-secret"
 TICKET = {"type": "ticket", "id": "77", "ticket_id": "12",
@@ -115,3 +117,9 @@ def test_a_deleted_ticket_maps_to_nothing() -> None:
 def test_a_ticket_without_a_usable_updated_at_cannot_be_mapped(value: Any) -> None:
     with pytest.raises(MappingError, match="updated_at"):
         SOURCE.changes(document(updated_at=value), "e", options())
+
+
+def test_a_connection_with_intercom_reconciles_its_tickets() -> None:
+    tenant = Tenant(name="default", planhat_base_url="http://127.0.0.1:9", planhat_token="t",
+                    secrets={"intercom": "s", "intercom:access_token": "t"})  # fmt: skip
+    assert synced_models(tenant) == ["tickets"]
