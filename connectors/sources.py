@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from connectors import (
     chargebee,
+    intercom,
     planhat_source,
     standard,
     stripe,
@@ -40,6 +41,7 @@ SOURCES: dict[str, Source] = {
     surveymonkey.SOURCE.name: surveymonkey.SOURCE,
     planhat_source.SOURCE.name: planhat_source.SOURCE,
     zendesk.SOURCE.name: zendesk.SOURCE,
+    intercom.SOURCE.name: intercom.SOURCE,
 }
 
 

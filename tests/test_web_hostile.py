@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import select
 
 from connectors.chargebee.verify import basic_auth
+from connectors.intercom.verify import sign as intercom_sign
 from connectors.sources import SOURCES
 from connectors.standard.verify import signed_headers
 from connectors.stripe.verify import sign as stripe_sign
@@ -44,6 +45,7 @@ SECRETS = {
     "surveymonkey": "client-id&client-secret",
     "planhat": "hostile-automation-secret",
     "zendesk": "hostile-zendesk-signing-secret",
+    "intercom": "hostile-intercom-client-secret",
 }
 # A float, as time.time() gives in production: a timestamp too large for a float must be
 # refused, not overflow the comparison with it.
@@ -59,6 +61,7 @@ WRONG = {
     "surveymonkey": "client-id&another-secret",
     "planhat": "another-automation-secret",
     "zendesk": "another-zendesk-signing-secret",
+    "intercom": "another-intercom-client-secret",
 }
 
 
@@ -82,6 +85,8 @@ def signed(
     elif source == "zendesk":
         when = datetime.fromtimestamp(NOW, UTC)
         headers.update(zendesk_signed_headers(secret, body, when))
+    elif source == "intercom":
+        headers["X-Hub-Signature"] = intercom_sign(secret, body)
     elif source == "planhat":  # an Automation signs nothing: a secret in a header
         headers["authorization"] = f"Bearer {secret}"
     else:
@@ -109,6 +114,8 @@ def envelope(source: str, event_id: Any, payload: bytes = b"{}") -> bytes:
         b'"time": ' + payload + b"}",
         "zendesk": b'{"id": ' + ident + b', "type": "zen:event-type:ticket.created", '
         b'"subject": "zen:ticket:1", "detail": ' + payload + b"}",
+        "intercom": b'{"type": "notification_event", "id": ' + ident + b", "
+        b'"topic": "ticket.created", "data": {"item": ' + payload + b"}}",
     }[source]
 
 
@@ -164,6 +171,7 @@ SIGNATURE_HEADERS = {
     "surveymonkey": "sm-signature",
     "planhat": "authorization",
     "zendesk": "X-Zendesk-Webhook-Signature",
+    "intercom": "X-Hub-Signature",
 }
 
 

@@ -83,8 +83,8 @@ def test_every_registered_source_says_what_it_can_do() -> None:
     polled = {name for name, source in SOURCES.items() if isinstance(source, Polled)}
     receipt = {name for name, source in SOURCES.items() if source.checks_on_receipt}
     assert (thin, polled, receipt) == (
-        {"surveymonkey", "zendesk"},
-        {"stripe", "chargebee", "typeform", "zendesk"},
+        {"surveymonkey", "zendesk", "intercom"},
+        {"stripe", "chargebee", "typeform", "zendesk", "intercom"},
         {"standard"},
     )
 

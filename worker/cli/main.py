@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 import uvicorn
 
+from connectors.intercom.sandbox.cli import intercom_sandbox
 from connectors.planhat.bulk import SUCCESSES, count_outcomes
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.errors import PlanhatError
@@ -333,6 +334,7 @@ def dev(
         embedded.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
 
 
+app.command("intercom-sandbox")(intercom_sandbox)
 app.command("migrate")(operate.migrate_command)
 app.command("worker", context_settings=operate.PASS_THROUGH)(operate.worker_command)
 app.command("beat", context_settings=operate.PASS_THROUGH)(operate.beat_command)

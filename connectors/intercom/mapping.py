@@ -1,0 +1,131 @@
+"""Intercom tickets → Planhat tickets (pure).
+
+A stored event is a notification (``type: notification_event``) completed with the ticket
+as REST gives it (``source.detail``), or an item of the search feed completed the same
+way: both become ``{"ticket": …, "contact": {"id", "email"}, "companies": [...]}``. A
+notification whose topic is not a ticket change we mirror (``TOPICS``) is kept as it came
+and maps to no change: the event is marked "ignored".
+
+Each ticket is one Planhat ticket keyed by ``sourceId`` (the ticket's API ``id``, not the
+inbox's ``ticket_id``): ``source`` "intercom", ``title`` and ``description`` from the
+default ticket attributes ``_default_title_`` and ``_default_description_``, ``email``
+(the contact's: Planhat silently drops tickets without one, so a ticket whose contact has
+none is a dead letter saying so) and ``status``, the ticket state's ``category`` through
+``intercom.status_map`` (default: the category itself, so a state change made in Planhat
+maps back to a category without a table). Its company is found just before it is sent
+(``connectors/helpdesk_companies.py``), from two hints: the contact's companies'
+``company_id`` (the id the workspace gave the company; a Planhat company's
+``externalId``) and the e-mail's domain. Version: ``updated_at`` (Unix seconds) in
+microseconds, so that it compares with Planhat's change times as Zendesk's do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.change import Change, MappingError, RecordRejected
+from connectors.webhooks import BodyError, load_json
+
+COMPANY_HINT = "~intercomCompanies"  # the contact's companies' company_id (never sent)
+CATEGORIES = ("submitted", "in_progress", "waiting_on_customer", "resolved")
+DEFAULT_STATUS_MAP = ",".join(f"{c}={c}" for c in CATEGORIES)
+# Topics that may change what is mirrored (https://developers.intercom.com/docs/references/
+# 2.14/webhooks/webhook-models, "Ticket" topics); any other is kept and marked "ignored".
+TOPICS = frozenset({
+    "ticket.created", "ticket.state.updated", "ticket.attribute.updated",
+    "ticket.admin.assigned", "ticket.closed", "ticket.contact.attached",
+    "ticket.contact.detached",
+})  # fmt: skip
+MICROSECONDS = 1_000_000
+
+
+def status_map(options: Mapping[str, str]) -> dict[str, str]:
+    """State category → Planhat status, from ``intercom.status_map`` (``resolved=closed,…``)."""
+    pairs = (
+        item.partition("=") for item in options.get("status_map", DEFAULT_STATUS_MAP).split(",")
+    )
+    return {cat.strip(): ph.strip() for cat, _, ph in pairs if cat.strip()}
+
+
+def mirrored(document: Any) -> bool:
+    """Whether a stored notification (or feed item) is one the ticket is read again for."""
+    if not isinstance(document, dict):
+        return False
+    if document.get("type") != "notification_event":
+        return isinstance(document.get("ticket"), dict)  # a feed item, or completed
+    return document.get("topic") in TOPICS
+
+
+def ticket_id(document: Mapping[str, Any]) -> str:
+    """The ticket a notification (``data.item``) or a feed item (``ticket``) names."""
+    data = document.get("data")
+    item = data.get("item") if isinstance(data, dict) else document.get("ticket")
+    if isinstance(item, dict) and item.get("type", "ticket") == "ticket" and item.get("id"):
+        return str(item["id"])
+    raise MappingError("the Intercom notification names no ticket (no data.item.id)")
+
+
+def state_category(ticket: Mapping[str, Any]) -> str:
+    """The ticket state's category: an object from 2.12 on, a bare string before."""
+    state = ticket.get("ticket_state")
+    if isinstance(state, dict):
+        return str(state.get("category") or "submitted")
+    return str(state or "submitted")
+
+
+def version(ticket: Mapping[str, Any]) -> int:
+    updated = ticket.get("updated_at")
+    if isinstance(updated, bool) or not isinstance(updated, int | str):
+        raise MappingError(f"intercom ticket {ticket.get('id')}: no usable updated_at")
+    text = str(updated).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise MappingError(f"intercom ticket {ticket.get('id')}: updated_at is not Unix time")
+    return int(text) * MICROSECONDS
+
+
+def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
+    try:
+        document = load_json(body)
+    except BodyError as error:
+        raise MappingError(str(error)) from None
+    if isinstance(document, dict) and document.get("type") == "notification_event":
+        if not mirrored(document):
+            return []  # a topic we do not mirror: kept, marked ignored
+        raise MappingError("an Intercom notification must be completed with its ticket first")
+    if not isinstance(document, dict) or not isinstance(document.get("ticket"), dict):
+        raise MappingError("an Intercom event must be completed with its ticket before mapping")
+    ticket = document["ticket"]
+    key = str(ticket.get("id") or "")
+    if not key:
+        raise MappingError("an Intercom ticket without an id")
+    if ticket.get("deleted"):
+        return []  # deletions are not mirrored yet (README)
+    contact = document.get("contact") if isinstance(document.get("contact"), dict) else {}
+    email = str((contact or {}).get("email") or "").strip().lower()
+    if not email:
+        who = "it names no contact" if not contact else "its contact has no e-mail"
+        raise RecordRejected(
+            f"intercom ticket {key}: {who}, and Planhat silently drops tickets without one; "
+            "give the ticket's contact an e-mail in Intercom, then retry"
+        )
+    attributes = ticket.get("ticket_attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    category = state_category(ticket)
+    fields: dict[str, Any] = {
+        "source": "intercom",
+        "title": str(attributes.get("_default_title_") or ""),
+        "description": str(attributes.get("_default_description_") or ""),
+        "email": email,
+        "status": status_map(options).get(category, category),
+    }
+    hints = [
+        str(c["company_id"])
+        for c in document.get("companies") or []
+        if isinstance(c, dict) and c.get("company_id")
+    ]
+    if hints:
+        fields[COMPANY_HINT] = hints
+    change = Change(model="tickets", key_field="sourceId", key=key, version=version(ticket),
+                    event_id=event_id, fields=fields)  # fmt: skip
+    return [change]

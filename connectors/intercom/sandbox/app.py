@@ -1,0 +1,251 @@
+"""The Intercom stand-in as an ASGI app: the few REST API paths planhat-sync uses.
+
+Serve it with ``planhat-sync intercom-sandbox`` or call it in-process (httpx ASGI
+transport). Like the other stand-ins it answers ``GET /_sandbox/stats`` and
+``POST /_sandbox/reset`` without credentials; ``POST /_sandbox/ui/tickets/{id}`` is an
+admin's edit in Intercom's inbox, ``POST /_sandbox/webhook`` pauses or resumes the webhook
+(a paused webhook's notifications are lost: a missed webhook).
+
+Intercom's behaviours kept (developers.intercom.com, REST API 2.14): Bearer access tokens
+(else 401 ``unauthorized``); an ``error.list`` body on every refusal; requests counted per
+app in 10-second windows, each authenticated answer carrying ``X-RateLimit-Limit``,
+``-Remaining`` and ``-Reset`` (a Unix time) and a 429 ``rate_limit_exceeded`` past the
+limit (rest-api/errors/rate-limiting); ``PUT /tickets/{id}`` takes ``ticket_state_id``
+(one of ``GET /ticket_states``, not archived), ``ticket_attributes``, ``assignee_id`` and
+``admin_id`` (the admin the change is attributed to); parts made through the API carry the
+app's ``app_package_code``; a notification fires for every change, the API's included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.intercom.sandbox.hooks import Webhook, notification
+from connectors.intercom.sandbox.search import BadQuery, search
+from connectors.intercom.sandbox.store import IntercomStore, Invalid
+from connectors.planhat.sandbox.limiter import FixedWindow
+
+Handler = Callable[[Request, str], Any]
+WINDOW_S = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntercomConfig:
+    app_id: str = "sandbox"
+    tokens: frozenset[str] = frozenset()  # accepted access tokens; empty: any
+    rate_per_window: int = 1666  # 10,000 a minute, counted in 10-second windows
+    app_package_code: str = "planhat-sync"
+    webhook_url: str | None = None
+    client_secret: str = "intercom-sandbox-client-secret"  # noqa: S105
+
+
+@dataclass(slots=True)
+class Stats:
+    requests: int = 0
+    by_route: Counter[str] = field(default_factory=Counter)
+    rate_limited: int = 0
+    api_writes: int = 0  # ticket updates through the API that changed the ticket
+    unchanged_writes: int = 0  # ticket updates through the API that changed nothing (echoes)
+    ui_edits: int = 0
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    body = {"type": "error.list", "request_id": str(uuid.uuid4()),
+            "errors": [{"code": code, "message": message}]}  # fmt: skip
+    return JSONResponse(body, status, headers=headers)
+
+
+class IntercomSandbox:
+    def __init__(self, config: IntercomConfig, store: IntercomStore | None = None) -> None:
+        self.config = config
+        self.store = store or IntercomStore(config.app_id)
+        self.webhook = Webhook(config.webhook_url, config.client_secret)
+        self.stats = Stats()
+        self.limit = FixedWindow(config.rate_per_window, WINDOW_S)
+
+    def _token(self, request: Request) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return token if not self.config.tokens or token in self.config.tokens else None
+
+    def api(self, route: str, handler: Handler) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            self.stats.requests += 1
+            self.stats.by_route[route] += 1
+            token = self._token(request)
+            if token is None:
+                return _error(401, "unauthorized", "Access Token Invalid")
+            decision = self.limit.take(token)
+            reset = int(time.time()) + max(1, decision.retry_after)
+            limits = {"X-RateLimit-Limit": str(self.config.rate_per_window),
+                      "X-RateLimit-Remaining": str(decision.remaining),
+                      "X-RateLimit-Reset": str(reset)}  # fmt: skip
+            if not decision.allowed:
+                self.stats.rate_limited += 1
+                message = f"Exceeded rate limit of {self.config.rate_per_window} in 10_seconds"
+                return _error(429, "rate_limit_exceeded", message, **limits)
+            try:
+                answer: Response = await handler(request, token)
+            except (Invalid, BadQuery) as error:
+                answer = _error(400 if isinstance(error, BadQuery) else 422,
+                                "parameter_invalid", str(error))  # fmt: skip
+            except (KeyError, ValueError):
+                answer = _error(404, "not_found", "Resource Not Found")
+            answer.headers.update(limits)
+            return answer
+
+        return endpoint
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        document = json.loads(await request.body() or b"{}")
+        if not isinstance(document, dict):
+            raise Invalid("the body must be a JSON object")
+        return document
+
+    def _api_author(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Who an API write is by: the ``admin_id`` given, else the app's bot; either way
+        with the app's ``app_package_code``."""
+        admin = self.store.admins.get(str(given.get("admin_id") or ""))
+        if given.get("admin_id") and admin is None:
+            raise Invalid("admin_id is not an admin of this workspace")
+        who = admin or {"type": "bot", "id": "0", "name": "Planhat sync", "email": None}
+        return {**who, "app_package_code": self.config.app_package_code}
+
+    async def create_contact(self, request: Request, token: str) -> Response:
+        return JSONResponse(self.store.create_contact(await self._body(request)))
+
+    async def show_contact(self, request: Request, token: str) -> Response:
+        return JSONResponse(self.store.contact(request.path_params["id"]))
+
+    async def contact_companies(self, request: Request, token: str) -> Response:
+        companies = self.store.companies_of(request.path_params["id"])
+        pages = {"type": "pages", "page": 1, "per_page": 50, "total_pages": 1}
+        return JSONResponse({"type": "list", "data": companies, "pages": pages,
+                             "total_count": len(companies)})  # fmt: skip
+
+    async def attach_company(self, request: Request, token: str) -> Response:
+        given = await self._body(request)
+        company = self.store.attach(request.path_params["id"], str(given.get("id")))
+        return JSONResponse(company)
+
+    async def upsert_company(self, request: Request, token: str) -> Response:
+        return JSONResponse(self.store.upsert_company(await self._body(request)))
+
+    async def ticket_states(self, request: Request, token: str) -> Response:
+        return JSONResponse({"type": "list", "data": self.store.states})
+
+    async def create_ticket(self, request: Request, token: str) -> Response:
+        given = await self._body(request)
+        ticket = self.store.create_ticket(given, author=self._api_author(given))
+        self._notify(ticket, ["ticket.created"])
+        return JSONResponse(ticket)
+
+    async def show_ticket(self, request: Request, token: str) -> Response:
+        with self.store.lock:
+            return JSONResponse(self.store.tickets[request.path_params["id"]])
+
+    async def update_ticket(self, request: Request, token: str) -> Response:
+        given = dict(await self._body(request))
+        if "assignee_id" in given:
+            given["admin_assignee_id"] = given.pop("assignee_id")
+        ticket_id = request.path_params["id"]
+        if ticket_id not in self.store.tickets:
+            raise KeyError(ticket_id)
+        ticket, topics = self.store.update_ticket(ticket_id, given,
+                                                  author=self._api_author(given))  # fmt: skip
+        if topics:
+            self.stats.api_writes += 1
+        else:
+            self.stats.unchanged_writes += 1
+        self._notify(ticket, topics)
+        return JSONResponse(ticket)
+
+    async def search_tickets(self, request: Request, token: str) -> Response:
+        return JSONResponse(search(self.store.ordered(), await self._body(request)))
+
+    def _notify(self, ticket: dict[str, Any], topics: list[str]) -> None:
+        at = int(ticket["updated_at"])
+        self.webhook.fire([notification(self.config.app_id, t, ticket, at) for t in topics])
+
+    async def ui_edit(self, request: Request) -> Response:
+        """An admin's edit in the inbox: no API call counted, no app_package_code; the
+        webhook fires."""
+        given = json.loads(await request.body())
+        admin = self.store.admins[str(given.pop("admin_id", "991267001"))]
+        try:
+            ticket, topics = self.store.update_ticket(request.path_params["id"], given,
+                                                      author=admin)  # fmt: skip
+        except KeyError:
+            return _error(404, "not_found", "Resource Not Found")
+        except Invalid as error:
+            return _error(422, "parameter_invalid", str(error))
+        self.stats.ui_edits += 1
+        self._notify(ticket, topics)
+        return JSONResponse(ticket)
+
+    async def control_webhook(self, request: Request) -> Response:
+        self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
+        return JSONResponse({"paused": self.webhook.paused})
+
+    async def stats_view(self, request: Request) -> Response:
+        s = self.stats
+        return JSONResponse({
+            "requests": s.requests, "by_route": dict(s.by_route),
+            "rate_limited": s.rate_limited, "api_writes": s.api_writes,
+            "unchanged_writes": s.unchanged_writes, "ui_edits": s.ui_edits,
+            "tickets": len(self.store.tickets), "webhook": self.webhook.counts(),
+        })  # fmt: skip
+
+    async def reset(self, request: Request) -> Response:
+        self.stats = Stats()
+        self.webhook.reset()
+        self.limit.reset()
+        return JSONResponse({"reset": True})
+
+    def routes(self) -> list[Route]:
+        api = [
+            ("POST", "/contacts", self.create_contact),
+            ("GET", "/contacts/{id}", self.show_contact),
+            ("GET", "/contacts/{id}/companies", self.contact_companies),
+            ("POST", "/contacts/{id}/companies", self.attach_company),
+            ("POST", "/companies", self.upsert_company),
+            ("GET", "/ticket_states", self.ticket_states),
+            ("POST", "/tickets", self.create_ticket),
+            ("POST", "/tickets/search", self.search_tickets),
+            ("GET", "/tickets/{id}", self.show_ticket),
+            ("PUT", "/tickets/{id}", self.update_ticket),
+        ]
+        return [
+            Route("/_sandbox/stats", self.stats_view, methods=["GET"]),
+            Route("/_sandbox/reset", self.reset, methods=["POST"]),
+            Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
+            Route("/_sandbox/ui/tickets/{id}", self.ui_edit, methods=["POST"]),
+            *(Route(path, self.api(f"{method} {path}", handler), methods=[method])
+              for method, path, handler in api),
+        ]  # fmt: skip
+
+
+def create_app(config: IntercomConfig, store: IntercomStore | None = None) -> Starlette:
+    sandbox = IntercomSandbox(config, store)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        sandbox.webhook.close()
+
+    app = Starlette(routes=sandbox.routes(), lifespan=lifespan)
+    app.state.sandbox = sandbox
+    return app

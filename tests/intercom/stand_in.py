@@ -1,0 +1,57 @@
+"""The Intercom stand-in on a real socket, and a client for it, for tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from connectors.intercom.api import headers
+from connectors.intercom.sandbox import IntercomConfig, create_app
+from connectors.planhat.sandbox.server import BackgroundServer
+
+TOKEN = "intercom-access-token"
+CLIENT_SECRET = "intercom-client-secret"
+
+
+@contextmanager
+def stand_in(**given: Any) -> Iterator[tuple[BackgroundServer, httpx.Client]]:
+    """The stand-in (``given`` overrides its config) and an authenticated client."""
+    config = IntercomConfig(
+        **{"tokens": frozenset({TOKEN}), "client_secret": CLIENT_SECRET, **given}
+    )
+    server = BackgroundServer(create_app(config))
+    with server, httpx.Client(base_url=server.url, headers=headers(TOKEN)) as client:
+        yield server, client
+
+
+def wait_for(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def new_contact(client: httpx.Client, email: str | None, company: str | None = None) -> str:
+    contact = client.post("/contacts", json={"email": email, "role": "user"}).json()
+    if company:
+        made = client.post("/companies", json={"company_id": company, "name": company}).json()
+        client.post(f"/contacts/{contact['id']}/companies", json={"id": made["id"]})
+    return str(contact["id"])
+
+
+def new_ticket(client: httpx.Client, contact: str, title: str = "Printer", **more: Any) -> Any:
+    body = {"ticket_type_id": "2979330", "contacts": [{"id": contact}],
+            "ticket_attributes": {"_default_title_": title, "_default_description_": "jams"},
+            **more}  # fmt: skip
+    answer = client.post("/tickets", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def routes(client: httpx.Client) -> dict[str, int]:
+    return dict(client.get("/_sandbox/stats").json()["by_route"])
