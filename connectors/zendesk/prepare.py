@@ -8,7 +8,7 @@ from typing import Any
 
 from connectors.source import PrepareContext, Prepared, PrepareHook
 from connectors.zendesk.assignees import FindOwners
-from connectors.zendesk.companies import FindCompanies
+from connectors.zendesk.companies import PREPARE as COMPANIES
 
 
 class InTurn:
@@ -38,4 +38,4 @@ class InTurn:
                         settled=settled)  # fmt: skip
 
 
-PREPARE: Mapping[str, PrepareHook] = {"tickets": InTurn(FindCompanies(), FindOwners())}
+PREPARE: Mapping[str, PrepareHook] = {"tickets": InTurn(COMPANIES["tickets"], FindOwners())}
