@@ -52,6 +52,7 @@ class IntercomConfig:
     app_codes: Mapping[str, str] = field(default_factory=dict)  # token → its app's code
     webhook_url: str | None = None
     client_secret: str = "intercom-sandbox-client-secret"  # noqa: S105
+    page_size: int | None = None  # search pages no larger than this (tests of paging)
 
 
 @dataclass(slots=True)
@@ -194,7 +195,9 @@ class IntercomSandbox:
         return JSONResponse(ticket)
 
     async def search_tickets(self, request: Request, token: str) -> Response:
-        return JSONResponse(search(self.store.ordered(), await self._body(request)))
+        return JSONResponse(
+            search(self.store.ordered(), await self._body(request), self.config.page_size)
+        )
 
     def _notify(self, ticket: dict[str, Any], topics: list[str]) -> None:
         at = int(ticket["updated_at"])
