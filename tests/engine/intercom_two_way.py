@@ -51,7 +51,7 @@ from worker.runtime.ratelimit import WriteLimiters
 from worker.runtime.settings import EngineSettings
 
 OUR_APP = "planhat-sync"
-TESTER_TOKEN, TESTER_APP = "tester-token", "tester-app"  # noqa: S105
+TESTER_TOKEN, TESTER_APP = "tester-token", "tester-app"
 INTERCOM_SECRETS = {"intercom": CLIENT_SECRET, "intercom:access_token": TOKEN}
 OPTIONS = {"intercom.app_package_code": OUR_APP}
 STATES = {  # the stand-in's unarchived states by category (store.STATES)
