@@ -21,6 +21,8 @@ from tests.engine.intercom_two_way import (
     intercom_two_way,
     mirrored,
 )
+from tests.engine.two_way import FAST
+from worker.runtime.settings import EngineSettings
 
 Start = Callable[[SandboxConfig], BackgroundSandbox]
 MAPPED = {"intercom.status_map": "submitted=new,in_progress=open,"
@@ -217,3 +219,92 @@ def test_12_our_write_coming_back_is_ours_by_its_app_package_code_not_by_its_has
     assert now == (STATES["resolved"], "closed")
     # the hint read; read, states, PUT; the two notifications of it read and dropped
     assert calls == Calls(intercom={TICKET_GET: 3, STATES_GET: 1, TICKET_PUT: 1}, planhat=ECHO_READ)
+
+
+def test_6_runaway_guard_a_state_flip_flopping_between_the_sides_is_quarantined(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    config = EngineSettings(**{**FAST.model_dump(), "flap_bounces": 2, "flap_minutes": 10})
+    with intercom_two_way(start_sandbox, tmp_path, config=config) as sync:
+        sync.intercom_ahead(1)  # an admin's change is later than the CSM's before it
+        ticket, planhat_id = mirrored(sync)
+
+        def bounce() -> None:
+            """A CSM sets in_progress in Planhat; an admin sets submitted again."""
+            sync.wait_past_intercom_stamp(ticket)  # the CSM's change is the later one
+            sync.ui_edit(planhat_id, status="in_progress")
+            sync.drain()
+            sync.admin_edit(ticket, state="submitted")
+            sync.drain()
+
+        for _ in range(2):  # turns 1-2, then 3 > 2
+            bounce()
+        letters = sync.letters()
+        before = sync.calls()
+        bounce()  # nothing moves any more, either way
+        after = sync.calls()
+
+    [letter] = letters
+    assert letter.quarantine
+    assert "flapping" in letter.reason
+    assert (letter.model, letter.target) == ("tickets", "intercom")
+    assert letter.attempts == 3  # the turns counted: to Intercom 1 and 3, to Planhat 2
+    # each CSM change read (GET) and written to Intercom (GET, PUT), its notification read
+    # back (GET); the admin's change in between read (GET) and written to Planhat (PUT),
+    # the Automation's hint read (GET); the second admin change read and dropped
+    assert before == Calls(
+        intercom={TICKET_GET: 6, TICKET_PUT: 2, STATES_GET: 1},
+        planhat={"PUT /tickets": 1, "GET /tickets": 3},
+    )
+    # then the CSM's hint is read and dropped; the admin's notification goes nowhere
+    assert after == Calls(
+        intercom={TICKET_GET: 6, TICKET_PUT: 2, STATES_GET: 1},
+        planhat={"PUT /tickets": 1, "GET /tickets": 4},
+    )
+
+
+def test_8_conflict_an_intercom_state_change_later_than_the_csms_wins_on_both_sides(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    with intercom_two_way(start_sandbox, tmp_path) as sync:
+        ticket, planhat_id = mirrored(sync)
+        sync.poll()  # the search's cursor is past the ticket's creation
+        sync.drain()
+        sync.reset_calls()
+        # an admin resolves the ticket, stamped after the CSM's change that follows (its
+        # notification lost: Intercom's word comes by the search)
+        sync.intercom_ahead(3)
+        sync.pause_webhook()
+        sync.admin_edit(ticket, state="resolved")
+        sync.ui_edit(planhat_id, status="waiting_on_customer")
+        sync.drain()
+        written = (sync.calls(), sync.intercom_state(ticket))
+        assert sync.poll() == 1
+        sync.drain()
+        calls = sync.calls()
+        planhat = sync.planhat_ticket(ticket)["status"]
+        letters = sync.letters()
+
+    # the hint read; the ticket read: its state changed after the CSM's change, no PUT
+    assert written == (Calls(intercom={TICKET_GET: 1}, planhat=ECHO_READ), STATES["resolved"])
+    # the search brings the admin's change (whole: no read), written to Planhat
+    assert calls == Calls(
+        intercom={TICKET_GET: 1, SEARCH: 1}, planhat={"GET /tickets": 2, "PUT /tickets": 1}
+    )
+    assert (planhat, letters) == ("resolved", [])
+
+
+def test_9_an_owned_field_edited_in_planhat_is_not_propagated(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    with intercom_two_way(start_sandbox, tmp_path) as sync:
+        ticket, planhat_id = mirrored(sync)
+        sync.ui_edit(planhat_id, title="Renamed by a CSM", description="Not jamming")
+        sync.drain()
+        calls = sync.calls()
+        attributes = sync.intercom_read(ticket)["ticket_attributes"]
+
+    assert (attributes["_default_title_"], attributes["_default_description_"]) == (
+        "Printer jams", "It jams",
+    )  # fmt: skip
+    assert calls == Calls(intercom={}, planhat={"GET /tickets": 1})
