@@ -45,7 +45,7 @@ from tests.intercom.stand_in import CLIENT_SECRET, TOKEN
 from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
-from worker.runtime.embedded import LocalDispatcher, embedded_runtime
+from worker.runtime.embedded import LocalDispatcher, Sweeper, embedded_runtime
 from worker.runtime.jobs import Runtime, run_poll
 from worker.runtime.ratelimit import WriteLimiters
 from worker.runtime.settings import EngineSettings
@@ -299,6 +299,8 @@ def intercom_two_way(
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
     )
     receiver = BackgroundServer(app)
+    # Beat's sweeps (no polls: a test polls when it says so), for events due later
+    sweeper = Sweeper(runtime, config.sweep_interval)
     # The app's webhook is configured once our receiver's address is known.
     intercom_app.state.sandbox.webhook.url = f"{receiver.url}/webhooks/default/intercom"
     sandbox = start_sandbox(
@@ -321,6 +323,7 @@ def intercom_two_way(
     intercom.start()
     receiver.start()
     dispatcher.start()
+    sweeper.start()
     planhat = PlanhatClient("test-token", base_url=sandbox.url)
     intercom_api = httpx.Client(base_url=intercom.url, headers=headers(TESTER_TOKEN))
     try:
@@ -332,6 +335,8 @@ def intercom_two_way(
     finally:
         intercom_api.close()
         planhat.close()
+        sweeper.stop()
+        sweeper.join(timeout=5)
         dispatcher.stop()
         receiver.stop()
         intercom.stop()

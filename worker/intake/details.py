@@ -9,7 +9,7 @@ dead letter. One that can never succeed (``CannotComplete``: no credentials, the
 gone) buries the event with the reason at once. A source that says its API's rate limit
 is reached (``NoBudget``: a 429 and its wait) costs no attempt: the event, and the batch's
 other events of that source and connection (not asked: they would be refused too), are
-due again after the wait, and the sweeper sends them then. ``dlq retry`` fetches again
+due again after the wait, and the next sweep sends them then. ``dlq retry`` fetches again
 once the cause is fixed.
 """
 
@@ -89,9 +89,11 @@ def complete(
 
 
 def _wait(engine: Engine, inbox_id: int, seconds: float) -> None:
-    """Due again in ``seconds``, no attempt counted (the source's rate limit)."""
+    """Due again in ``seconds``, no attempt counted (the source's rate limit), and no task
+    out for it: the next sweep after that sends it (not ``lost_after`` later)."""
     with session_scope(engine) as session:
         event = session.get(InboxEvent, inbox_id, with_for_update=True)
         if event is not None and event.detail is None and event.status == "pending":
             event.next_attempt_at = utcnow() + timedelta(seconds=seconds)
+            event.dispatched_at = None
             session.add(event)
