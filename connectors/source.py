@@ -128,7 +128,8 @@ class ThinEvents(HasApi, Protocol):
     keeps it with the stored event, and ``changes`` is given that detail instead."""
 
     def detail(self, credentials: Mapping[str, str], api_base: str | None, body: bytes) -> bytes:
-        """The detail to map. Raises ``CannotComplete`` when asking again cannot help; any
+        """The detail to map. Raises ``CannotComplete`` when asking again cannot help,
+        ``NoBudget`` when the source's rate limit says to wait (no attempt counted); any
         other error (``httpx.HTTPError``, ``ValueError``) leaves the event to be retried."""
         ...
 

@@ -20,6 +20,11 @@ means "greater or equal" (searchTickets, "Accepted Operators"), ``since`` being 
 less ``LOOKBACK_SECONDS``; paged with ``pagination.starting_after`` until no ``pages.next``.
 Tickets seen twice (once per page, when one changes while we page) count once per
 ``(id, updated_at)``. The first poll starts at 0: it is the backfill.
+
+Rate limits: a 429 (``X-RateLimit-Reset``, a Unix time; rest-api/errors/rate-limiting)
+while completing an event raises ``NoBudget`` with the wait: the event waits that long
+without counting an attempt (``worker/intake/details.py``). In a poll it fails the poll:
+the cursor stays, the next poll asks again.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from connectors.source import CannotComplete, Feed
+from connectors.source import CannotComplete, Feed, NoBudget
 
 VERSION = "2.14"
 REGIONS = {
@@ -45,7 +51,29 @@ MAX_PAGES = 200  # per poll; 30,000 changed tickets, far within 10,000 requests 
 LOOKBACK_SECONDS = 120
 CONTACT_TTL = 300.0
 CONTACT_CACHE = 10_000
+DEFAULT_WAIT = 10.0  # Intercom's windows are 10 seconds long
+MAX_WAIT = 120.0
 Document = dict[str, Any]
+
+
+def reset_wait(answer: httpx.Response) -> float:
+    """Seconds until ``X-RateLimit-Reset`` (a Unix time), by the answer's own clock."""
+    try:
+        reset = float(answer.headers.get("X-RateLimit-Reset", ""))
+    except ValueError:
+        return DEFAULT_WAIT
+    try:
+        now = parsedate_to_datetime(answer.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        now = time.time()
+    return min(MAX_WAIT, max(1.0, reset - now))
+
+
+def raise_for_status(answer: httpx.Response) -> None:
+    """``NoBudget`` for a 429 (wait until the reset), else httpx's own error."""
+    if answer.status_code == 429:
+        raise NoBudget(reset_wait(answer))
+    answer.raise_for_status()
 
 
 def base_url(credentials: Mapping[str, str], api_base: str | None) -> str:
@@ -80,7 +108,7 @@ def read_ticket(http: httpx.Client, ticket_id: str) -> Document | None:
     answer = http.get(f"/tickets/{ticket_id}")
     if answer.status_code == 404:
         return None
-    answer.raise_for_status()
+    raise_for_status(answer)
     ticket: Document = answer.json()
     return ticket
 
@@ -121,12 +149,12 @@ def _read_contact(http: httpx.Client, contact_id: str) -> Document:
     answer = http.get(f"/contacts/{contact_id}")
     if answer.status_code == 404:
         return {}
-    answer.raise_for_status()
+    raise_for_status(answer)
     contact = answer.json()
     # GET /contacts/{id}/companies (https://developers.intercom.com/docs/references/2.14/
     # rest-api/api.intercom.io/contacts/listcompaniesforacontact): a list in ``data``.
     answer = http.get(f"/contacts/{contact_id}/companies")
-    answer.raise_for_status()
+    raise_for_status(answer)
     companies = [
         {"id": c.get("id"), "company_id": c.get("company_id"), "name": c.get("name")}
         for c in answer.json().get("data") or []

@@ -17,6 +17,14 @@ maps back to a category without a table). Its company is found just before it is
 ``company_id`` (the id the workspace gave the company; a Planhat company's
 ``externalId``) and the e-mail's domain. Version: ``updated_at`` (Unix seconds) in
 microseconds, so that it compares with Planhat's change times as Zendesk's do.
+
+Our own writes coming back (``Change.echo_of_ours``, dropped by the engine on top of the
+hash rule): every change leaves a ticket part at the ticket's ``updated_at``; when every
+part of the ticket's last change is ours, the event is our write-back coming back. A part
+is ours when its ``app_package_code`` (present only "if this part was created via API",
+2.14 ticket_part) is ``intercom.app_package_code``, or when its author is the admin
+``intercom.admin_id`` (the sync admin our writes are attributed to). Neither set: only the
+hash rule.
 """
 
 from __future__ import annotations
@@ -74,6 +82,31 @@ def state_category(ticket: Mapping[str, Any]) -> str:
     return str(state or "submitted")
 
 
+def _parts(ticket: Mapping[str, Any]) -> list[Any]:
+    holder = ticket.get("ticket_parts")
+    parts = holder.get("ticket_parts") if isinstance(holder, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def ours_last(ticket: Mapping[str, Any], options: Mapping[str, str]) -> bool:
+    """Whether the ticket's last change is ours: each part made at its ``updated_at``
+    carries our ``app_package_code`` or is by our sync admin (the module's doc)."""
+    code = options.get("app_package_code", "").strip()
+    admin = options.get("admin_id", "").strip()
+    if not (code or admin):
+        return False
+    last = [p for p in _parts(ticket) if str(p.get("created_at")) == str(ticket.get("updated_at"))]
+
+    def ours(part: Mapping[str, Any]) -> bool:
+        author = part.get("author")
+        who = author if isinstance(author, dict) else {}
+        if admin and who.get("type") == "admin" and str(who.get("id")) == admin:
+            return True
+        return bool(code) and part.get("app_package_code") == code
+
+    return bool(last) and all(ours(p) for p in last)
+
+
 def version(ticket: Mapping[str, Any]) -> int:
     updated = ticket.get("updated_at")
     if isinstance(updated, bool) or not isinstance(updated, int | str):
@@ -127,5 +160,6 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Chan
     if hints:
         fields[COMPANY_HINT] = hints
     change = Change(model="tickets", key_field="sourceId", key=key, version=version(ticket),
-                    event_id=event_id, fields=fields)  # fmt: skip
+                    event_id=event_id, fields=fields,
+                    echo_of_ours=ours_last(ticket, options))  # fmt: skip
     return [change]

@@ -50,7 +50,15 @@ OPTIONS = (
         name="admin_id",
         default="",
         pattern=r"[0-9]*",
-        help="the Intercom admin id state changes made from Planhat are attributed to",
+        help="the Intercom admin id state changes made from Planhat are attributed to; "
+        "its parts are our own writes",
+    ),
+    Option(
+        name="app_package_code",
+        default="",
+        pattern=r"[A-Za-z0-9_.-]*",
+        help="our Intercom app's package code: ticket parts carrying it are our own writes "
+        "(dropped as echoes); empty: only the hash rule and admin_id recognise them",
     ),
 )
 INTERCOM_OWNS = frozenset({"source", "title", "description", "email", "companyId"})

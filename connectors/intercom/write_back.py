@@ -25,13 +25,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import structlog
 
 from connectors.intercom import api
+from connectors.intercom.api import reset_wait
 from connectors.intercom.mapping import state_category, status_map
 from connectors.source import (
     TargetRateLimited,
@@ -45,8 +45,6 @@ log = structlog.get_logger(__name__)
 
 ANSWER_CHARS = 500
 STATES_TTL = 300.0
-DEFAULT_WAIT = 10.0  # Intercom's windows are 10 seconds long
-MAX_WAIT = 120.0
 
 
 def state_map(options: Mapping[str, str]) -> dict[str, str]:
@@ -109,19 +107,6 @@ class States:
 
 
 STATES = States()
-
-
-def reset_wait(answer: httpx.Response) -> float:
-    """Seconds until ``X-RateLimit-Reset`` (a Unix time), by the answer's own clock."""
-    try:
-        reset = float(answer.headers.get("X-RateLimit-Reset", ""))
-    except ValueError:
-        return DEFAULT_WAIT
-    try:
-        now = parsedate_to_datetime(answer.headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        now = time.time()
-    return min(MAX_WAIT, max(1.0, reset - now))
 
 
 def _check(answer: httpx.Response, what: str) -> None:

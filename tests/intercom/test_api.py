@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import pytest
 
 from connectors.intercom import SOURCE, api
 from connectors.intercom.mapping import COMPANY_HINT
+from connectors.source import NoBudget
 from connectors.sources import source_options
 from tests.intercom.stand_in import TOKEN, new_contact, new_ticket, routes, stand_in
 
@@ -97,13 +98,11 @@ def test_a_ticket_gone_is_a_deletion_and_a_contact_without_email_a_dead_letter()
     assert json.loads(no_email)["contact"] == {"id": nobody, "email": None}
 
 
-def test_an_answer_that_is_not_a_ticket_leaves_the_event_to_be_retried() -> None:
+def test_a_429_while_completing_is_a_wait_until_the_reset_not_an_error() -> None:
     with stand_in(rate_per_window=1) as (server, client):
         client.get("/ticket_states")  # the window's one request
         thin = {"type": "notification_event", "id": "n", "topic": "ticket.created",
                 "data": {"item": {"type": "ticket", "id": "1"}}}  # fmt: skip
-        try:
+        with pytest.raises(NoBudget) as raised:
             SOURCE.detail(CREDENTIALS, server.url, json.dumps(thin).encode())
-        except httpx.HTTPStatusError as error:
-            status = error.response.status_code
-    assert status == 429
+    assert 1.0 <= raised.value.wait <= 11.0  # X-RateLimit-Reset: the window's end

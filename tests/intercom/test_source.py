@@ -123,3 +123,24 @@ def test_a_connection_with_intercom_reconciles_its_tickets() -> None:
     tenant = Tenant(name="default", planhat_base_url="http://127.0.0.1:9", planhat_token="t",
                     secrets={"intercom": "s", "intercom:access_token": "t"})  # fmt: skip
     assert synced_models(tenant) == ["tickets"]
+
+
+def _ticket_with_last_part(**part: object) -> dict[str, object]:
+    last = {"part_type": "ticket_state_updated_by_admin", "created_at": 20, **part}
+    first = {"part_type": "ticket_created", "created_at": 10, "author": {"type": "user"}}
+    return {"updated_at": 20, "ticket_parts": {"ticket_parts": [first, last]}}
+
+
+def test_our_own_parts_are_recognised_by_package_code_or_sync_admin() -> None:
+    from connectors.intercom.mapping import ours_last
+
+    options = {"app_package_code": "planhat-sync", "admin_id": "7"}
+    ours = _ticket_with_last_part(app_package_code="planhat-sync", author={"type": "bot"})
+    other_app = _ticket_with_last_part(app_package_code="jira", author={"type": "bot"})
+    sync_admin = _ticket_with_last_part(author={"type": "admin", "id": "7"})
+    an_admin = _ticket_with_last_part(author={"type": "admin", "id": "8"})
+    assert ours_last(ours, options)
+    assert ours_last(sync_admin, options)
+    assert not ours_last(other_app, options)
+    assert not ours_last(an_admin, options)
+    assert not ours_last(ours, {"app_package_code": "", "admin_id": ""})  # neither set

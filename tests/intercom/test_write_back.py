@@ -10,7 +10,8 @@ import pytest
 
 from connectors.change import version_number
 from connectors.intercom import SOURCE
-from connectors.intercom.write_back import STATES, reset_wait
+from connectors.intercom.api import reset_wait
+from connectors.intercom.write_back import STATES
 from connectors.source import (
     TargetRateLimited,
     TargetRefused,

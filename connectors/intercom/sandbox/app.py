@@ -4,7 +4,9 @@ Serve it with ``planhat-sync intercom-sandbox`` or call it in-process (httpx ASG
 transport). Like the other stand-ins it answers ``GET /_sandbox/stats`` and
 ``POST /_sandbox/reset`` without credentials; ``POST /_sandbox/ui/tickets/{id}`` is an
 admin's edit in Intercom's inbox, ``POST /_sandbox/webhook`` pauses or resumes the webhook
-(a paused webhook's notifications are lost: a missed webhook).
+(a paused webhook's notifications are lost: a missed webhook), ``POST /_sandbox/faults``
+answers the next API requests 429 (``rate_limited``: how many, ``reset_in_s``) or the
+``fail_search``-th search request from now 500, once.
 
 Intercom's behaviours kept (developers.intercom.com, REST API 2.14): Bearer access tokens
 (else 401 ``unauthorized``); an ``error.list`` body on every refusal; requests counted per
@@ -24,7 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -46,9 +48,11 @@ class IntercomConfig:
     app_id: str = "sandbox"
     tokens: frozenset[str] = frozenset()  # accepted access tokens; empty: any
     rate_per_window: int = 1666  # 10,000 a minute, counted in 10-second windows
-    app_package_code: str = "planhat-sync"
+    app_package_code: str = "planhat-sync"  # the app of any token not in ``app_codes``
+    app_codes: Mapping[str, str] = field(default_factory=dict)  # token → its app's code
     webhook_url: str | None = None
     client_secret: str = "intercom-sandbox-client-secret"  # noqa: S105
+    page_size: int | None = None  # search pages no larger than this (tests of paging)
 
 
 @dataclass(slots=True)
@@ -59,6 +63,13 @@ class Stats:
     api_writes: int = 0  # ticket updates through the API that changed the ticket
     unchanged_writes: int = 0  # ticket updates through the API that changed nothing (echoes)
     ui_edits: int = 0
+
+
+@dataclass(slots=True)
+class Faults:
+    rate_limited: int = 0  # the next API requests answered 429 …
+    reset_in_s: int = 1  # … with X-RateLimit-Reset this many seconds ahead
+    fail_search: int = 0  # the n-th search request from now answered 500, once
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -73,6 +84,7 @@ class IntercomSandbox:
         self.store = store or IntercomStore(config.app_id)
         self.webhook = Webhook(config.webhook_url, config.client_secret)
         self.stats = Stats()
+        self.faults = Faults()
         self.limit = FixedWindow(config.rate_per_window, WINDOW_S)
 
     def _token(self, request: Request) -> str | None:
@@ -90,6 +102,10 @@ class IntercomSandbox:
                 return _error(401, "unauthorized", "Access Token Invalid")
             decision = self.limit.take(token)
             reset = int(time.time()) + max(1, decision.retry_after)
+            if self.faults.rate_limited > 0:
+                self.faults.rate_limited -= 1
+                decision = replace(decision, allowed=False, remaining=0)
+                reset = int(time.time()) + self.faults.reset_in_s
             limits = {"X-RateLimit-Limit": str(self.config.rate_per_window),
                       "X-RateLimit-Remaining": str(decision.remaining),
                       "X-RateLimit-Reset": str(reset)}  # fmt: skip
@@ -97,6 +113,10 @@ class IntercomSandbox:
                 self.stats.rate_limited += 1
                 message = f"Exceeded rate limit of {self.config.rate_per_window} in 10_seconds"
                 return _error(429, "rate_limit_exceeded", message, **limits)
+            if route == "POST /tickets/search" and self.faults.fail_search > 0:
+                self.faults.fail_search -= 1
+                if self.faults.fail_search == 0:
+                    return _error(500, "server_error", "Server error", **limits)
             try:
                 answer: Response = await handler(request, token)
             except (Invalid, BadQuery) as error:
@@ -115,14 +135,15 @@ class IntercomSandbox:
             raise Invalid("the body must be a JSON object")
         return document
 
-    def _api_author(self, given: Mapping[str, Any]) -> dict[str, Any]:
+    def _api_author(self, given: Mapping[str, Any], token: str) -> dict[str, Any]:
         """Who an API write is by: the ``admin_id`` given, else the app's bot; either way
-        with the app's ``app_package_code``."""
+        with the ``app_package_code`` of the app the token belongs to."""
         admin = self.store.admins.get(str(given.get("admin_id") or ""))
         if given.get("admin_id") and admin is None:
             raise Invalid("admin_id is not an admin of this workspace")
         who = admin or {"type": "bot", "id": "0", "name": "Planhat sync", "email": None}
-        return {**who, "app_package_code": self.config.app_package_code}
+        code = self.config.app_codes.get(token, self.config.app_package_code)
+        return {**who, "app_package_code": code}
 
     async def create_contact(self, request: Request, token: str) -> Response:
         return JSONResponse(self.store.create_contact(await self._body(request)))
@@ -149,7 +170,7 @@ class IntercomSandbox:
 
     async def create_ticket(self, request: Request, token: str) -> Response:
         given = await self._body(request)
-        ticket = self.store.create_ticket(given, author=self._api_author(given))
+        ticket = self.store.create_ticket(given, author=self._api_author(given, token))
         self._notify(ticket, ["ticket.created"])
         return JSONResponse(ticket)
 
@@ -164,8 +185,8 @@ class IntercomSandbox:
         ticket_id = request.path_params["id"]
         if ticket_id not in self.store.tickets:
             raise KeyError(ticket_id)
-        ticket, topics = self.store.update_ticket(ticket_id, given,
-                                                  author=self._api_author(given))  # fmt: skip
+        author = self._api_author(given, token)
+        ticket, topics = self.store.update_ticket(ticket_id, given, author=author)
         if topics:
             self.stats.api_writes += 1
         else:
@@ -174,7 +195,9 @@ class IntercomSandbox:
         return JSONResponse(ticket)
 
     async def search_tickets(self, request: Request, token: str) -> Response:
-        return JSONResponse(search(self.store.ordered(), await self._body(request)))
+        return JSONResponse(
+            search(self.store.ordered(), await self._body(request), self.config.page_size)
+        )
 
     def _notify(self, ticket: dict[str, Any], topics: list[str]) -> None:
         at = int(ticket["updated_at"])
@@ -200,6 +223,14 @@ class IntercomSandbox:
         self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
         return JSONResponse({"paused": self.webhook.paused})
 
+    async def set_faults(self, request: Request) -> Response:
+        given = json.loads(await request.body() or b"{}")
+        for name in ("rate_limited", "reset_in_s", "fail_search"):
+            if name in given:
+                setattr(self.faults, name, int(given[name]))
+        return JSONResponse({"rate_limited": self.faults.rate_limited,
+                             "fail_search": self.faults.fail_search})  # fmt: skip
+
     async def stats_view(self, request: Request) -> Response:
         s = self.stats
         return JSONResponse({
@@ -211,6 +242,7 @@ class IntercomSandbox:
 
     async def reset(self, request: Request) -> Response:
         self.stats = Stats()
+        self.faults = Faults()
         self.webhook.reset()
         self.limit.reset()
         return JSONResponse({"reset": True})
@@ -232,6 +264,7 @@ class IntercomSandbox:
             Route("/_sandbox/stats", self.stats_view, methods=["GET"]),
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
             Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
+            Route("/_sandbox/faults", self.set_faults, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id}", self.ui_edit, methods=["POST"]),
             *(Route(path, self.api(f"{method} {path}", handler), methods=[method])
               for method, path, handler in api),

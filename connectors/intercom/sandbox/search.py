@@ -111,8 +111,9 @@ def _after(value: str) -> str:
     return text[6:]
 
 
-def search(tickets: list[Doc], body: Any) -> Doc:
-    """The answer to a search over ``tickets`` (in creation order) for ``body``."""
+def search(tickets: list[Doc], body: Any, page_size: int | None = None) -> Doc:
+    """The answer to a search over ``tickets`` (in creation order) for ``body``;
+    ``page_size``: pages no larger than that, whatever was asked (a test's knob)."""
     if not isinstance(body, dict):
         raise BadQuery("the body must be {query, pagination}")
     test = matcher(body.get("query"))
@@ -120,6 +121,7 @@ def search(tickets: list[Doc], body: Any) -> Doc:
     per_page = int(paging.get("per_page") or DEFAULT_PER_PAGE)
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise BadQuery(f"per_page must be 1 to {MAX_PER_PAGE}")
+    per_page = min(per_page, page_size or per_page)
     found = [t for t in tickets if test(t)]
     start = 0
     if paging.get("starting_after"):
