@@ -49,6 +49,9 @@ class ZendeskConfig:
     export_lag_s: int = 60
     page_size: int = 1000
     webhook_url: str | None = None
+    # Ids count from here: a stand-in started again (dev) must not hand out the ids of
+    # tickets an earlier one made, which Planhat and our links still hold.
+    first_id: int = 1
     # Zendesk's documented secret for test deliveries (source-webhooks.md)
     webhook_secret: str = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="  # noqa: S105
 
@@ -71,7 +74,7 @@ def _error(status: int, error: str, description: str, **headers: str) -> JSONRes
 class ZendeskSandbox:
     def __init__(self, config: ZendeskConfig, store: ZendeskStore | None = None) -> None:
         self.config = config
-        self.store = store or ZendeskStore(config.subdomain)
+        self.store = store or ZendeskStore(config.subdomain, first_id=config.first_id)
         self.webhook = Webhook(config.webhook_url, config.webhook_secret)
         self.stats = Stats()
         self.account = FixedWindow(config.rate_per_minute, 60.0)
