@@ -65,6 +65,7 @@ class Stats:
     api_writes: int = 0  # updates through the API that changed the ticket
     unchanged_writes: int = 0  # updates through the API that changed nothing (echoes)
     ui_edits: int = 0
+    by_user: dict[str, Counter[str]] = field(default_factory=dict)  # e-mail → route → calls
 
 
 def _error(status: int, error: str, description: str, **headers: str) -> JSONResponse:
@@ -109,6 +110,7 @@ class ZendeskSandbox:
             email = self._agent(request)
             if email is None:
                 return _error(401, "Couldn't authenticate you", "Couldn't authenticate you")
+            self.stats.by_user.setdefault(email, Counter())[route] += 1
             decision = self.account.take(email)
             if decision.allowed and route.endswith("cursor.json"):
                 decision = self.exports.take(email)
@@ -157,6 +159,15 @@ class ZendeskSandbox:
         ticket = dict(self.store.tickets[int(request.path_params["id"])])
         include = set(request.query_params.get("include", "").split(","))
         return JSONResponse({"ticket": ticket, **self.store.sideloads([ticket], include)})
+
+    async def show_many(self, request: Request, email: str) -> Response:
+        """``GET /api/v2/tickets/show_many?ids=1,2,3``: at most 100 tickets, those not
+        found left out (developer.zendesk.com, Tickets: Show Multiple Tickets)."""
+        ids = [int(i) for i in request.query_params.get("ids", "").split(",") if i.strip()]
+        if not ids or len(ids) > 100:
+            raise Invalid("ids: from 1 to 100 ticket ids, comma-separated")
+        tickets = [dict(self.store.tickets[i]) for i in ids if i in self.store.tickets]
+        return JSONResponse({"tickets": tickets, "count": len(tickets), "next_page": None})
 
     async def audits(self, request: Request, email: str) -> Response:
         ticket_id = int(request.path_params["id"])
@@ -245,6 +256,7 @@ class ZendeskSandbox:
             "rate_limited": s.rate_limited, "conflicts": s.conflicts,
             "api_writes": s.api_writes, "unchanged_writes": s.unchanged_writes,
             "ui_edits": s.ui_edits, "tickets": len(self.store.tickets),
+            "by_user": {user: dict(routes) for user, routes in s.by_user.items()},
             "webhook": self.webhook.counts(),
         })  # fmt: skip
 
@@ -263,6 +275,7 @@ class ZendeskSandbox:
             ("POST", "/api/v2/organizations.json", self.create_org),
             ("GET", "/api/v2/organizations/{id:int}.json", self.show_org),
             ("POST", "/api/v2/tickets.json", self.create_ticket),
+            ("GET", "/api/v2/tickets/show_many.json", self.show_many),
             ("GET", f"{t}.json", self.show_ticket),
             ("PUT", f"{t}.json", self.update_ticket),
             ("DELETE", f"{t}.json", self.delete_ticket),
