@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -55,7 +55,12 @@ def port_near(port: int) -> int:
 class ZendeskStandIn:
     """The Zendesk stand-in as a process of its own, as Zendesk is a service of its own."""
 
-    def __init__(self, port: int, webhook_url: str) -> None:
+    def __init__(
+        self, port: int, webhook_url: str, *, agents: Mapping[str, str] | None = None,
+        options: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        """``agents``: other API users (e-mail → token) it accepts; ``options``: more of
+        ``zendesk-sandbox``'s flags."""
         self.url = f"http://127.0.0.1:{port}"
         self.api_token = secrets.token_urlsafe(18)
         self.webhook_secret = secrets.token_urlsafe(24)
@@ -68,6 +73,9 @@ class ZendeskStandIn:
             # in memory: started again, it must not reuse the ids Planhat already holds
             "--first-id", str(int(time.time()) * 10),
         ]  # fmt: skip
+        for email, token in (agents or {}).items():
+            self._command += ["--credential", f"{email}={token}"]
+        self._command += list(options)
         self._process: subprocess.Popen[bytes] | None = None
 
     def secrets(self) -> dict[str, str]:
