@@ -29,14 +29,19 @@ from tests.engine.zendesk_e2e import FULL, SMALL, run  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="CI's size instead of the issue's")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for the receiver, workers and beat (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
+    engine_env = dict(item.partition("=")[::2] for item in args.env)
     size = SMALL if args.small else FULL
     logs = Path(tempfile.mkdtemp(prefix="phs-zendesk-"))
     print(f"logs in {logs}", flush=True)
     redis = RedisServer()
     redis.start()
     try:
-        outcome = run(size, redis, logs)
+        outcome = run(size, redis, logs, engine_env)
     finally:
         redis.stop()
     print("\n".join(outcome.report()))
