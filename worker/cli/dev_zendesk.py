@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -56,11 +56,9 @@ class ZendeskStandIn:
     """The Zendesk stand-in as a process of its own, as Zendesk is a service of its own."""
 
     def __init__(
-        self, port: int, webhook_url: str, *, agents: Mapping[str, str] | None = None,
-        options: Sequence[str] = (),
-    ) -> None:  # fmt: skip
-        """``agents``: other API users (e-mail → token) it accepts; ``options``: more of
-        ``zendesk-sandbox``'s flags."""
+        self, port: int, webhook_url: str, *, agents: Mapping[str, str] | None = None
+    ) -> None:
+        """``agents``: other API users (e-mail → token) it accepts besides the worker's."""
         self.url = f"http://127.0.0.1:{port}"
         self.api_token = secrets.token_urlsafe(18)
         self.webhook_secret = secrets.token_urlsafe(24)
@@ -75,7 +73,6 @@ class ZendeskStandIn:
         ]  # fmt: skip
         for email, token in (agents or {}).items():
             self._command += ["--credential", f"{email}={token}"]
-        self._command += list(options)
         self._process: subprocess.Popen[bytes] | None = None
 
     def secrets(self) -> dict[str, str]:
