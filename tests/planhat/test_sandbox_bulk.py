@@ -55,6 +55,19 @@ def test_an_unchanged_re_upsert_counts_as_a_nonupdate(api: httpx.Client) -> None
     assert [k["_id"] for k in answer["updatesKeys"]] == [record_id]
 
 
+def test_stats_count_the_records_bulk_upserts_changed_and_those_they_wrote_unchanged(
+    api: httpx.Client,
+) -> None:
+    # given a company created, then changed, then written again as it is
+    for name in ("A", "B", "B"):
+        api.put("/companies", json=[{"sourceId": "s1", "name": name}]).raise_for_status()
+
+    stats = api.get("/_sandbox/stats").json()
+
+    assert stats["record_writes"] == {"companies": 2}
+    assert stats["unchanged_writes"] == {"companies": 1}
+
+
 def test_bulk_upsert_matches_id_before_source_id(api: httpx.Client) -> None:
     a = company(api, "a")
 

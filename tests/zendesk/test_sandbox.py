@@ -150,3 +150,20 @@ def test_every_change_through_the_api_fires_a_signed_event(hook: OutboundReceive
     assert events[2]["detail"]["priority"] == "HIGH"
     assert events[0]["subject"] == f"zen:ticket:{ticket['id']}"
     assert stats["webhook"]["delivered"] == 3
+
+
+def test_show_many_answers_the_tickets_found_and_stats_count_each_users_calls() -> None:
+    with stand_in(first_id=500) as (_server, client):
+        one = new_ticket(client, subject="a", requester={"email": "a@acme.example"})
+        two = new_ticket(client, subject="b", requester={"email": "b@acme.example"})
+        many = client.get(
+            "/api/v2/tickets/show_many.json", params={"ids": f"{two['id']},1,{one['id']}"}
+        )
+        too_many = client.get("/api/v2/tickets/show_many.json",
+                              params={"ids": ",".join(map(str, range(1, 102)))})  # fmt: skip
+        stats = client.get("/_sandbox/stats").json()
+    assert one["id"] >= 500
+    assert [t["id"] for t in many.json()["tickets"]] == [two["id"], one["id"]]
+    assert too_many.status_code == 422
+    assert stats["by_user"] == {"sync@acme.example": {
+        "POST /api/v2/tickets.json": 2, "GET /api/v2/tickets/show_many.json": 2}}  # fmt: skip

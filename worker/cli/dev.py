@@ -8,7 +8,9 @@ it, as Planhat would). Everything lives under ``--data-dir``: ``state.db``,
 to its own webhook URL, waits for them to reach Planhat and prints what Planhat holds.
 Then the other way: the sandbox's Automation on licenses POSTs its hints to this receiver
 (``/webhooks/default/planhat``), and a license edited as in Planhat's UI comes back out,
-signed, at a local outbound URL this receiver serves (``/_dev/outbound``).
+signed, at a local outbound URL this receiver serves (``/_dev/outbound``). With no
+``ZENDESK_*`` settings, a Zendesk ticket crosses both ways too, through the Zendesk
+stand-in (``dev_zendesk.py``).
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ from starlette.responses import JSONResponse
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundServer
+from connectors.sources import env_api_bases
 from connectors.standard.verify import signed_headers, verify
 from connectors.webhooks import SignatureError
 from state.connections import Connections, Tenant
 from state.crypto import secret_box
 from state.db import create_private_file, migrate, session_scope
 from state.inbox import has_pending
+from worker.cli import dev_zendesk
 from worker.cli.keys import require_keys
 from worker.intake.inbox import Inbox, ThreadedWriter
+from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import Sweeper, embedded_runtime
 from worker.runtime.settings import SANDBOX_TOKEN, EngineSettings, Settings
@@ -125,13 +130,21 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     local = f"http://127.0.0.1:{port}"
     options = dict(env_tenant.options)
     sandbox: SandboxProcess | None = None
+    zendesk: dev_zendesk.ZendeskStandIn | None = None
+    apis = settings.source_apis()
     if settings.planhat_api_token:
         base_url, token = settings.planhat_base_url, settings.planhat_token()
     else:
         create_private_file(str(data_dir / "planhat-sandbox.db"))
-        automation = f"licenses={local}/webhooks/default/planhat"
+        hints = f"{local}/webhooks/default/planhat"
+        automations = [f"licenses={hints}", f"tickets={hints}"]
         sandbox = SandboxProcess(data_dir / "planhat-sandbox.db", port=port + 1,
-                                 automation=(automation, hint_secret)).start()  # fmt: skip
+                                 automation=(automations, hint_secret)).start()  # fmt: skip
+        if not dev_zendesk.credentials_set(os.environ):
+            zendesk = dev_zendesk.ZendeskStandIn(
+                dev_zendesk.port_near(port + 2), f"{local}/webhooks/default/zendesk"
+            ).start()
+            apis = SourceApis(**{**env_api_bases(os.environ), "zendesk": zendesk.url})
         base_url, token = sandbox.url, SANDBOX_TOKEN
         if "standard.outbound_url" not in options:  # the demo's: this receiver's
             options["standard.outbound_url"] = f"{local}/_dev/outbound"
@@ -140,7 +153,12 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         name="default",
         planhat_base_url=base_url,
         planhat_token=token,
-        secrets={**env_tenant.secrets, "standard": secret, "planhat": hint_secret},
+        secrets={
+            **env_tenant.secrets,
+            "standard": secret,
+            "planhat": hint_secret,
+            **(zendesk.secrets() if zendesk else {}),
+        },
         options=options,
     )
     config = EngineSettings(sweep_interval=5.0)
@@ -148,11 +166,9 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     def connections(engine: Engine) -> Connections:
         return Connections(engine, box=lambda: box, default=lambda: tenant)
 
-    runtime, dispatcher = embedded_runtime(
-        database_url, connections, config, settings.source_apis()
-    )
+    runtime, dispatcher = embedded_runtime(database_url, connections, config, apis)
     dispatcher.start()
-    sweeper = Sweeper(runtime, config.sweep_interval, settings.source_apis())
+    sweeper = Sweeper(runtime, config.sweep_interval, apis)
     sweeper.start()
     app = create_web_app(
         connections=connections(runtime.engine),
@@ -165,12 +181,16 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
     typer.echo(f"planhat-sync dev: state in {data_dir}/, receiver on {server.url}")
     if sandbox is not None:
         typer.echo(f"No PLANHAT_API_TOKEN: the Planhat sandbox is on {sandbox.url}")
+    if zendesk is not None:
+        typer.echo(f"No ZENDESK_* settings: the Zendesk stand-in is on {zendesk.url}")
     else:
         typer.echo(f"Writing to Planhat at {base_url} (the demo events are not sent there)")
     try:
         if sandbox is not None:
             _demo(webhook, secret, runtime.engine, dispatcher.idle, base_url, token)
             _demo_back(outbound, base_url, token)
+        if zendesk is not None:
+            dev_zendesk.demo(zendesk, base_url, token)
         typer.echo("")
         typer.echo(f"Webhook URL (Standard Webhooks):  POST {webhook}")
         typer.echo(f"Its secret:                       {secret}")
@@ -194,6 +214,8 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         server.stop()
         if sandbox is not None:
             sandbox.stop()
+        if zendesk is not None:
+            zendesk.stop()
 
 
 class SandboxProcess:
@@ -202,14 +224,18 @@ class SandboxProcess:
     (measured: in process, each bulk upsert it answered during a burst held the
     receiver's p99 above 90 ms)."""
 
-    def __init__(self, db: Path, port: int, automation: tuple[str, str] | None = None) -> None:
-        """``automation``: ``MODEL=URL`` and its secret (``--automation``)."""
+    def __init__(
+        self, db: Path, port: int, automation: tuple[list[str], str] | None = None
+    ) -> None:
+        """``automation``: ``MODEL=URL`` items and their secret (``--automation``)."""
         self.url = f"http://127.0.0.1:{port}"
         # -c, not -m worker.cli.main: runpy warns when the package already imported it.
         run = "from worker.cli.main import main; main()"
         self._command = [sys.executable, "-c", run, "sandbox", "--port", str(port), "--db", str(db)]
         if automation is not None:
-            self._command += ["--automation", automation[0], "--automation-secret", automation[1]]
+            for item in automation[0]:
+                self._command += ["--automation", item]
+            self._command += ["--automation-secret", automation[1]]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> SandboxProcess:

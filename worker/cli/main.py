@@ -298,6 +298,9 @@ def zendesk_sandbox(
     webhook_secret: Annotated[
         str | None, typer.Option(help="The webhook's signing secret.")
     ] = None,
+    first_id: Annotated[
+        int, typer.Option(min=1, help="Ids of users, organizations and tickets start here.")
+    ] = 1,
 ) -> None:
     """Serve a stand-in for Zendesk's REST API v2 and its event webhook (in memory)."""
     credentials = dict(item.partition("=")[::2] for item in credential or ())
@@ -309,6 +312,7 @@ def zendesk_sandbox(
         export_lag_s=export_lag,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret or ZendeskConfig().webhook_secret,
+        first_id=first_id,
     )
     typer.echo(f"Zendesk sandbox on http://{host}:{port}  (stats: /_sandbox/stats)")
     if webhook_url:

@@ -71,6 +71,10 @@ class Stats:
     by_route: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
     injected_failures: int = 0
+    # Records bulk upserts created or changed, and those they wrote unchanged (an echo, or
+    # a write that was not needed), per model.
+    record_writes: Counter[str] = field(default_factory=Counter)
+    unchanged_writes: Counter[str] = field(default_factory=Counter)
 
 
 Handler = Callable[[Request, ModelSpec], Awaitable[Response]]
@@ -225,6 +229,8 @@ class Sandbox:
             return JSONResponse(self.tenant.create(spec, await self._body(request)))
         self._allow(request, spec, Operation.UPSERT)
         status, answer = self.tenant.bulk_upsert(spec, await self._body(request))
+        self.stats.record_writes[spec.name] += answer["created"] + answer["updated"]
+        self.stats.unchanged_writes[spec.name] += answer["nonupdates"]
         return JSONResponse(answer, status_code=status)
 
     async def item(self, request: Request, spec: ModelSpec) -> Response:
@@ -292,6 +298,8 @@ class Sandbox:
                 "by_route": dict(self.stats.by_route),
                 "rate_limited": self.stats.rate_limited,
                 "injected_failures": self.stats.injected_failures,
+                "record_writes": dict(self.stats.record_writes),
+                "unchanged_writes": dict(self.stats.unchanged_writes),
                 "records": {name: self.tenant.count(spec) for name, spec in MODELS.items()},
                 "automations": self.automations.counts(),
             }

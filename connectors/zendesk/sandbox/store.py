@@ -38,7 +38,9 @@ def seconds_of(text: str) -> int:
 
 
 class ZendeskStore:
-    def __init__(self, subdomain: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, subdomain: str, clock: Callable[[], float] = time.time, first_id: int = 1
+    ) -> None:
         self.subdomain = subdomain
         self.clock = clock
         self.lock = threading.RLock()
@@ -47,7 +49,7 @@ class ZendeskStore:
         self.users: dict[int, Doc] = {}
         self.organizations: dict[int, Doc] = {}
         self.audits: dict[int, list[Doc]] = {}
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)
 
     def _now(self, ticket: Doc | None = None) -> tuple[str, int]:
         now = int(self.clock())
