@@ -37,8 +37,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import structlog
 
+from connectors.intercom.assignees import ADMINS, Admins, assignee_id, workspace
 from connectors.source import CannotComplete, Feed, NoBudget
+
+log = structlog.get_logger(__name__)
 
 VERSION = "2.14"
 REGIONS = {
@@ -174,16 +178,45 @@ def contact_id(ticket: Mapping[str, Any]) -> str | None:
     return str(first["id"]) if isinstance(first, dict) and first.get("id") else None
 
 
-def complete(http: httpx.Client, ticket: Document, contacts: Contacts = CONTACTS) -> Document:
-    """A ticket with its contact and that contact's companies: what ``mapping`` reads."""
+def complete(
+    http: httpx.Client, ticket: Document, contacts: Contacts = CONTACTS, admins: Admins = ADMINS
+) -> Document:
+    """A ticket with its contact and that contact's companies, and its assignee's e-mail
+    (``admin``, when assigned; ``assignees.py``): what ``mapping`` reads."""
     wanted = contact_id(ticket)
     contact = contacts.get(http, wanted) if wanted else {}
     companies = contact.get("companies") or []
-    return {
+    document: Document = {
         "ticket": ticket,
         "contact": {"id": contact.get("id"), "email": contact.get("email")} if contact else {},
         "companies": list(companies),
     }
+    assignee = assignee_id(ticket)
+    if assignee:
+        document["admin"] = {"id": assignee, "email": _admin_email(http, assignee, admins)}
+    return document
+
+
+def _admin_email(http: httpx.Client, admin_id: str, admins: Admins) -> str | None:
+    """The assignee's e-mail; None when unknown. A token that may not read admins (403:
+    the app lacks "Read admins") completes the ticket all the same, the owner untouched."""
+
+    def read(path: str) -> Any:
+        answer = http.get(path)
+        if answer.status_code == 404:
+            return None
+        raise_for_status(answer)
+        return answer.json()
+
+    key = workspace(str(http.base_url), http.headers.get("authorization", ""))
+    try:
+        return admins.email_of(key, read, admin_id)
+    except httpx.HTTPStatusError as error:
+        if error.response.status_code not in (401, 403):
+            raise
+        log.warning("intercom.admins_unreadable", status=error.response.status_code)
+        admins.unreadable(key)
+        return None
 
 
 def tickets_since(

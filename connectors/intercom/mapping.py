@@ -15,8 +15,10 @@ none is a dead letter saying so) and ``status``, the ticket state's ``category``
 maps back to a category without a table). Its company is found just before it is sent
 (``connectors/helpdesk_companies.py``), from two hints: the contact's companies'
 ``company_id`` (the id the workspace gave the company; a Planhat company's
-``externalId``) and the e-mail's domain. Version: ``updated_at`` (Unix seconds) in
-microseconds, so that it compares with Planhat's change times as Zendesk's do.
+``externalId``) and the e-mail's domain. With ``intercom.assignees=email`` its owner too
+(``connectors/intercom/assignees.py``), from the assignee's e-mail. Version:
+``updated_at`` (Unix seconds) in microseconds, so that it compares with Planhat's change
+times as Zendesk's do.
 
 Our own writes coming back (``Change.echo_of_ours``, dropped by the engine on top of the
 hash rule): every change leaves a ticket part at the ticket's ``updated_at``; when every
@@ -33,6 +35,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.change import Change, MappingError, RecordRejected
+from connectors.helpdesk_owners import assigns
+from connectors.intercom.assignees import ASSIGNEE_HINT, assignee_id
 from connectors.webhooks import BodyError, load_json
 
 COMPANY_HINT = "~intercomCompanies"  # the contact's companies' company_id (never sent)
@@ -107,6 +111,17 @@ def ours_last(ticket: Mapping[str, Any], options: Mapping[str, str]) -> bool:
     return bool(last) and all(ours(p) for p in last)
 
 
+def assignee_hint(ticket: Mapping[str, Any], admin: Any) -> str | None:
+    """The assignee's e-mail as completed (``admin``), "" when the ticket is unassigned;
+    None (the owner left as it is) when its admin's e-mail is not known."""
+    wanted = assignee_id(ticket)
+    if wanted is None:
+        return ""
+    if isinstance(admin, dict) and str(admin.get("id")) == wanted and admin.get("email"):
+        return str(admin["email"]).strip().lower()
+    return None
+
+
 def version(ticket: Mapping[str, Any]) -> int:
     updated = ticket.get("updated_at")
     if isinstance(updated, bool) or not isinstance(updated, int | str):
@@ -159,6 +174,10 @@ def changes(body: bytes, event_id: str, options: Mapping[str, str]) -> list[Chan
     ]
     if hints:
         fields[COMPANY_HINT] = hints
+    if assigns(options):  # its owner is found before it is sent (assignees.py)
+        assignee = assignee_hint(ticket, document.get("admin"))
+        if assignee is not None:
+            fields[ASSIGNEE_HINT] = assignee
     change = Change(model="tickets", key_field="sourceId", key=key, version=version(ticket),
                     event_id=event_id, fields=fields,
                     echo_of_ours=ours_last(ticket, options))  # fmt: skip

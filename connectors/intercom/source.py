@@ -2,8 +2,9 @@
 
 In: signed notifications (``verify.py``), each completed with the ticket as REST gives it
 and its contact (``detail``), and ``POST /tickets/search`` (``api.py``, polled); mapped
-by ``mapping.py``, the company found by ``companies.py``. Back: the state, from Planhat's
-status (``write_back.py``); every other field is Intercom's.
+by ``mapping.py``, the company found by ``companies.py``, the owner (with
+``intercom.assignees=email``) by ``assignees.py``. Back: the state, from Planhat's status,
+and the assignee, from the owner (``write_back.py``); every other field is Intercom's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 
 from connectors.change import Change
 from connectors.intercom import api, mapping, verify, write_back
-from connectors.intercom.companies import PREPARE
+from connectors.intercom.prepare import PREPARE
 from connectors.options import Option
 from connectors.source import (
     CannotComplete,
@@ -45,6 +46,13 @@ OPTIONS = (
         pattern=f"({PAIRS})?",
         help="Planhat status=Intercom ticket state id pairs, comma-separated; a status not "
         "named goes to the first unarchived state of its category",
+    ),
+    Option(
+        name="assignees",
+        default="off",
+        pattern=r"off|email",
+        help="'email': the admin assignee ⇄ the Planhat ticket's owner (custom field Owner), "
+        "admins matched to Planhat users by e-mail; 'off': not synced",
     ),
     Option(
         name="admin_id",

@@ -7,14 +7,17 @@ https://developers.intercom.com/docs/references/2.14/rest-api/api.intercom.io/ti
 read once per workspace and kept ``STATES_TTL`` seconds. A Planhat status becomes a state
 id by ``intercom.state_map`` (``planhat status=state id``), else its category by
 ``intercom.status_map`` read backwards (Planhat ``closed``, unmapped, is ``resolved``),
-then that category's first unarchived state of the ticket's type. Everything else is
-Intercom's (``ownership``); the assignee ⇄ owner mapping is not built yet (README).
+then that category's first unarchived state of the ticket's type. With
+``intercom.assignees=email`` also the owner (``custom.Owner``) ⇄ the admin assignee: the
+admin with the owner's e-mail (``assignees.py``; none is a dead letter naming the owner's
+``_id``; no owner unassigns). Everything else is Intercom's (``ownership``).
 
-Each write reads the ticket first and sends nothing when its state is already the one
+Each write reads the ticket first and sends nothing for a field that already holds what is
 wanted (an echo, or someone was faster). When the ticket changed after Planhat's change,
-its newest state-change part says when its state last changed, and a later Intercom change
-wins. Then ``PUT /tickets/{id}`` with ``ticket_state_id`` and, from
-``intercom.admin_id``, the admin it is attributed to. Intercom's answers: 429 waits until
+its newest state-change (assignment) part says when its state (assignee) last changed, and
+a later Intercom change wins. Then ``PUT /tickets/{id}`` with ``ticket_state_id`` and/or
+``assignee_id`` and, from ``intercom.admin_id``, the admin it is attributed to (an
+integer, as 2.14 documents). Intercom's answers: 429 waits until
 ``X-RateLimit-Reset`` (a Unix time; rest-api/errors/rate-limiting), 5xx and no answer
 retry, anything else (401, 403, 404, 422) a dead letter carrying the answer.
 """
@@ -30,8 +33,17 @@ from typing import Any
 import httpx
 import structlog
 
+from connectors.helpdesk_owners import OWNER, owner_changed
 from connectors.intercom import api
 from connectors.intercom.api import reset_wait
+from connectors.intercom.assignees import (
+    ADMINS,
+    UNASSIGNED,
+    Admins,
+    admin_for,
+    assignee_id,
+    workspace,
+)
 from connectors.intercom.mapping import state_category, status_map
 from connectors.source import (
     TargetRateLimited,
@@ -127,61 +139,119 @@ def _moves_state(part_type: str) -> bool:
     return "ticket_state" in part_type or part_type in ("close", "open")
 
 
-def state_changed_at(ticket: Mapping[str, Any]) -> int:
-    """When the ticket's state last changed (its parts), in microseconds; 0: unknown."""
+def _assigns(part_type: str) -> bool:
+    return "assign" in part_type  # ``assignment``, ``default_assignment``, ``assign_and_…``
+
+
+def changed_at(ticket: Mapping[str, Any], moves: Callable[[str], bool] = _moves_state) -> int:
+    """When the ticket's parts last did what ``moves`` says (its state, by default), in
+    microseconds; 0: unknown."""
     holder = ticket.get("ticket_parts")
     parts = holder.get("ticket_parts") if isinstance(holder, dict) else None
     times = [
         int(part.get("created_at") or 0)
         for part in (parts if isinstance(parts, list) else [])
-        if isinstance(part, dict) and _moves_state(str(part.get("part_type", "")))
+        if isinstance(part, dict) and moves(str(part.get("part_type", "")))
     ]
     return max(times, default=0) * 1_000_000
 
 
-def send(context: WriteBackContext, change: WriteBack, states: States = STATES) -> None:
-    if change.deleted or "status" not in change.fields:
+def state_changed_at(ticket: Mapping[str, Any]) -> int:
+    """When the ticket's state last changed (its parts), in microseconds; 0: unknown."""
+    return changed_at(ticket)
+
+
+def send(
+    context: WriteBackContext, change: WriteBack, states: States = STATES, admins: Admins = ADMINS
+) -> None:
+    if change.deleted:
         return  # a ticket deleted in Planhat stays in Intercom (Intercom owns the ticket)
-    status = str(change.fields["status"] or "")
-    explicit = state_map(context.options).get(status)
-    category = None if explicit else category_of(status, context.options)
+    moving = "status" in change.fields
+    assigning = owner_changed(change.fields, context.options)
+    if not (moving or assigning):
+        return
+    status = str(change.fields.get("status") or "")
+    explicit = state_map(context.options).get(status) if moving else None
+    category = category_of(status, context.options) if moving and not explicit else None
     token = context.credentials.get("access_token")
     if not token:
         raise TargetRefused("intercom needs its access_token credential")
     base, http = api.base_url(context.credentials, context.api_base), context.http
     headers = api.headers(token)
+
+    def read(path: str) -> Any:
+        got = http.get(f"{base}{path}", headers=headers)
+        if got.status_code == 404 and path.startswith("/admins/"):
+            return None
+        _check(got, f"GET {path.split('/')[1]}")
+        return got.json()
+
+    def all_states() -> list[Any]:
+        def read_states() -> list[Any]:
+            return list((read("/ticket_states") or {}).get("data") or [])
+
+        return states.get(read_states, base, token)
+
     try:
+        assignee = None
+        if assigning:
+            key = workspace(base, headers["authorization"])
+            owner = change.fields["custom"][OWNER]
+            assignee = admin_for(context.planhat, owner, key, read, admins)
         answer = http.get(f"{base}/tickets/{change.key}", headers=headers)
         _check(answer, "GET ticket")
         ticket = answer.json()
-        current = ticket.get("ticket_state") if isinstance(ticket, dict) else None
-        current_id = str(current.get("id")) if isinstance(current, dict) else None
-        if (explicit and current_id == explicit) or (
-            category and state_category(ticket) == category
-        ):
-            log.info("intercom.write_back.already", ticket=change.key)
+        body: dict[str, Any] = {}
+        if moving:
+            state_id = _state_to_write(ticket, change, explicit, category, all_states)
+            if state_id:
+                body["ticket_state_id"] = state_id
+        if assignee is not None:
+            held = assignee_id(ticket) or UNASSIGNED
+            if held == assignee:
+                log.info("intercom.write_back.already_assigned", ticket=change.key)
+            elif changed_at(ticket, _assigns) > change.version:  # Intercom's is later
+                log.info("intercom.write_back.intercom_later", ticket=change.key,
+                         field="assignee")  # fmt: skip
+            else:
+                # 2.14 updateTicket: the assignee is the top-level ``assignee_id`` (a
+                # string; "0" unassigns), ``admin_id`` (an integer) the admin the update
+                # is by; 2.13's nested ``assignment`` object is gone (developers.intercom.com
+                # /docs/references/2.14/changelog, "Ticket Update API Changes")
+                body["assignee_id"] = assignee
+        if not body:
             return
-        if state_changed_at(ticket) > change.version:  # Intercom's is the later change
-            log.info("intercom.write_back.intercom_later", ticket=change.key)
-            return
-        if explicit:
-            state_id = explicit
-        else:
-
-            def read_states() -> list[Any]:
-                got = http.get(f"{base}/ticket_states", headers=headers)
-                _check(got, "GET ticket_states")
-                return list(got.json().get("data") or [])
-
-            kind = ticket.get("ticket_type")
-            kind_id = str(kind.get("id")) if isinstance(kind, dict) else None
-            chosen = pick_state(states.get(read_states, base, token), category or "", kind_id)
-            state_id = str(chosen["id"])
-        body: dict[str, Any] = {"ticket_state_id": state_id}
         if context.options.get("admin_id"):
-            body["admin_id"] = context.options["admin_id"]
+            body["admin_id"] = int(context.options["admin_id"])
         answer = http.put(f"{base}/tickets/{change.key}", json=body, headers=headers)
     except httpx.HTTPError as error:
         raise TargetUnavailable(f"no answer from Intercom: {type(error).__name__}") from None
     _check(answer, "PUT ticket")
-    log.info("intercom.write_back", ticket=change.key, state=state_id)
+    log.info("intercom.write_back", ticket=change.key, state=body.get("ticket_state_id"),
+             assignee=body.get("assignee_id"))  # fmt: skip
+
+
+def _state_to_write(
+    ticket: Any,
+    change: WriteBack,
+    explicit: str | None,
+    category: str | None,
+    all_states: Callable[[], list[Any]],
+) -> str | None:
+    """The state id to write; None when the ticket is in it already, or Intercom's own
+    state change is later than Planhat's."""
+    current = ticket.get("ticket_state") if isinstance(ticket, dict) else None
+    current_id = str(current.get("id")) if isinstance(current, dict) else None
+    if (explicit and current_id == explicit) or (category and state_category(ticket) == category):
+        log.info("intercom.write_back.already", ticket=change.key)
+        return None
+    if state_changed_at(ticket) > change.version:  # Intercom's is the later change
+        log.info("intercom.write_back.intercom_later", ticket=change.key)
+        return None
+    if explicit:
+        return explicit
+
+    kind = ticket.get("ticket_type")
+    kind_id = str(kind.get("id")) if isinstance(kind, dict) else None
+    chosen = pick_state(all_states(), category or "", kind_id)
+    return str(chosen["id"])

@@ -6,7 +6,8 @@ transport). Like the other stand-ins it answers ``GET /_sandbox/stats`` and
 admin's edit in Intercom's inbox, ``POST /_sandbox/webhook`` pauses or resumes the webhook
 (a paused webhook's notifications are lost: a missed webhook), ``POST /_sandbox/faults``
 answers the next API requests 429 (``rate_limited``: how many, ``reset_in_s``) or the
-``fail_search``-th search request from now 500, once.
+``fail_search``-th search request from now 500, once; ``POST /_sandbox/admins``
+(``email``, ``name``) adds a teammate, as Intercom's app does (the API adds none).
 
 Intercom's behaviours kept (developers.intercom.com, REST API 2.14): Bearer access tokens
 (else 401 ``unauthorized``); an ``error.list`` body on every refusal; requests counted per
@@ -15,7 +16,10 @@ app in 10-second windows, each authenticated answer carrying ``X-RateLimit-Limit
 limit (rest-api/errors/rate-limiting); ``PUT /tickets/{id}`` takes ``ticket_state_id``
 (one of ``GET /ticket_states``, not archived), ``ticket_attributes``, ``assignee_id`` and
 ``admin_id`` (the admin the change is attributed to); parts made through the API carry the
-app's ``app_package_code``; a notification fires for every change, the API's included.
+app's ``app_package_code``; a notification fires for every change, the API's included;
+``GET /admins`` answers ``{"type": "admin.list", "admins": [...]}`` and ``GET /admins/{id}``
+one admin (2.14 admin model: ``id``, ``name``, ``email``, ``job_title``,
+``has_inbox_seat``, ``team_ids``, …), 404 ``not_found`` for an id that is none.
 """
 
 from __future__ import annotations
@@ -165,6 +169,24 @@ class IntercomSandbox:
     async def upsert_company(self, request: Request, token: str) -> Response:
         return JSONResponse(self.store.upsert_company(await self._body(request)))
 
+    async def list_admins(self, request: Request, token: str) -> Response:
+        # GET /admins (2.14 listAdmins): ``{"type": "admin.list", "admins": [admin, …]}``,
+        # the whole workspace in one answer (no paging)
+        with self.store.lock:
+            admins = [dict(admin) for admin in self.store.admins.values()]
+        return JSONResponse({"type": "admin.list", "admins": admins})
+
+    async def show_admin(self, request: Request, token: str) -> Response:
+        # GET /admins/{id} (2.14 retrieveAdmin): the admin; 404 not_found when none
+        with self.store.lock:
+            return JSONResponse(self.store.admins[request.path_params["id"]])
+
+    async def add_admin(self, request: Request) -> Response:
+        """A teammate added in Intercom's app (the API makes none)."""
+        given = json.loads(await request.body() or b"{}")
+        admin = self.store.add_admin(str(given["email"]), str(given.get("name") or "Agent"))
+        return JSONResponse(admin)
+
     async def ticket_states(self, request: Request, token: str) -> Response:
         return JSONResponse({"type": "list", "data": self.store.states})
 
@@ -254,6 +276,8 @@ class IntercomSandbox:
             ("GET", "/contacts/{id}/companies", self.contact_companies),
             ("POST", "/contacts/{id}/companies", self.attach_company),
             ("POST", "/companies", self.upsert_company),
+            ("GET", "/admins", self.list_admins),
+            ("GET", "/admins/{id}", self.show_admin),
             ("GET", "/ticket_states", self.ticket_states),
             ("POST", "/tickets", self.create_ticket),
             ("POST", "/tickets/search", self.search_tickets),
@@ -266,6 +290,7 @@ class IntercomSandbox:
             Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
             Route("/_sandbox/faults", self.set_faults, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id}", self.ui_edit, methods=["POST"]),
+            Route("/_sandbox/admins", self.add_admin, methods=["POST"]),
             *(Route(path, self.api(f"{method} {path}", handler), methods=[method])
               for method, path, handler in api),
         ]  # fmt: skip

@@ -42,10 +42,9 @@ class IntercomStore:
         self.tickets: dict[str, Doc] = {}
         self.contacts: dict[str, Doc] = {}
         self.companies: dict[str, Doc] = {}
-        self.admins: dict[str, Doc] = {
-            "991267001": {"type": "admin", "id": "991267001", "name": "Sam Agent",
-                          "email": "sam@helpdesk.example"},
-        }  # fmt: skip
+        self.admins: dict[str, Doc] = {}
+        self._admin_ids = itertools.count(991267001)
+        self.add_admin("sam@helpdesk.example", "Sam Agent")
         self.states: list[Doc] = [
             {"type": "ticket_state", "id": sid, "category": category, "internal_label": label,
              "external_label": label, "archived": archived,
@@ -54,6 +53,19 @@ class IntercomStore:
         ]  # fmt: skip
         self._ids = itertools.count(215472629311235)
         self._inbox = itertools.count(66040342)
+
+    def add_admin(self, email: str, name: str = "Agent") -> Doc:
+        """A teammate, as the 2.14 admin model has one (admins are made in Intercom's app,
+        never through the API: ``POST /_sandbox/admins`` stands in for that)."""
+        with self.lock:
+            admin_id = str(next(self._admin_ids))
+            self.admins[admin_id] = {
+                "type": "admin", "id": admin_id, "name": name, "email": email,
+                "job_title": "", "away_mode_enabled": False, "away_mode_reassign": False,
+                "has_inbox_seat": True, "team_ids": [], "avatar": {"image_url": None},
+                "email_verified": True,
+            }  # fmt: skip
+            return copy.deepcopy(self.admins[admin_id])
 
     def _now(self, ticket: Doc | None = None) -> int:
         now = int(self.clock())
