@@ -80,6 +80,21 @@ def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, A
     return out
 
 
+def read_back(name: str, value: Any, options: Mapping[str, str]) -> Any:
+    """What Zendesk's changes carry for Planhat's ``value`` of a shared field once it is
+    written there, as ``mapping.changes`` gives it to Planhat: the status through the map
+    both ways (``closed`` is written ``solved``, read back as the map's name for
+    ``solved``; ``"New "`` as ``new``), the severity in lower case. A value Zendesk cannot
+    take (a dead letter when written) comes back as itself."""
+    if name not in SHARED:
+        return value
+    try:
+        written = wanted({name: value}, options)[SHARED[name]]
+    except TargetRefused:
+        return value
+    return status_map(options).get(written, written) if name == "status" else written
+
+
 def ticket_updates(options: Mapping[str, str]) -> tuple[int, float]:
     """``zendesk.ticket_updates`` (``30/600``): updates per ticket, and in how many seconds."""
     limit, _, window = options.get("ticket_updates", DEFAULT_TICKET_UPDATES).partition("/")

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.engine.two_way import FAST
@@ -229,22 +227,39 @@ def test_7_planhat_closed_is_written_to_zendesk_as_solved_never_closed(
     assert calls.zendesk == {TICKET_GET: 2, TICKET_PUT: 1, AUDITS: 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the echo of 'solved' (what Zendesk holds for Planhat 'closed') is no echo to the "
-    "engine: the write-back's link notes the Planhat-side fields, so the event's 'solved' "
-    "differs from the record's 'closed' and is written over the CSM's close",
-)
 def test_7_the_echo_of_solved_leaves_planhat_closed(start_sandbox: Start, tmp_path: Path) -> None:
+    """Zendesk's "solved" is its spelling of Planhat's "closed" (the write-back's): neither
+    our write's event, nor the export listing it, nor a later change of another field in
+    Zendesk writes "solved" over the CSM's "closed"."""
     with zendesk_two_way(start_sandbox, tmp_path) as sync:
-        _, planhat_id = mirrored(sync)
+        ticket, planhat_id = mirrored(sync)
+        sync.poll()  # the export's cursor is past the ticket's creation
+        sync.drain()
+        sync.reset_calls()
         sync.ui_edit(planhat_id, status="closed")
         sync.drain()
-        calls = sync.calls()
-        status = sync.planhat.get("tickets", planhat_id)["status"]
+        echoed = sync.calls()
+        sync.reset_calls()
+        assert sync.poll() == 1  # our write listed: "solved", without its audits
+        sync.drain()
+        polled = sync.calls()
+        sync.reset_calls()
+        sync.agent_edit(ticket, priority="urgent")  # later, another field, not ours
+        sync.drain()
+        later = sync.calls()
+        planhat = sync.planhat_ticket(ticket)
 
-    assert calls.planhat == {"GET /tickets": 1}
-    assert status == "closed"
+    # the hint read; Zendesk read and written; our write's event read with its audits
+    # (the last one ours: an echo, dropped)
+    assert echoed == Calls(
+        zendesk={TICKET_GET: 2, TICKET_PUT: 1, AUDITS: 1}, planhat={"GET /tickets": 1}
+    )
+    assert polled == Calls(zendesk={EXPORT: 1}, planhat={})  # Planhat holds it already
+    # the agent's change read with its audits; the severity written, the hint read
+    assert later == Calls(
+        zendesk={TICKET_GET: 1, AUDITS: 1}, planhat={"PUT /tickets": 1, **ECHO_READ}
+    )
+    assert (planhat["status"], planhat["severity"]) == ("closed", "urgent")
 
 
 def test_8_a_409_is_read_again_decided_per_field_and_retried_once(

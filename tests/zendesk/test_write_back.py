@@ -77,6 +77,26 @@ def test_a_later_zendesk_change_wins_over_an_older_planhat_one() -> None:
     assert "PUT /api/v2/tickets/{id:int}.json" not in calls
 
 
+@pytest.mark.parametrize(
+    ("options", "planhat", "zendesk_gives"),
+    [
+        ({}, {"status": "closed"}, {"status": "solved"}),
+        ({"status_map": "solved=resolved,open=open"}, {"status": "closed"}, {"status": "resolved"}),
+        ({}, {"status": " New ", "severity": "HIGH"}, {"status": "new", "severity": "high"}),
+        ({}, {"status": "archived", "severity": "someday"}, {"status": "archived",
+                                                             "severity": "someday"}),
+        ({}, {"title": "Printer"}, {"title": "Printer"}),
+    ],
+)  # fmt: skip
+def test_read_back_is_what_zendesk_gives_back_for_what_was_written(
+    options: dict[str, str], planhat: dict[str, Any], zendesk_gives: dict[str, Any]
+) -> None:
+    given = source_options(SOURCE, {f"zendesk.{k}": v for k, v in options.items()})
+    gives = {name: SOURCE.read_back("tickets", name, value, given)
+             for name, value in planhat.items()}  # fmt: skip
+    assert gives == zendesk_gives
+
+
 def test_a_409_is_read_again_and_retried_once() -> None:
     with stand_in() as (server, client):
         ticket = new_ticket(client, subject="x", status="open")
