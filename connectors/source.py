@@ -12,6 +12,7 @@ reads its settings by the generic rules here.
     ├── Preparing       per-model hooks run on a batch just before it is sent to Planhat
     ├── PlanhatHints    deliveries name a Planhat record that changed: the engine re-reads it
     └── WritesBack      writes a change made in Planhat back to the source (two-way)
+        └── ReadsBack   spells a value written to it otherwise when it comes back
 
 Settings, read generically: the ``default`` connection's webhook secret comes from
 ``Source.env_secret``; a credential ``name`` of source ``s`` is the secret ``s:name`` of a
@@ -312,4 +313,18 @@ class WritesBack(Protocol):
 
     def write_back(self, context: WriteBackContext, change: WriteBack) -> None:
         """Write ``change`` to the source; raise a ``WriteBackError`` when it did not take."""
+        ...
+
+
+@runtime_checkable
+class ReadsBack(Protocol):
+    """A two-way source whose mapping gives back a value written to it spelled otherwise
+    (Zendesk: Planhat ``closed`` is written ``solved``, which comes back as ``solved``;
+    a CSM's ``"New "`` comes back ``new``). The engine takes a source's value equal to the
+    spelling of what Planhat holds as what Planhat holds, never as a change
+    (``worker/pipeline/conflicts.py``). Without it a value comes back as it was written."""
+
+    def read_back(self, model: str, name: str, value: Any, options: Mapping[str, str]) -> Any:
+        """What the source's changes carry for the shared field ``name`` (as compared) once
+        it holds Planhat's ``value``, in Planhat's terms (through the source's mapping)."""
         ...

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from connectors.zendesk.write_back import ORIGIN
+from connectors.zendesk.write_back import ours
 
 # Event kinds (``zen:event-type:ticket.<kind>``) after which the audits are read: those a
 # status can change with, and those our write-back makes (status, priority, assignee).
@@ -65,9 +65,7 @@ def ours_last(audits: list[dict[str, Any]], ticket: Mapping[str, Any]) -> bool:
     if not audits:
         return False
     last = audits[-1]
-    custom = (last.get("metadata") or {}).get("custom") or {}
-    tagged = all(custom.get(name) == value for name, value in ORIGIN.items())
-    return tagged and last.get("created_at") == ticket.get("updated_at")
+    return ours(last) and last.get("created_at") == ticket.get("updated_at")
 
 
 def summary(audits: list[dict[str, Any]], ticket: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ for events that can change its status, a summary of its audits (``detail``,
 the incremental export (``api.py``, polled); mapped by ``mapping.py``, the company found
 by ``companies.py``. Deleted tickets (``ticket.soft_deleted`` events, export items with
 status ``deleted``) become deletions. Back: status and priority changed in Planhat
-(``write_back.py``); every other field is Zendesk's.
+(``write_back.py``; what Zendesk gives back for what was written: ``read_back``);
+every other field is Zendesk's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -119,6 +121,9 @@ class ZendeskSource:
 
     def write_back(self, context: WriteBackContext, change: WriteBack) -> None:
         write_back.send(context, change)
+
+    def read_back(self, model: str, name: str, value: Any, options: Mapping[str, str]) -> Any:
+        return write_back.read_back(name, value, options) if model == "tickets" else value
 
 
 SOURCE = ZendeskSource()

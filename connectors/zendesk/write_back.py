@@ -80,6 +80,21 @@ def wanted(fields: Mapping[str, Any], options: Mapping[str, str]) -> dict[str, A
     return out
 
 
+def read_back(name: str, value: Any, options: Mapping[str, str]) -> Any:
+    """What Zendesk's changes carry for Planhat's ``value`` of a shared field once it is
+    written there, as ``mapping.changes`` gives it to Planhat: the status through the map
+    both ways (``closed`` is written ``solved``, read back as the map's name for
+    ``solved``; ``"New "`` as ``new``), the severity in lower case. A value Zendesk cannot
+    take (a dead letter when written) comes back as itself."""
+    if name not in SHARED:
+        return value
+    try:
+        written = wanted({name: value}, options)[SHARED[name]]
+    except TargetRefused:
+        return value
+    return status_map(options).get(written, written) if name == "status" else written
+
+
 def ticket_updates(options: Mapping[str, str]) -> tuple[int, float]:
     """``zendesk.ticket_updates`` (``30/600``): updates per ticket, and in how many seconds."""
     limit, _, window = options.get("ticket_updates", DEFAULT_TICKET_UPDATES).partition("/")
@@ -102,9 +117,20 @@ def _check(answer: httpx.Response, what: str) -> None:
 Audits = Callable[[], list[Any]]  # reads the ticket's audits
 
 
+def ours(audit: Mapping[str, Any]) -> bool:
+    """Whether the audit is one of our writes (its ``metadata.custom`` carries ORIGIN)."""
+    custom = (audit.get("metadata") or {}).get("custom") or {}
+    return all(custom.get(name) == value for name, value in ORIGIN.items())
+
+
 def _changed_at(audits: list[Any], field: str) -> int:
-    """When ``field`` last changed in Zendesk (its audits), in microseconds; 0: never."""
+    """When someone else changed ``field`` last in Zendesk (its audits), in microseconds;
+    0: never. Our own writes are skipped: they wrote what Planhat held, never a change
+    Planhat's newer one should lose to (a write of an earlier Planhat change, stamped
+    after this one, would otherwise win over it)."""
     for audit in reversed(audits):
+        if ours(audit):
+            continue
         if any(e.get("field_name") == field for e in audit.get("events") or []):
             return version_number(audit["created_at"])
     return 0
@@ -113,7 +139,8 @@ def _changed_at(audits: list[Any], field: str) -> int:
 def decide(
     read_audits: Audits, ticket: Mapping[str, Any], want: Mapping[str, Any], planhat_at: int
 ) -> dict[str, Any]:
-    """The fields still to write: those that differ, unless Zendesk changed them later."""
+    """The fields still to write: those that differ, unless someone changed them in
+    Zendesk later (our own writes are no such change)."""
     send = {name: value for name, value in want.items() if ticket.get(name) != value}
     if send and version_number(ticket["updated_at"]) > planhat_at:
         audits = read_audits()

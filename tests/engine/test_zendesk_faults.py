@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.zendesk.verify import signed_headers
 from state.tables import Cursor
 from tests.engine.zendesk_two_way import (
+    AUDITS,
     ECHO_READ,
     EXPORT,
     TICKET_GET,
@@ -46,7 +46,8 @@ def test_10_a_requester_without_an_email_is_a_dead_letter_saying_so(
     [letter] = letters
     assert f"zendesk ticket {ticket['id']}: its requester has no e-mail" in letter.reason
     assert [event.status for event in events] == ["failed"]  # kept, marked
-    assert calls == Calls(zendesk={TICKET_GET: 1}, planhat={})  # nothing sent to Planhat
+    # the created event read with its audits (before mapping); nothing sent to Planhat
+    assert calls == Calls(zendesk={TICKET_GET: 1, AUDITS: 1}, planhat={})
 
 
 def test_11_no_company_matches_a_dead_letter_names_the_domain_and_the_fix(
@@ -63,7 +64,7 @@ def test_11_no_company_matches_a_dead_letter_names_the_domain_and_the_fix(
     assert letter.key_value == str(ticket["id"])
     assert "no Planhat company has the domain elsewhere.example" in letter.reason
     assert "add the domain to its company in Planhat" in letter.reason
-    assert calls.zendesk == {TICKET_GET: 1}
+    assert calls.zendesk == {TICKET_GET: 1, AUDITS: 1}  # the created event, its audits
     assert set(calls.planhat) == {"GET /companies"}  # no ticket sent
 
 
@@ -99,7 +100,6 @@ def test_13_a_failing_export_page_leaves_the_cursor_and_the_replay_is_idempotent
     assert calls == Calls(zendesk={EXPORT: 3}, planhat={})
 
 
-@pytest.mark.xfail(strict=True, reason="needs deletions from Zendesk (source deletes, tombstone)")
 def test_14_a_deleted_zendesk_ticket_is_deleted_in_planhat_and_never_recreated(
     start_sandbox: Start, tmp_path: Path
 ) -> None:
@@ -117,7 +117,10 @@ def test_14_a_deleted_zendesk_ticket_is_deleted_in_planhat_and_never_recreated(
 
     assert left == []
     assert link.deleted_at is not None  # the tombstone
-    assert deleted.planhat.get("DELETE /tickets") == 1
+    # the soft_deleted event needs no read (nothing left to read); Planhat's single
+    # delete of that ticket; nothing sent back to Zendesk
+    assert deleted == Calls(zendesk={}, planhat={"DELETE /tickets/:id": 1})
+    # the export's deleted item meets the tombstone: it costs Planhat nothing
     assert crawled == Calls(zendesk={EXPORT: 1}, planhat={})
     assert planhat_id
 
@@ -161,7 +164,9 @@ def test_16_zendesk_429_retry_after_is_honoured_and_nothing_is_lost(
     assert now["status"] == "hold"
     assert letters == []
     assert stats["rate_limited"] == 1  # retried after Retry-After, not before
-    assert calls.zendesk == {TICKET_GET: 5, TICKET_PUT: 3}  # reads: 3 before a PUT, 2 echoes
+    # reads: 3 before a PUT (one answered 429), 2 echoes (status_changed: a read and its
+    # audits, the last one ours)
+    assert calls.zendesk == {TICKET_GET: 5, TICKET_PUT: 3, AUDITS: 2}
     assert calls.planhat == {"GET /tickets": 2}
 
 
@@ -183,7 +188,7 @@ def test_16_planhat_429_is_honoured_and_nothing_is_lost(
     assert status == "solved"
     assert letters == []
     assert limited >= 1
-    assert calls.zendesk == {TICKET_GET: 1}
+    assert calls.zendesk == {TICKET_GET: 1, AUDITS: 1}  # the status_changed event, its audits
     # the refused writes, the one that went through, then the Automation's hint read
     assert calls.planhat == {"PUT /tickets": limited + 1, "GET /tickets": 1}
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from tests.engine.two_way import FAST
@@ -43,7 +41,9 @@ def test_1_a_new_zendesk_ticket_creates_one_planhat_ticket(
         letters = sync.letters()
 
     assert calls == Calls(
-        zendesk={TICKET_GET: 1},  # the event completed with the ticket as REST gives it
+        # the created event completed with the ticket as REST gives it, and its audits
+        # (the history, and whether the last change is ours)
+        zendesk={TICKET_GET: 1, AUDITS: 1},
         planhat={"GET /companies": 1, "PUT /tickets": 1, **ECHO_READ},
     )
     assert {k: made[k] for k in ("source", "sourceId", "title", "email", "status", "severity",
@@ -66,10 +66,12 @@ def test_2_zendesk_solved_becomes_the_mapped_planhat_status(
         status = sync.planhat_ticket(ticket)["status"]
 
     assert status == "resolved"
-    assert calls == Calls(zendesk={TICKET_GET: 1}, planhat={"PUT /tickets": 1, **ECHO_READ})
+    # the status_changed event read (GET) with its audits (the history, our echo or not)
+    assert calls == Calls(
+        zendesk={TICKET_GET: 1, AUDITS: 1}, planhat={"PUT /tickets": 1, **ECHO_READ}
+    )
 
 
-@pytest.mark.xfail(strict=True, reason="needs history (status changes with times)")
 def test_2_a_status_change_appends_a_history_entry(start_sandbox: Start, tmp_path: Path) -> None:
     with zendesk_two_way(start_sandbox, tmp_path, options=RESOLVED) as sync:
         ticket, _ = mirrored(sync)
@@ -95,9 +97,12 @@ def test_3_ping_pong_a_our_planhat_write_fires_the_automation_and_costs_no_zende
         fired = sync.planhat_stats()["automations"]["fired"]
         hints = sync.events("planhat")
 
-    # the agent's two changes are two events, each read once; the Automation fired for
-    # our write, its hint was read once and dropped: no Zendesk call came of it
-    assert calls == Calls(zendesk={TICKET_GET: 2}, planhat={"PUT /tickets": 1, **ECHO_READ})
+    # the agent's two changes are two events (status_changed, priority_changed), each
+    # read once with its audits; the Automation fired for our write, its hint was read
+    # once and dropped: no Zendesk call came of it
+    assert calls == Calls(
+        zendesk={TICKET_GET: 2, AUDITS: 2}, planhat={"PUT /tickets": 1, **ECHO_READ}
+    )
     assert fired == 2  # the ticket's creation and this update
     assert {hint.status for hint in hints} == {"done"}
 
@@ -122,11 +127,14 @@ def test_4_ping_pong_b_our_zendesk_write_comes_back_and_costs_no_planhat_write(
 
     assert now["status"] == "pending"
     assert audits[-1]["metadata"]["custom"] == {"sync_origin": "planhat-sync"}
-    # the write's own event came back (delivered), was completed, and went nowhere
+    # the write-back's read and PUT; the write's own event came back (delivered), was
+    # completed (GET) with its audits (the last one ours: an echo) and went nowhere
     assert hooks["delivered"] == 1
-    assert calls == Calls(zendesk={TICKET_GET: 2, TICKET_PUT: 1}, planhat={"GET /tickets": 1})
+    assert calls == Calls(
+        zendesk={TICKET_GET: 2, TICKET_PUT: 1, AUDITS: 1}, planhat={"GET /tickets": 1}
+    )
     assert polled == Calls(
-        zendesk={TICKET_GET: 2, TICKET_PUT: 1, EXPORT: 1}, planhat={"GET /tickets": 1}
+        zendesk={TICKET_GET: 2, TICKET_PUT: 1, AUDITS: 1, EXPORT: 1}, planhat={"GET /tickets": 1}
     )
 
 
@@ -186,15 +194,18 @@ def test_6_runaway_guard_a_status_flip_flopping_between_the_sides_is_quarantined
     assert "flapping" in letter.reason
     assert (letter.model, letter.target) == ("tickets", "zendesk")
     assert letter.attempts == 3  # the turns counted: to Zendesk 1 and 3, to Planhat 2
-    # each CSM change read (GET) and written to Zendesk (GET, PUT), its event read back
-    # (GET); the agent's change in between read (GET) and written to Planhat (PUT), the
-    # Automation's hint read (GET); the second agent change read and dropped
+    # each CSM change read (GET) and written to Zendesk (GET, PUT), its status_changed
+    # event read back (GET, audits: ours); the agent's change in between read (GET,
+    # audits) and written to Planhat (PUT), the Automation's hint read (GET); the second
+    # agent change read (GET, audits) and dropped
     assert before == Calls(
-        zendesk={TICKET_GET: 6, TICKET_PUT: 2}, planhat={"PUT /tickets": 1, "GET /tickets": 3}
+        zendesk={TICKET_GET: 6, TICKET_PUT: 2, AUDITS: 4},
+        planhat={"PUT /tickets": 1, "GET /tickets": 3},
     )
-    # then the CSM's hint is read and dropped; the agent's event goes nowhere
+    # then the CSM's hint is read and dropped; the agent's event (GET, audits) goes nowhere
     assert after == Calls(
-        zendesk={TICKET_GET: 6, TICKET_PUT: 2}, planhat={"PUT /tickets": 1, "GET /tickets": 4}
+        zendesk={TICKET_GET: 6, TICKET_PUT: 2, AUDITS: 4},
+        planhat={"PUT /tickets": 1, "GET /tickets": 4},
     )
 
 
@@ -212,26 +223,43 @@ def test_7_planhat_closed_is_written_to_zendesk_as_solved_never_closed(
     assert now["status"] == "solved"
     written = [e["value"] for a in audits for e in a["events"] if e.get("field_name") == "status"]
     assert written == ["new", "solved"]  # created new; never closed
-    # the hint read; Zendesk read and written; the write's own event read back
-    assert calls.zendesk == {TICKET_GET: 2, TICKET_PUT: 1}
+    # Zendesk read and written; the write's own event read back with its audits (ours)
+    assert calls.zendesk == {TICKET_GET: 2, TICKET_PUT: 1, AUDITS: 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the echo of 'solved' (what Zendesk holds for Planhat 'closed') is no echo to the "
-    "engine: the write-back's link notes the Planhat-side fields, so the event's 'solved' "
-    "differs from the record's 'closed' and is written over the CSM's close",
-)
 def test_7_the_echo_of_solved_leaves_planhat_closed(start_sandbox: Start, tmp_path: Path) -> None:
+    """Zendesk's "solved" is its spelling of Planhat's "closed" (the write-back's): neither
+    our write's event, nor the export listing it, nor a later change of another field in
+    Zendesk writes "solved" over the CSM's "closed"."""
     with zendesk_two_way(start_sandbox, tmp_path) as sync:
-        _, planhat_id = mirrored(sync)
+        ticket, planhat_id = mirrored(sync)
+        sync.poll()  # the export's cursor is past the ticket's creation
+        sync.drain()
+        sync.reset_calls()
         sync.ui_edit(planhat_id, status="closed")
         sync.drain()
-        calls = sync.calls()
-        status = sync.planhat.get("tickets", planhat_id)["status"]
+        echoed = sync.calls()
+        sync.reset_calls()
+        assert sync.poll() == 1  # our write listed: "solved", without its audits
+        sync.drain()
+        polled = sync.calls()
+        sync.reset_calls()
+        sync.agent_edit(ticket, priority="urgent")  # later, another field, not ours
+        sync.drain()
+        later = sync.calls()
+        planhat = sync.planhat_ticket(ticket)
 
-    assert calls.planhat == {"GET /tickets": 1}
-    assert status == "closed"
+    # the hint read; Zendesk read and written; our write's event read with its audits
+    # (the last one ours: an echo, dropped)
+    assert echoed == Calls(
+        zendesk={TICKET_GET: 2, TICKET_PUT: 1, AUDITS: 1}, planhat={"GET /tickets": 1}
+    )
+    assert polled == Calls(zendesk={EXPORT: 1}, planhat={})  # Planhat holds it already
+    # the agent's change read with its audits; the severity written, the hint read
+    assert later == Calls(
+        zendesk={TICKET_GET: 1, AUDITS: 1}, planhat={"PUT /tickets": 1, **ECHO_READ}
+    )
+    assert (planhat["status"], planhat["severity"]) == ("closed", "urgent")
 
 
 def test_8_a_409_is_read_again_decided_per_field_and_retried_once(
@@ -253,8 +281,9 @@ def test_8_a_409_is_read_again_decided_per_field_and_retried_once(
     assert (now["status"], now["subject"]) == ("hold", "Printer jams again")
     assert (planhat["status"], planhat["title"]) == ("hold", "Printer jams again")
     # read, PUT (409), read again, its audits (Zendesk changed since), PUT; then the
-    # agent's rename and our write each come back as an event, completed by a read
-    assert calls.zendesk == {TICKET_GET: 4, TICKET_PUT: 2, AUDITS: 1}
+    # agent's rename (subject_changed: a read) and our write (status_changed: a read and
+    # its audits, the last one ours) each come back as an event
+    assert calls.zendesk == {TICKET_GET: 4, TICKET_PUT: 2, AUDITS: 2}
     assert calls.planhat == {"GET /tickets": 2, "PUT /tickets": 1}
 
 
@@ -276,8 +305,9 @@ def test_8_a_409_where_both_sides_changed_the_status_the_later_change_wins(
     assert (now["status"], planhat["status"]) == ("pending", "pending")
     assert letters == []
     # read, PUT (409), read again and its audits: Zendesk's status is later, nothing
-    # written; the agent's change comes as an event, read, and is written to Planhat
-    assert calls.zendesk == {TICKET_GET: 3, TICKET_PUT: 1, AUDITS: 1}
+    # written; the agent's change comes as an event, read with its audits, and is written
+    # to Planhat
+    assert calls.zendesk == {TICKET_GET: 3, TICKET_PUT: 1, AUDITS: 2}
     assert calls.planhat == {"GET /tickets": 2, "PUT /tickets": 1}
 
 

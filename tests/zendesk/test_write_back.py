@@ -77,6 +77,54 @@ def test_a_later_zendesk_change_wins_over_an_older_planhat_one() -> None:
     assert "PUT /api/v2/tickets/{id:int}.json" not in calls
 
 
+def test_our_own_earlier_write_is_no_later_zendesk_change() -> None:
+    """A write of an earlier Planhat change lands stamped after Planhat's next change (a
+    CSM set pending, then hold): its audit is ours, so hold is still written."""
+    with stand_in() as (server, client), httpx.Client() as http:
+        ticket = new_ticket(client, subject="x", status="open")
+        created = version_number(ticket["created_at"])
+        SOURCE.write_back(
+            context(server.url, http), change(ticket["id"], created, status="pending")
+        )
+        written = client.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+        client.post("/_sandbox/reset")
+        # Planhat's hold is older than our pending's audit, newer than the ticket's creation
+        assert version_number(written["updated_at"]) > created + 1
+        SOURCE.write_back(
+            context(server.url, http), change(ticket["id"], created + 1, status="hold")
+        )
+        now = client.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+        calls = routes(client)
+    assert now["status"] == "hold"
+    # read; Zendesk changed it after Planhat did: its audits (the last status change
+    # ours); the PUT; then the test's own read
+    assert calls == {
+        "GET /api/v2/tickets/{id:int}.json": 2,
+        "GET /api/v2/tickets/{id:int}/audits.json": 1,
+        "PUT /api/v2/tickets/{id:int}.json": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "planhat", "zendesk_gives"),
+    [
+        ({}, {"status": "closed"}, {"status": "solved"}),
+        ({"status_map": "solved=resolved,open=open"}, {"status": "closed"}, {"status": "resolved"}),
+        ({}, {"status": " New ", "severity": "HIGH"}, {"status": "new", "severity": "high"}),
+        ({}, {"status": "archived", "severity": "someday"}, {"status": "archived",
+                                                             "severity": "someday"}),
+        ({}, {"title": "Printer"}, {"title": "Printer"}),
+    ],
+)  # fmt: skip
+def test_read_back_is_what_zendesk_gives_back_for_what_was_written(
+    options: dict[str, str], planhat: dict[str, Any], zendesk_gives: dict[str, Any]
+) -> None:
+    given = source_options(SOURCE, {f"zendesk.{k}": v for k, v in options.items()})
+    gives = {name: SOURCE.read_back("tickets", name, value, given)
+             for name, value in planhat.items()}  # fmt: skip
+    assert gives == zendesk_gives
+
+
 def test_a_409_is_read_again_and_retried_once() -> None:
     with stand_in() as (server, client):
         ticket = new_ticket(client, subject="x", status="open")

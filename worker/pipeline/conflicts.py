@@ -10,7 +10,14 @@ Declared per source and model (``WritesBack.ownership``, from the connection's o
 - every other field is shared: the later writer wins, each side on its own clock
   (Planhat's ``updatedAt``; the source's version), a tie to the source. A source version
   is a time only when it is one (an ISO time: microseconds since 1970); a sequence number
-  cannot be compared with Planhat's clock, and the source wins.
+  cannot be compared with Planhat's clock, and the source wins;
+- a shared field's value from the source that is only the source's spelling of what
+  Planhat holds (``ReadsBack.read_back``: Planhat ``closed`` is written to Zendesk as
+  ``solved`` and comes back ``solved``) is no change: dropped, Planhat keeps its value.
+  This is checked by value against what Planhat holds (the link), not against the hash
+  of our last write: it holds for our write's own echo, for the export listing it later
+  (no audits to say it is ours), and for any later change of another field, which
+  carries the whole ticket, status included.
 
 Both directions apply these in the ingest's transaction: ``to_source`` on the fields a
 change made in Planhat changed, ``to_planhat`` on a change from the source. Each takes from
@@ -19,14 +26,14 @@ the other direction's waiting write what it lost (a pending outbox row, a write_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from sqlmodel import Session
 
 from connectors.change import Change
-from connectors.source import Ownership, WritesBack
+from connectors.source import Ownership, ReadsBack, WritesBack
 from connectors.sources import SOURCES, OptionError, source_options
 from state.tables import Link, OutboxItem, RecordState, WriteBackItem
 from worker.pipeline.links import comparable, gate, nested
@@ -45,6 +52,19 @@ def ownership_of(link: Link, options: Mapping[str, str]) -> Ownership:
         return source.ownership(link.model, source_options(source, options))
     except OptionError:  # said by the write-back; meanwhile, nothing is owned
         return Ownership()
+
+
+def read_back_of(link: Link, options: Mapping[str, str]) -> Callable[[str, Any], Any]:
+    """How the link's source spells a value Planhat holds when it comes back (field name,
+    Planhat's value → the source's change's value); as itself when it says nothing."""
+    source = SOURCES.get(link.source)
+    if not isinstance(source, ReadsBack):
+        return lambda name, value: value
+    try:
+        given = source_options(source, options)
+    except OptionError:
+        return lambda name, value: value
+    return lambda name, value: source.read_back(link.model, name, value, given)
 
 
 def to_source(
@@ -118,6 +138,8 @@ def to_planhat(
     own = ownership_of(link, options)
     flat = comparable(change.model, change.fields)
     in_planhat = link.planhat_id is not None and link.deleted_at is None
+    spelled = read_back_of(link, options)
+    held = link.planhat_fields if in_planhat else {}
     times, owed = link.field_times or {}, dict(link.owed_source or {})
     drop: list[str] = []
     won: list[str] = []
@@ -128,6 +150,8 @@ def to_planhat(
             drop.append(name)
         elif name in own.source:
             won.append(name)
+        elif name in held and value != held[name] and value == spelled(name, held[name]):
+            drop.append(name)  # the source's spelling of what Planhat holds: no change
         elif change.version >= TIMES_FROM and times.get(name, -1) > change.version:
             drop.append(name)  # Planhat's edit of it is newer
         else:
