@@ -51,7 +51,7 @@ def main() -> int:
         outcome.disagreements
         or outcome.not_crossed
         or outcome.planhat_echo_writes
-        or outcome.zendesk_echo_writes
+        or outcome.source_echo_writes
     )
     return 1 if failed else 0
 
