@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -103,19 +103,21 @@ class Helpdesk(Protocol):
 
 
 def run(
-    helpdesk: Helpdesk,
+    make: Callable[[str], Helpdesk],
     size: Size,
     redis: RedisServer,
     logs: Path,
-    web: int,
     engine_env: dict[str, str] | None = None,
 ) -> Outcome:
-    """One run at ``size``; the receiver listens on ``web`` (the stand-in's webhook names
-    it). Every process it starts is stopped before it returns. ``engine_env``: more
-    settings for the receiver, workers and beat."""
+    """One run at ``size`` of the helpdesk ``make`` gives for the receiver's webhook base
+    (``http://…/webhooks/default``; its stand-in adds its source's name). Every process it
+    starts is stopped before it returns. ``engine_env``: more settings for the receiver,
+    workers and beat."""
+    web = free_port()
+    receiver = f"http://127.0.0.1:{web}/webhooks/default"
+    helpdesk = make(receiver)
     outcome = Outcome(size, helpdesk.name)
     began = time.monotonic()
-    receiver = f"http://127.0.0.1:{web}/webhooks/default"
     planhat = SandboxProcess(logs / "planhat.db", port=free_port(),
                              automation=([f"tickets={receiver}/planhat"], HINT_SECRET))  # fmt: skip
     # Both start while the deployment does (each process takes seconds to import).

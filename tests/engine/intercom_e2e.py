@@ -65,8 +65,8 @@ class IntercomStandIn(StandInProcess):
 class Intercom:
     name, source, statuses = "Intercom", "intercom", STATUSES
 
-    def __init__(self, webhook_url: str) -> None:
-        self.stand_in = IntercomStandIn(free_port(), webhook_url)
+    def __init__(self, receiver: str) -> None:
+        self.stand_in = IntercomStandIn(free_port(), f"{receiver}/intercom")
         self.observer = httpx.Client(base_url=self.stand_in.url, timeout=30,
                                      headers=headers(self.stand_in.observer))  # fmt: skip
 
@@ -160,8 +160,5 @@ class Intercom:
 def run(
     size: Size, redis: RedisServer, logs: Path, engine_env: dict[str, str] | None = None
 ) -> Outcome:
-    """One run at ``size``; every process it starts is stopped before it returns.
-    ``engine_env``: more settings for the receiver, workers and beat."""
-    web = free_port()
-    intercom = Intercom(f"http://127.0.0.1:{web}/webhooks/default/intercom")
-    return helpdesk_e2e.run(intercom, size, redis, logs, web, engine_env)
+    """One run at ``size`` (``helpdesk_e2e.run``)."""
+    return helpdesk_e2e.run(Intercom, size, redis, logs, engine_env)
