@@ -48,6 +48,7 @@ from worker.cli.stand_in import StandInProcess
 __all__ = ["Helpdesk", "Outcome", "Size", "run"]
 
 HINT_SECRET = "planhat-automation-secret-e2e"  # a test's own
+START_S = 60.0  # for a stand-in to answer
 
 
 class Helpdesk(Protocol):
@@ -120,8 +121,10 @@ def run(
     began = time.monotonic()
     planhat = SandboxProcess(logs / "planhat.db", port=free_port(),
                              automation=([f"tickets={receiver}/planhat"], HINT_SECRET))  # fmt: skip
-    # Both start while the deployment does (each process takes seconds to import).
-    starting = [threading.Thread(target=s.start) for s in (planhat, helpdesk.stand_in)]
+    # Both start while the deployment does (each process takes seconds to import; on a
+    # loaded 2-core machine, the six of them together took up to 30 s).
+    starting = [threading.Thread(target=s.start, kwargs={"timeout": START_S})
+                for s in (planhat, helpdesk.stand_in)]  # fmt: skip
     for thread in starting:
         thread.start()
     try:
