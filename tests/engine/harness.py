@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,12 +155,17 @@ class Deployment:
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for name in list(self.processes):
-            process = self.processes.pop(name)
-            try:
+        """SIGTERM to every process first, then each waited for (SIGKILL after 15 s): they
+        shut down side by side, not one after another."""
+        stopping = [self.processes.pop(name) for name in list(self.processes)]
+        for process in stopping:
+            with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+        deadline = time.monotonic() + 15
+        for process in stopping:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
 

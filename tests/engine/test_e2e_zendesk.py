@@ -29,9 +29,9 @@ def test_tickets_changed_on_both_sides_agree_each_change_crossing_once_without_e
     assert outcome.dead_letters == 0
     # each change crossed exactly once: one write on the other side per change, and
     # nothing written that changed nothing
-    assert outcome.planhat_ticket_writes == SIZE.tickets + outcome.zendesk_changes
-    assert outcome.zendesk_writes == outcome.planhat_changes
+    assert outcome.planhat_ticket_writes == SIZE.tickets + outcome.source_changes
+    assert outcome.source_writes == outcome.planhat_changes
     assert outcome.planhat_echo_writes == 0
-    assert outcome.zendesk_echo_writes == 0
-    assert outcome.zendesk_changes == round(SIZE.zendesk_share * SIZE.tickets)
+    assert outcome.source_echo_writes == 0
+    assert outcome.source_changes == round(SIZE.source_share * SIZE.tickets)
     assert outcome.planhat_changes == round(SIZE.planhat_share * SIZE.tickets)

@@ -11,6 +11,7 @@ import pytest
 from connectors.intercom.verify import verify
 from tests.intercom.stand_in import (
     CLIENT_SECRET,
+    TOKEN,
     new_contact,
     new_ticket,
     routes,
@@ -144,3 +145,21 @@ def test_an_archived_or_unknown_state_is_refused_and_reset_clears_the_counters()
     assert archived.status_code == unknown.status_code == 422
     assert before["PUT /tickets/{id}"] == 2
     assert after == {}
+
+
+def test_another_apps_token_writes_as_that_app_and_its_calls_count_apart() -> None:
+    with stand_in(
+        tokens=frozenset({TOKEN, "other-token"}), app_codes={"other-token": "other-app"}
+    ) as (_, client):
+        contact = new_contact(client, "a@acme.example")
+        ticket = new_ticket(client, contact)
+        other = {"authorization": "Bearer other-token", "intercom-version": "2.14"}
+        url = f"/tickets/{ticket['id']}"
+        client.put(url, json={"ticket_state_id": "4517894"}, headers=other).raise_for_status()
+        parts = client.get(url).json()["ticket_parts"]["ticket_parts"]
+        stats = client.get("/_sandbox/stats").json()
+    assert [p.get("app_package_code") for p in parts] == ["planhat-sync", "other-app"]
+    assert stats["by_app"] == {
+        "planhat-sync": {"POST /contacts": 1, "POST /tickets": 1, "GET /tickets/{id}": 1},
+        "other-app": {"PUT /tickets/{id}": 1},
+    }

@@ -19,8 +19,6 @@ import base64
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -43,6 +41,7 @@ from state.db import create_private_file, migrate, session_scope
 from state.inbox import has_pending
 from worker.cli import dev_zendesk
 from worker.cli.keys import require_keys
+from worker.cli.stand_in import StandInProcess
 from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
@@ -218,47 +217,24 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
             zendesk.stop()
 
 
-class SandboxProcess:
+class SandboxProcess(StandInProcess):
     """The Planhat sandbox as a process of its own (``planhat-sync sandbox``), as Planhat is
     a service of its own: its work never competes with the receiver's for this process
     (measured: in process, each bulk upsert it answered during a burst held the
     receiver's p99 above 90 ms)."""
 
+    name = "Planhat sandbox"
+
     def __init__(
         self, db: Path, port: int, automation: tuple[list[str], str] | None = None
     ) -> None:
         """``automation``: ``MODEL=URL`` items and their secret (``--automation``)."""
-        self.url = f"http://127.0.0.1:{port}"
-        # -c, not -m worker.cli.main: runpy warns when the package already imported it.
-        run = "from worker.cli.main import main; main()"
-        self._command = [sys.executable, "-c", run, "sandbox", "--port", str(port), "--db", str(db)]
+        command = ["sandbox", "--port", str(port), "--db", str(db)]
         if automation is not None:
             for item in automation[0]:
-                self._command += ["--automation", item]
-            self._command += ["--automation-secret", automation[1]]
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> SandboxProcess:
-        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL)  # noqa: S603
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                httpx.get(f"{self.url}/_sandbox/stats", timeout=1.0).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the Planhat sandbox did not start on {self.url}") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                command += ["--automation", item]
+            command += ["--automation-secret", automation[1]]
+        super().__init__(port, command)
 
 
 def _demo(webhook: str, secret: str, engine: Engine, idle: Any, base_url: str, token: str) -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +24,7 @@ import typer
 
 from connectors.planhat.client import PlanhatClient
 from connectors.zendesk import api
+from worker.cli.stand_in import StandInProcess
 
 AGENT_EMAIL = "sync@dev.example"  # the stand-in's API user (an agent, as in Zendesk)
 REQUESTER = {"name": "Jane Doe", "email": "jane@acme.example"}  # Acme's domain (dev.py)
@@ -52,28 +51,27 @@ def port_near(port: int) -> int:
     raise RuntimeError("no free port for the Zendesk stand-in")
 
 
-class ZendeskStandIn:
+class ZendeskStandIn(StandInProcess):
     """The Zendesk stand-in as a process of its own, as Zendesk is a service of its own."""
+
+    name = "Zendesk stand-in"
 
     def __init__(
         self, port: int, webhook_url: str, *, agents: Mapping[str, str] | None = None
     ) -> None:
         """``agents``: other API users (e-mail → token) it accepts besides the worker's."""
-        self.url = f"http://127.0.0.1:{port}"
         self.api_token = secrets.token_urlsafe(18)
         self.webhook_secret = secrets.token_urlsafe(24)
-        # -c, not -m worker.cli.main: runpy warns when the package already imported it.
-        run = "from worker.cli.main import main; main()"
-        self._command = [
-            sys.executable, "-c", run, "zendesk-sandbox", "--port", str(port),
+        command = [
+            "zendesk-sandbox", "--port", str(port),
             "--subdomain", "dev", "--credential", f"{AGENT_EMAIL}={self.api_token}",
             "--webhook-url", webhook_url, "--webhook-secret", self.webhook_secret,
             # in memory: started again, it must not reuse the ids Planhat already holds
             "--first-id", str(int(time.time()) * 10),
         ]  # fmt: skip
         for email, token in (agents or {}).items():
-            self._command += ["--credential", f"{email}={token}"]
-        self._process: subprocess.Popen[bytes] | None = None
+            command += ["--credential", f"{email}={token}"]
+        super().__init__(port, command)
 
     def secrets(self) -> dict[str, str]:
         """The ``default`` connection's Zendesk secrets (``--secret zendesk:…`` stored)."""
@@ -83,31 +81,6 @@ class ZendeskStandIn:
             "zendesk:email": AGENT_EMAIL,
             "zendesk:api_token": self.api_token,
         }
-
-    def start(self, timeout: float = 30.0) -> ZendeskStandIn:
-        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL)  # noqa: S603
-        deadline = time.monotonic() + timeout
-        process = self._process
-        while True:
-            try:
-                httpx.get(f"{self.url}/_sandbox/stats", timeout=1.0).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"the Zendesk stand-in did not start on {self.url}"
-                    ) from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
 
     def client(self) -> httpx.Client:
         credentials = {"email": AGENT_EMAIL, "api_token": self.api_token}

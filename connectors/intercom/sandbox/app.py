@@ -7,7 +7,9 @@ admin's edit in Intercom's inbox, ``POST /_sandbox/webhook`` pauses or resumes t
 (a paused webhook's notifications are lost: a missed webhook), ``POST /_sandbox/faults``
 answers the next API requests 429 (``rate_limited``: how many, ``reset_in_s``) or the
 ``fail_search``-th search request from now 500, once; ``POST /_sandbox/admins``
-(``email``, ``name``) adds a teammate, as Intercom's app does (the API adds none).
+(``email``, ``name``) adds a teammate, as Intercom's app does (the API adds none). Its
+stats count API requests by route, in all and per app (``by_app``: the app's package code
+→ route → count).
 
 Intercom's behaviours kept (developers.intercom.com, REST API 2.14): Bearer access tokens
 (else 401 ``unauthorized``); an ``error.list`` body on every refusal; requests counted per
@@ -63,6 +65,7 @@ class IntercomConfig:
 class Stats:
     requests: int = 0
     by_route: Counter[str] = field(default_factory=Counter)
+    by_app: dict[str, Counter[str]] = field(default_factory=dict)  # app's code → by_route
     rate_limited: int = 0
     api_writes: int = 0  # ticket updates through the API that changed the ticket
     unchanged_writes: int = 0  # ticket updates through the API that changed nothing (echoes)
@@ -104,6 +107,8 @@ class IntercomSandbox:
             token = self._token(request)
             if token is None:
                 return _error(401, "unauthorized", "Access Token Invalid")
+            app = self.config.app_codes.get(token, self.config.app_package_code)
+            self.stats.by_app.setdefault(app, Counter())[route] += 1
             decision = self.limit.take(token)
             reset = int(time.time()) + max(1, decision.retry_after)
             if self.faults.rate_limited > 0:
@@ -257,6 +262,7 @@ class IntercomSandbox:
         s = self.stats
         return JSONResponse({
             "requests": s.requests, "by_route": dict(s.by_route),
+            "by_app": {app: dict(routes) for app, routes in s.by_app.items()},
             "rate_limited": s.rate_limited, "api_writes": s.api_writes,
             "unchanged_writes": s.unchanged_writes, "ui_edits": s.ui_edits,
             "tickets": len(self.store.tickets), "webhook": self.webhook.counts(),
