@@ -12,12 +12,12 @@ Declared per source and model (``WritesBack.ownership``, from the connection's o
   is a time only when it is one (an ISO time: microseconds since 1970); a sequence number
   cannot be compared with Planhat's clock, and the source wins;
 - a shared field's value from the source that is only the source's spelling of what
-  Planhat holds (``ReadsBack.read_back``: Planhat ``closed`` is written to Zendesk as
-  ``solved`` and comes back ``solved``) is no change: dropped, Planhat keeps its value.
-  This is checked by value against what Planhat holds (the link), not against the hash
-  of our last write: it holds for our write's own echo, for the export listing it later
-  (no audits to say it is ours), and for any later change of another field, which
-  carries the whole ticket, status included.
+  Planhat holds (``ReadsBack.read_back``: a helpdesk with no ``closed`` status takes
+  Planhat ``closed`` as ``solved`` and sends back ``solved``) is no change: dropped,
+  Planhat keeps its value. This is checked by value against what Planhat holds (the
+  link), not against the hash of our last write: it holds for our write's own echo, for a
+  poll listing it later (nothing there says it is ours), and for any later change of
+  another field, which carries the whole record, that field included.
 
 Both directions apply these in the ingest's transaction: ``to_source`` on the fields a
 change made in Planhat changed, ``to_planhat`` on a change from the source. Each takes from

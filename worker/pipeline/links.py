@@ -120,8 +120,8 @@ def gate(session: Session, link: Link | None, change: Change) -> str | None:
         return "echo"
     # ``source_written_hash`` is of the Planhat-side fields the write-back wrote: a source
     # whose changes carry only those fields matches it here. One whose changes carry the
-    # whole record (Zendesk's ticket) does not, nor does a value the source spells
-    # otherwise (Planhat closed, Zendesk solved): that echo leaves nothing to write after
+    # whole record (a helpdesk's ticket) does not, nor does a value the source spells
+    # otherwise (Planhat closed, a helpdesk's solved): that echo leaves nothing to write after
     # conflicts.to_planhat (``ReadsBack``) and the diff against what we pushed.
     if unread_write_to_source(link) and (
         fields_hash(comparable(change.model, change.fields)) == link.source_written_hash
