@@ -27,6 +27,7 @@ import httpx
 import structlog
 
 from connectors.change import version_number
+from connectors.helpdesk_owners import owner_changed
 from connectors.planhat.errors import DEFAULT_RATE_LIMIT_WAIT, rate_limit_wait
 from connectors.source import (
     TargetBusy,
@@ -37,7 +38,7 @@ from connectors.source import (
     WriteBackContext,
 )
 from connectors.zendesk import api
-from connectors.zendesk.assignees import OWNER, assigns, zendesk_assignee
+from connectors.zendesk.assignees import OWNER, zendesk_assignee
 from connectors.zendesk.mapping import status_map
 
 log = structlog.get_logger(__name__)
@@ -151,16 +152,11 @@ def decide(
     return send
 
 
-def owner_changed(change: WriteBack, options: Mapping[str, str]) -> bool:
-    custom = change.fields.get("custom")
-    return assigns(options) and isinstance(custom, Mapping) and OWNER in custom
-
-
 def send(context: WriteBackContext, change: WriteBack) -> None:
     if change.deleted:
         return  # a ticket deleted in Planhat stays in Zendesk (Zendesk owns the ticket)
     want = wanted(change.fields, context.options)
-    assigning = owner_changed(change, context.options)
+    assigning = owner_changed(change.fields, context.options)
     if not (want or assigning):
         return
     base = api.base_url(context.credentials, context.api_base)

@@ -1,7 +1,8 @@
 """Intercom ⇄ Planhat on the embedded engine (SQLite), with both stand-ins on real sockets:
 the Planhat sandbox, whose ticket Automation POSTs to our receiver, and the Intercom
 stand-in, whose signed notifications POST to our receiver and whose API the source reads
-and writes (``SourceApis(intercom=…)``). The twin of ``tests/engine/zendesk_two_way.py``.
+and writes (``SourceApis(intercom=…)``). The shared parts are
+``tests/engine/helpdesk_harness.py``'s.
 
 The test acts in Intercom as another app (its own token and ``app_package_code``) or as an
 admin in the inbox (``admin_edit``); the worker's token is the app ``planhat-sync``, the
@@ -16,38 +17,26 @@ code the connection's ``intercom.app_package_code`` names.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx
-from cryptography.fernet import Fernet
-from sqlalchemy import Engine, func
-from sqlmodel import SQLModel, select
+from typing import Any, ClassVar
 
 from connectors.intercom.api import headers
 from connectors.intercom.sandbox import IntercomConfig, create_app
 from connectors.intercom.sandbox.store import IntercomStore
-from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox import SandboxConfig
-from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServer
-from state.connections import Connections, Tenant
-from state.crypto import SecretBox
-from state.db import migrate, session_scope
-from state.inbox import has_pending
-from state.tables import DeadLetter, InboxEvent, Link, OutboxItem, WriteBackItem
-from tests.engine.two_way import FAST, PLANHAT_SECRET
-from tests.engine.zendesk_two_way import COMPANY, UNPACED
+from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests.engine.embedded_harness import FAST
+from tests.engine.helpdesk_harness import (
+    COMPANY,
+    HelpdeskStandIn,
+    HelpdeskTwoWay,
+    helpdesk_two_way,
+    wait_past,
+)
 from tests.intercom.stand_in import CLIENT_SECRET, TOKEN
-from worker.intake.inbox import Inbox, ThreadedWriter
-from worker.intake.poll import SourceApis
-from worker.intake.receiver import create_web_app
-from worker.runtime.embedded import LocalDispatcher, Sweeper, embedded_runtime
-from worker.runtime.jobs import Runtime, run_poll
-from worker.runtime.ratelimit import WriteLimiters
 from worker.runtime.settings import EngineSettings
 
 OUR_APP = "planhat-sync"
@@ -76,29 +65,14 @@ class Calls:
 
 
 @dataclass
-class IntercomTwoWay:
-    runtime: Runtime
-    dispatcher: LocalDispatcher
-    receiver: BackgroundServer
-    sandbox: BackgroundSandbox
-    intercom: BackgroundServer
-    apis: SourceApis
-    planhat: PlanhatClient
-    intercom_api: httpx.Client  # the test's own, as another app (not counted)
-    _ahead: list[float]
+class IntercomTwoWay(HelpdeskTwoWay):
     _contacts: dict[str, str] = field(default_factory=dict)
-    _planhat_base: Counter[str] = field(default_factory=Counter)
-    _own: Counter[str] = field(default_factory=Counter)  # the test's own Intercom API calls
 
-    @property
-    def engine(self) -> Engine:
-        return self.runtime.engine
-
-    # --- the Intercom side ---------------------------------------------------------------
+    drained_what: ClassVar[str] = "the Intercom two-way engine"
 
     def _api(self, method: str, route: str, path: str, body: Any = None) -> Any:
-        answer = self.intercom_api.request(method, path, json=body)
-        self._own[f"{method} {route}"] += 1
+        answer = self.stand_in_api.request(method, path, json=body)
+        self.count_own(f"{method} {route}")
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -135,7 +109,7 @@ class IntercomTwoWay:
         if state is not None:
             given["ticket_state_id"] = STATES[state]
         url = f"/_sandbox/ui/tickets/{ticket_id}"
-        self.intercom_api.post(url, json=given).raise_for_status()
+        self.stand_in_api.post(url, json=given).raise_for_status()
 
     def intercom_read(self, ticket_id: str) -> dict[str, Any]:
         ticket: dict[str, Any] = self.intercom_store().tickets[ticket_id]
@@ -145,118 +119,37 @@ class IntercomTwoWay:
         return str(self.intercom_read(ticket_id)["ticket_state"]["id"])
 
     def intercom_store(self) -> IntercomStore:
-        store: IntercomStore = self.intercom.app.state.sandbox.store  # type: ignore[attr-defined]
+        store: IntercomStore = self.stand_in.app.state.sandbox.store  # type: ignore[attr-defined]
         return store
 
     def intercom_ahead(self, seconds: float) -> None:
-        """Run Intercom's clock ahead: its stamps are whole seconds, so a change made there
-        within the second of one made in Planhat would otherwise seem older."""
-        self._ahead[0] = seconds
+        self.run_ahead(seconds)
 
     def wait_past_intercom_stamp(self, ticket_id: str, timeout: float = 5.0) -> None:
         """Until our clock is past the ticket's ``updated_at`` (by Intercom's clock): a
         CSM's change made then is later than the ticket's last change in Intercom."""
         stamp = int(self.intercom_read(ticket_id)["updated_at"])
-        deadline = time.monotonic() + timeout
-        while time.time() <= stamp + 0.01:
-            if time.monotonic() > deadline:
-                raise AssertionError("the Intercom stamp stays in the future")
-            time.sleep(0.05)
-
-    def pause_webhook(self, paused: bool = True) -> None:
-        self.intercom_api.post("/_sandbox/webhook", json={"paused": paused}).raise_for_status()
+        wait_past(stamp + 0.01, "the Intercom stamp", timeout)
 
     def intercom_faults(self, **faults: int) -> None:
         """``rate_limited=n`` (``reset_in_s``): the next n API requests are 429s;
         ``fail_search=n``: the n-th search request from now is a 500, once."""
-        self.intercom_api.post("/_sandbox/faults", json=faults).raise_for_status()
+        self.stand_in_api.post("/_sandbox/faults", json=faults).raise_for_status()
 
     def intercom_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.intercom_api.get("/_sandbox/stats").json()
-        return stats
-
-    # --- the Planhat side ----------------------------------------------------------------
-
-    def planhat_ticket(self, source_id: str) -> dict[str, Any]:
-        found = [t for t in self.planhat.list("tickets") if t.get("sourceId") == str(source_id)]
-        assert len(found) == 1, f"{len(found)} Planhat tickets have sourceId {source_id}"
-        return found[0]
-
-    def ui_edit(self, planhat_id: str, **fields: Any) -> None:
-        """A CSM's edit in Planhat's UI (the ticket Automation fires)."""
-        url = f"{self.sandbox.url}/_sandbox/ui/tickets/{planhat_id}"
-        httpx.post(url, json=fields).raise_for_status()
-
-    def planhat_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = httpx.get(f"{self.sandbox.url}/_sandbox/stats").json()
-        return stats
-
-    def planhat_faults(self, **faults: Any) -> None:
-        httpx.post(f"{self.sandbox.url}/_sandbox/faults", json=faults).raise_for_status()
-
-    # --- both ------------------------------------------------------------------------------
-
-    def reset_calls(self) -> None:
-        """Zero both stand-ins' call counters (a test's setup is not what it asserts)."""
-        self.intercom_api.post("/_sandbox/reset").raise_for_status()
-        self._planhat_base = Counter(self.planhat_stats()["by_route"])
-        self._own = Counter()
+        return self.stand_in_stats()
 
     def calls(self) -> Calls:
         """The API calls the worker made of each side since ``reset_calls`` (the test's own
         Intercom calls left out). Take this before reading Planhat (it counts reads)."""
-        intercom = dict(Counter(self.intercom_stats()["by_route"]) - self._own)
-        now = Counter(self.planhat_stats()["by_route"])
-        return Calls(intercom=intercom, planhat=dict(now - self._planhat_base))
-
-    def poll(self) -> int:
-        """One poll of every feed (Intercom's search), as beat runs it."""
-        return run_poll(self.runtime, self.apis)
-
-    def rows(self, table: type[SQLModel]) -> list[Any]:
-        with session_scope(self.engine) as session:
-            return list(session.exec(select(table)))
-
-    def links(self) -> dict[str, Link]:
-        return {link.key: link for link in self.rows(Link)}
-
-    def letters(self) -> list[DeadLetter]:
-        return list(self.rows(DeadLetter))
-
-    def events(self, source: str) -> list[InboxEvent]:
-        with session_scope(self.engine) as session:
-            query = select(InboxEvent).where(InboxEvent.source == source)
-            return list(session.exec(query))
-
-    def busy(self) -> bool:
-        with session_scope(self.engine) as session:
-            waiting = has_pending(session, "default")
-            for table in (OutboxItem, WriteBackItem):
-                waiting = waiting or bool(
-                    session.exec(select(func.count()).select_from(table)).one()
-                )
-        hints = self.planhat_stats()["automations"]["pending"]
-        hooks = self.intercom_stats()["webhook"]["pending"]
-        return waiting or hints > 0 or hooks > 0 or not self.dispatcher.idle()
-
-    def drain(self, timeout: float = 30) -> None:
-        """Until nothing moves on either side, three looks in a row."""
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while quiet < 3:
-            if time.monotonic() > deadline:
-                raise AssertionError("the Intercom two-way engine did not drain")
-            quiet = 0 if self.busy() else quiet + 1
-            time.sleep(0.05)
+        intercom, planhat = self.calls_of_each_side()
+        return Calls(intercom=intercom, planhat=planhat)
 
 
 def mirrored(sync: IntercomTwoWay, **ticket: Any) -> tuple[str, str]:
     """A ticket made in Intercom and mirrored to Planhat; the counters zeroed after it."""
     made = sync.intercom_ticket(**ticket)
-    sync.drain()
-    planhat_id = str(sync.planhat_ticket(made["id"])["_id"])
-    sync.reset_calls()
-    return str(made["id"]), planhat_id
+    return str(made["id"]), sync.mirror(made["id"])
 
 
 @contextmanager
@@ -271,15 +164,8 @@ def intercom_two_way(
 ) -> Iterator[IntercomTwoWay]:
     """Both stand-ins and the embedded engine between them; ``company`` is created in
     Planhat first (externalId ``acme``, domain ``acme.example``). ``options`` are added
-    to ``OPTIONS`` (our app's package code named)."""
-    url = f"sqlite:///{tmp_path}/state.db"
-    migrate(url)
-    box = SecretBox(Fernet.generate_key().decode())
-    tenant: list[Tenant] = []
-
-    def connections(engine: Engine) -> Connections:
-        return Connections(engine, box=lambda: box, default=lambda: tenant[0])
-
+    to ``OPTIONS`` (our app's package code named). The test acts in Intercom as another
+    app (``TESTER_TOKEN``)."""
     ahead = [0.0]  # seconds the stand-in's clock runs ahead of ours (``intercom_ahead``)
     store = IntercomStore("sandbox", clock=lambda: time.time() + ahead[0])
     given: dict[str, Any] = {
@@ -288,56 +174,25 @@ def intercom_two_way(
         "client_secret": CLIENT_SECRET,
         **(intercom_config or {}),
     }
-    intercom_app = create_app(IntercomConfig(**given), store)
-    intercom = BackgroundServer(intercom_app)
-    apis = SourceApis(intercom=intercom.url)
-    runtime, dispatcher = embedded_runtime(url, connections, config, apis)
-    # Intercom's budget is the stand-in's to enforce here (its windows, 429s)
-    runtime.write_limiters = WriteLimiters(lambda rate, burst: UNPACED)
-    app = create_web_app(
-        connections=connections(runtime.engine),
-        inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
+    intercom = HelpdeskStandIn(
+        create_app(IntercomConfig(**given), store),
+        source="intercom",
+        client_headers=headers(TESTER_TOKEN),
     )
-    receiver = BackgroundServer(app)
-    # Beat's sweeps (no polls: a test polls when it says so), for events due later
-    sweeper = Sweeper(runtime, config.sweep_interval)
-    # The app's webhook is configured once our receiver's address is known.
-    intercom_app.state.sandbox.webhook.url = f"{receiver.url}/webhooks/default/intercom"
-    sandbox = start_sandbox(
-        SandboxConfig(
-            automations={"tickets": f"{receiver.url}/webhooks/default/planhat"},
-            automation_secret=PLANHAT_SECRET,
-            rate_per_minute=1e9,
-            burst=10**6,
-        )
-    )
-    tenant.append(
-        Tenant(
-            name="default",
-            planhat_base_url=sandbox.url,
-            planhat_token="sync-token",
-            secrets={"planhat": PLANHAT_SECRET, **INTERCOM_SECRETS},
-            options={**OPTIONS, **(options or {})},
-        )
-    )
-    intercom.start()
-    receiver.start()
-    dispatcher.start()
-    sweeper.start()
-    planhat = PlanhatClient("test-token", base_url=sandbox.url)
-    intercom_api = httpx.Client(base_url=intercom.url, headers=headers(TESTER_TOKEN))
-    try:
-        if company is not None:
-            planhat.create("companies", company)
-        yield IntercomTwoWay(
-            runtime, dispatcher, receiver, sandbox, intercom, apis, planhat, intercom_api, ahead
-        )
-    finally:
-        intercom_api.close()
-        planhat.close()
-        sweeper.stop()
-        sweeper.join(timeout=5)
-        dispatcher.stop()
-        receiver.stop()
-        intercom.stop()
-        runtime.engine.dispose()
+    # Intercom's budget is the stand-in's to enforce here (its windows, 429s); beat's
+    # sweeps run, for events due later.
+    with helpdesk_two_way(
+        IntercomTwoWay,
+        intercom,
+        ahead,
+        start_sandbox,
+        tmp_path,
+        config=config,
+        secrets=INTERCOM_SECRETS,
+        options={**OPTIONS, **(options or {})},
+        sandbox_config=None,
+        company=company,
+        paced=False,
+        sweeps=True,
+    ) as sync:
+        yield sync

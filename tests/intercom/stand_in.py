@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +11,9 @@ import httpx
 from connectors.intercom.api import headers
 from connectors.intercom.sandbox import IntercomConfig, create_app
 from connectors.planhat.sandbox.server import BackgroundServer
+from tests.stand_ins import served, wait_for
+
+__all__ = ["CLIENT_SECRET", "TOKEN", "new_contact", "new_ticket", "routes", "stand_in", "wait_for"]
 
 TOKEN = "intercom-access-token"
 CLIENT_SECRET = "intercom-client-secret"
@@ -23,17 +25,8 @@ def stand_in(**given: Any) -> Iterator[tuple[BackgroundServer, httpx.Client]]:
     config = IntercomConfig(
         **{"tokens": frozenset({TOKEN}), "client_secret": CLIENT_SECRET, **given}
     )
-    server = BackgroundServer(create_app(config))
-    with server, httpx.Client(base_url=server.url, headers=headers(TOKEN)) as client:
+    with served(create_app(config), headers(TOKEN)) as (server, client):
         yield server, client
-
-
-def wait_for(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 def new_contact(client: httpx.Client, email: str | None, company: str | None = None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +11,9 @@ import httpx
 
 from connectors.planhat.sandbox.server import BackgroundServer
 from connectors.zendesk.sandbox import ZendeskConfig, create_app
+from tests.stand_ins import served, wait_for
+
+__all__ = ["EMAIL", "TOKEN", "WEBHOOK_SECRET", "basic", "new_ticket", "stand_in", "wait_for"]
 
 EMAIL, TOKEN = "sync@acme.example", "zd-token"
 WEBHOOK_SECRET = "zendesk-webhook-signing-secret"
@@ -32,17 +34,8 @@ def stand_in(**given: Any) -> Iterator[tuple[BackgroundServer, httpx.Client]]:
             **given,
         }
     )
-    server = BackgroundServer(create_app(config))
-    with server, httpx.Client(base_url=server.url, headers={"authorization": basic()}) as client:
+    with served(create_app(config), {"authorization": basic()}) as (server, client):
         yield server, client
-
-
-def wait_for(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 def new_ticket(client: httpx.Client, **ticket: Any) -> dict[str, Any]:

@@ -30,8 +30,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +42,7 @@ from starlette.routing import Route
 from connectors.intercom.sandbox.hooks import Webhook, notification
 from connectors.intercom.sandbox.search import BadQuery, search
 from connectors.intercom.sandbox.store import IntercomStore, Invalid
+from connectors.planhat.sandbox.helpdesk import ApiStats, HelpdeskSandbox, serve
 from connectors.planhat.sandbox.limiter import FixedWindow
 
 Handler = Callable[[Request, str], Any]
@@ -62,14 +62,13 @@ class IntercomConfig:
 
 
 @dataclass(slots=True)
-class Stats:
-    requests: int = 0
-    by_route: Counter[str] = field(default_factory=Counter)
+class Stats(ApiStats):
     by_app: dict[str, Counter[str]] = field(default_factory=dict)  # app's code → by_route
-    rate_limited: int = 0
-    api_writes: int = 0  # ticket updates through the API that changed the ticket
-    unchanged_writes: int = 0  # ticket updates through the API that changed nothing (echoes)
-    ui_edits: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        # ApiStats named: zero-argument super() fails in a slots dataclass (a new class)
+        apps = {app: dict(routes) for app, routes in self.by_app.items()}
+        return {**ApiStats.as_json(self), "by_app": apps}
 
 
 @dataclass(slots=True)
@@ -85,7 +84,7 @@ def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse
     return JSONResponse(body, status, headers=headers)
 
 
-class IntercomSandbox:
+class IntercomSandbox(HelpdeskSandbox):
     def __init__(self, config: IntercomConfig, store: IntercomStore | None = None) -> None:
         self.config = config
         self.store = store or IntercomStore(config.app_id)
@@ -102,8 +101,7 @@ class IntercomSandbox:
 
     def api(self, route: str, handler: Handler) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            self.stats.requests += 1
-            self.stats.by_route[route] += 1
+            self.stats.count(route)
             token = self._token(request)
             if token is None:
                 return _error(401, "unauthorized", "Access Token Invalid")
@@ -246,10 +244,6 @@ class IntercomSandbox:
         self._notify(ticket, topics)
         return JSONResponse(ticket)
 
-    async def control_webhook(self, request: Request) -> Response:
-        self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
-        return JSONResponse({"paused": self.webhook.paused})
-
     async def set_faults(self, request: Request) -> Response:
         given = json.loads(await request.body() or b"{}")
         for name in ("rate_limited", "reset_in_s", "fail_search"):
@@ -258,22 +252,14 @@ class IntercomSandbox:
         return JSONResponse({"rate_limited": self.faults.rate_limited,
                              "fail_search": self.faults.fail_search})  # fmt: skip
 
-    async def stats_view(self, request: Request) -> Response:
-        s = self.stats
-        return JSONResponse({
-            "requests": s.requests, "by_route": dict(s.by_route),
-            "by_app": {app: dict(routes) for app, routes in s.by_app.items()},
-            "rate_limited": s.rate_limited, "api_writes": s.api_writes,
-            "unchanged_writes": s.unchanged_writes, "ui_edits": s.ui_edits,
-            "tickets": len(self.store.tickets), "webhook": self.webhook.counts(),
-        })  # fmt: skip
+    def ticket_count(self) -> int:
+        return len(self.store.tickets)
 
-    async def reset(self, request: Request) -> Response:
-        self.stats = Stats()
+    def limiters(self) -> tuple[FixedWindow, ...]:
+        return (self.limit,)
+
+    def reset_more(self) -> None:
         self.faults = Faults()
-        self.webhook.reset()
-        self.limit.reset()
-        return JSONResponse({"reset": True})
 
     def routes(self) -> list[Route]:
         api = [
@@ -291,9 +277,7 @@ class IntercomSandbox:
             ("PUT", "/tickets/{id}", self.update_ticket),
         ]
         return [
-            Route("/_sandbox/stats", self.stats_view, methods=["GET"]),
-            Route("/_sandbox/reset", self.reset, methods=["POST"]),
-            Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
+            *self.sandbox_routes(),
             Route("/_sandbox/faults", self.set_faults, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id}", self.ui_edit, methods=["POST"]),
             Route("/_sandbox/admins", self.add_admin, methods=["POST"]),
@@ -304,12 +288,4 @@ class IntercomSandbox:
 
 def create_app(config: IntercomConfig, store: IntercomStore | None = None) -> Starlette:
     sandbox = IntercomSandbox(config, store)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        sandbox.webhook.close()
-
-    app = Starlette(routes=sandbox.routes(), lifespan=lifespan)
-    app.state.sandbox = sandbox
-    return app
+    return serve(sandbox, sandbox.routes())

@@ -11,15 +11,13 @@ ticket}``, ``id`` ``notif_<uuid>``, ``topic``, ``delivery_status``, ``delivery_a
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from typing import Any
 
 import httpx
 
 from connectors.intercom.verify import signed_headers
-from connectors.planhat.sandbox.delivery import Deliverer
+from connectors.planhat.sandbox.delivery import SourceWebhook
 
 DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
@@ -41,38 +39,14 @@ def notification(app_id: str, topic: str, item: dict[str, Any], at: int) -> dict
     }
 
 
-class Webhook:
-    """The app's webhook subscription (URL, client secret); bodies signed as they leave."""
+class Webhook(SourceWebhook):
+    """The app's webhook subscription (URL, client secret)."""
 
     def __init__(self, url: str | None, secret: str) -> None:
-        self.url, self.secret = url, secret
-        self.fired = self.dropped = 0
-        self.paused = False  # POST /_sandbox/webhook {"paused": true}: notifications lost
-        self._lock = threading.Lock()
-        self._deliverer = Deliverer("intercom-sandbox-webhook", self._signed, DELIVERY_TIMEOUT)
-
-    def _signed(self, body: bytes) -> dict[str, str]:
-        return signed_headers(self.secret, body)
-
-    def fire(self, events: list[dict[str, Any]]) -> None:
-        if not self.url or not events:
-            return
-        with self._lock:
-            self.fired += len(events)
-            if self.paused:
-                self.dropped += len(events)
-                return
-        for event in events:
-            self._deliverer.send(self.url, json.dumps(event).encode())
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return {"fired": self.fired, "dropped": self.dropped, **self._deliverer.counts()}
-
-    def reset(self) -> None:
-        with self._lock:
-            self.fired = self.dropped = 0
-        self._deliverer.reset()
-
-    def close(self) -> None:
-        self._deliverer.close()
+        super().__init__(
+            url,
+            secret,
+            name="intercom-sandbox-webhook",
+            signed=signed_headers,
+            timeout=DELIVERY_TIMEOUT,
+        )

@@ -1,6 +1,6 @@
 """Webhooks a stand-in sends, delivered in the background: the one deliverer that the
-Planhat sandbox's Automations and the Zendesk stand-in's event webhook (and every stand-in
-after them) share.
+Planhat sandbox's Automations and the helpdesk stand-ins' webhooks (``SourceWebhook``)
+share.
 
 A stand-in fires from inside a request it is answering, so it must not wait for the
 receiver: bodies queue, and one thread per deliverer (started on the first body) POSTs
@@ -11,9 +11,11 @@ is asked per body at send time, so a signature can cover the body and the moment
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 import structlog
@@ -80,3 +82,48 @@ class Deliverer:
                         self._delivered += 1
                     else:
                         self._failed += 1
+
+
+class SourceWebhook:
+    """A helpdesk stand-in's webhook subscription (URL and signing secret): what it fires
+    goes out through a ``Deliverer``, signed as it leaves (``signed``: the source's own
+    signature), unless paused (POST /_sandbox/webhook {"paused": true}: those are lost,
+    counted as dropped)."""
+
+    def __init__(
+        self,
+        url: str | None,
+        secret: str,
+        *,
+        name: str,
+        signed: Callable[[str, bytes], Mapping[str, str]],
+        timeout: httpx.Timeout,
+    ) -> None:
+        self.url, self.secret = url, secret
+        self.fired = self.dropped = 0
+        self.paused = False
+        self._lock = threading.Lock()
+        self._deliverer = Deliverer(name, lambda body: signed(self.secret, body), timeout)
+
+    def fire(self, events: list[dict[str, Any]]) -> None:
+        if not self.url or not events:
+            return
+        with self._lock:
+            self.fired += len(events)
+            if self.paused:
+                self.dropped += len(events)
+                return
+        for event in events:
+            self._deliverer.send(self.url, json.dumps(event).encode())
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"fired": self.fired, "dropped": self.dropped, **self._deliverer.counts()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.fired = self.dropped = 0
+        self._deliverer.reset()
+
+    def close(self) -> None:
+        self._deliverer.close()

@@ -25,8 +25,7 @@ import base64
 import binascii
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connectors.planhat.sandbox.helpdesk import ApiStats, HelpdeskSandbox, serve
 from connectors.planhat.sandbox.limiter import FixedWindow
 from connectors.zendesk.sandbox.hooks import Webhook, envelopes
 from connectors.zendesk.sandbox.store import Invalid, ZendeskStore
@@ -61,22 +61,23 @@ class ZendeskConfig:
 
 
 @dataclass(slots=True)
-class Stats:
-    requests: int = 0
-    by_route: Counter[str] = field(default_factory=Counter)
-    rate_limited: int = 0
+class Stats(ApiStats):
     conflicts: int = 0
-    api_writes: int = 0  # updates through the API that changed the ticket
-    unchanged_writes: int = 0  # updates through the API that changed nothing (echoes)
-    ui_edits: int = 0
     by_user: dict[str, Counter[str]] = field(default_factory=dict)  # e-mail → route → calls
+
+    def as_json(self) -> dict[str, Any]:
+        # ApiStats named: zero-argument super() fails in a slots dataclass (a new class)
+        users = {user: dict(routes) for user, routes in self.by_user.items()}
+        return {**ApiStats.as_json(self), "conflicts": self.conflicts, "by_user": users}
 
 
 def _error(status: int, error: str, description: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": error, "description": description}, status, headers=headers)
 
 
-class ZendeskSandbox:
+class ZendeskSandbox(HelpdeskSandbox):
+    stats: Stats
+
     def __init__(self, config: ZendeskConfig, store: ZendeskStore | None = None) -> None:
         self.config = config
         self.store = store or ZendeskStore(config.subdomain, first_id=config.first_id)
@@ -113,8 +114,7 @@ class ZendeskSandbox:
 
     def api(self, route: str, handler: Callable[[Request, str], Any]) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            self.stats.requests += 1
-            self.stats.by_route[route] += 1
+            self.stats.count(route)
             email = self._agent(request)
             if email is None:
                 return _error(401, "Couldn't authenticate you", "Couldn't authenticate you")
@@ -300,27 +300,11 @@ class ZendeskSandbox:
             self.credentials[email] = str(given["token"])
         return JSONResponse({"forbidden": sorted(self.forbidden)})
 
-    async def control_webhook(self, request: Request) -> Response:
-        self.webhook.paused = bool(json.loads(await request.body()).get("paused"))
-        return JSONResponse({"paused": self.webhook.paused})
+    def ticket_count(self) -> int:
+        return len(self.store.tickets)
 
-    async def stats_view(self, request: Request) -> Response:
-        s = self.stats
-        return JSONResponse({
-            "requests": s.requests, "by_route": dict(s.by_route),
-            "rate_limited": s.rate_limited, "conflicts": s.conflicts,
-            "api_writes": s.api_writes, "unchanged_writes": s.unchanged_writes,
-            "ui_edits": s.ui_edits, "tickets": len(self.store.tickets),
-            "by_user": {user: dict(routes) for user, routes in s.by_user.items()},
-            "webhook": self.webhook.counts(),
-        })  # fmt: skip
-
-    async def reset(self, request: Request) -> Response:
-        self.stats = Stats()
-        self.webhook.reset()
-        for limiter in (self.account, self.exports, self.updates):
-            limiter.reset()
-        return JSONResponse({"reset": True})
+    def limiters(self) -> tuple[FixedWindow, ...]:
+        return (self.account, self.exports, self.updates)
 
     def routes(self) -> list[Route]:
         t = "/api/v2/tickets/{id:int}"
@@ -345,9 +329,7 @@ class ZendeskSandbox:
             if path.endswith(".json") and "cursor" not in path:  # the suffix is optional
                 routes.append(Route(path.removesuffix(".json"), endpoint, methods=[method]))
         return [
-            Route("/_sandbox/stats", self.stats_view, methods=["GET"]),
-            Route("/_sandbox/reset", self.reset, methods=["POST"]),
-            Route("/_sandbox/webhook", self.control_webhook, methods=["POST"]),
+            *self.sandbox_routes(),
             Route("/_sandbox/export", self.control_export, methods=["POST"]),
             Route("/_sandbox/access", self.control_access, methods=["POST"]),
             Route("/_sandbox/ui/tickets/{id:int}", self.ui_edit, methods=["POST"]),
@@ -357,12 +339,4 @@ class ZendeskSandbox:
 
 def create_app(config: ZendeskConfig, store: ZendeskStore | None = None) -> Starlette:
     sandbox = ZendeskSandbox(config, store)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        sandbox.webhook.close()
-
-    app = Starlette(routes=sandbox.routes(), lifespan=lifespan)
-    app.state.sandbox = sandbox
-    return app
+    return serve(sandbox, sandbox.routes())

@@ -10,15 +10,13 @@ The envelope follows Zendesk's documented examples ("Ticket events" schema): ``t
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from connectors.planhat.sandbox.delivery import Deliverer
+from connectors.planhat.sandbox.delivery import SourceWebhook
 from connectors.zendesk.verify import signed_headers
 
 DELIVERY_TIMEOUT = httpx.Timeout(12.0, connect=2.0)  # Zendesk waits 12 s for an answer
@@ -87,39 +85,15 @@ def envelopes(ticket: dict[str, Any], changes: list[dict[str, Any]], created: bo
     return events
 
 
-class Webhook:
-    """The configured event webhook (URL and signing secret); bodies go out through the
-    stand-ins' shared deliverer, signed as they leave."""
+class Webhook(SourceWebhook):
+    """The configured event webhook (URL and signing secret), signed with the moment each
+    body leaves."""
 
     def __init__(self, url: str | None, secret: str) -> None:
-        self.url, self.secret = url, secret
-        self.fired = self.dropped = 0
-        self.paused = False  # POST /_sandbox/webhook {"paused": true}: events are lost
-        self._lock = threading.Lock()
-        self._deliverer = Deliverer("zendesk-sandbox-webhook", self._signed, DELIVERY_TIMEOUT)
-
-    def _signed(self, body: bytes) -> dict[str, str]:
-        return signed_headers(self.secret, body, datetime.now(UTC))
-
-    def fire(self, events: list[dict[str, Any]]) -> None:
-        if not self.url:
-            return
-        with self._lock:
-            self.fired += len(events)
-            if self.paused:
-                self.dropped += len(events)
-                return
-        for event in events:
-            self._deliverer.send(self.url, json.dumps(event).encode())
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return {"fired": self.fired, "dropped": self.dropped, **self._deliverer.counts()}
-
-    def reset(self) -> None:
-        with self._lock:
-            self.fired = self.dropped = 0
-        self._deliverer.reset()
-
-    def close(self) -> None:
-        self._deliverer.close()
+        super().__init__(
+            url,
+            secret,
+            name="zendesk-sandbox-webhook",
+            signed=lambda secret, body: signed_headers(secret, body, datetime.now(UTC)),
+            timeout=DELIVERY_TIMEOUT,
+        )
