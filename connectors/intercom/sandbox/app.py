@@ -85,6 +85,8 @@ def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse
 
 
 class IntercomSandbox(HelpdeskSandbox):
+    stats: Stats
+
     def __init__(self, config: IntercomConfig, store: IntercomStore | None = None) -> None:
         self.config = config
         self.store = store or IntercomStore(config.app_id)
