@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from connectors.source import CannotComplete, Feed
+from connectors.planhat.errors import DEFAULT_RATE_LIMIT_WAIT, rate_limit_wait
+from connectors.source import CannotComplete, Feed, NoBudget
 
 PAGE_PATH = "/api/v2/incremental/tickets/cursor.json"
 INCLUDE = "users,organizations"
@@ -64,12 +65,21 @@ def one(ticket: Document, users: list[Any], organizations: list[Any]) -> Documen
     }
 
 
+def raise_for_status(answer: httpx.Response) -> None:
+    """``NoBudget`` for a 429, with Zendesk's ``Retry-After`` (the account's requests a
+    minute: the event waits, no attempt counted), else httpx's own error."""
+    if answer.status_code == 429:
+        wait = rate_limit_wait(answer)
+        raise NoBudget(DEFAULT_RATE_LIMIT_WAIT if wait is None else wait)
+    answer.raise_for_status()
+
+
 def read_ticket(http: httpx.Client, ticket_id: int) -> Document | None:
     """The ticket as REST gives it now, sideloaded; None when it is gone (404)."""
     answer = http.get(f"/api/v2/tickets/{ticket_id}.json", params={"include": INCLUDE})
     if answer.status_code == 404:
         return None
-    answer.raise_for_status()
+    raise_for_status(answer)
     page = answer.json()
     return one(page["ticket"], page.get("users") or [], page.get("organizations") or [])
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from connectors.zendesk import api
 from connectors.zendesk.write_back import ours
 
 # Event kinds (``zen:event-type:ticket.<kind>``) after which the audits are read: those a
@@ -42,7 +43,7 @@ def read(http: httpx.Client, ticket_id: int) -> list[dict[str, Any]]:
         if url is None:
             break
         answer = http.get(url)
-        answer.raise_for_status()
+        api.raise_for_status(answer)
         page = answer.json()
         found.extend(a for a in page.get("audits") or [] if isinstance(a, dict))
         url = page.get("next_page")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from connectors.planhat.sandbox.server import BackgroundServer
+from connectors.source import NoBudget
 from connectors.sources import source_options
 from connectors.zendesk import SOURCE
 from connectors.zendesk.write_back import ORIGIN
@@ -124,3 +125,19 @@ def test_an_event_for_a_ticket_deleted_since_is_a_deletion_versioned_by_the_even
     [change] = completed(server, late)
     assert change.action == "deleted"
     assert change.version > 0
+
+
+def test_zendesks_429_while_completing_is_a_wait_not_an_error() -> None:
+    # the account's requests a minute: 2 (the ticket's creation and the completion's read)
+    with stand_in(rate_per_minute=2) as (server, client):
+        ticket = new_ticket(client, subject="Printer", requester={"email": "ann@acme.example"})
+        with pytest.raises(NoBudget) as audits_refused:  # the read went, its audits 429
+            SOURCE.detail(CREDENTIALS, server.url, event("created", ticket))
+        with pytest.raises(NoBudget) as read_refused:  # now the read itself
+            SOURCE.detail(CREDENTIALS, server.url, event("status_changed", ticket))
+        limited = requests(client)
+
+    assert 0 < audits_refused.value.wait <= 60  # Zendesk's Retry-After, in seconds
+    assert 0 < read_refused.value.wait <= 60
+    assert limited == {"POST /api/v2/tickets.json": 1, "GET /api/v2/tickets/{id:int}.json": 2,
+                       "GET /api/v2/tickets/{id:int}/audits.json": 1}  # fmt: skip
