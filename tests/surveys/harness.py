@@ -106,7 +106,10 @@ class Surveys:
         options: dict[str, str] | None = None,
         config: EngineSettings | None = None,
         database_url: str | None = None,
+        start: bool = True,
     ) -> None:
+        """``start=False``: webhooks are stored but nothing is ingested until
+        ``dispatcher.start()`` — a backlog that is all there when the workers start."""
         self.planhat = BackgroundSandbox(UNLIMITED).start()
         self.fake = FakeSources()
         self.sources = BackgroundServer(self.fake.app).start()
@@ -138,7 +141,8 @@ class Surveys:
         self.dispatcher: LocalDispatcher
         self.runtime, self.dispatcher = embedded_runtime(url, connections, config, apis)
         self.apis = apis
-        self.dispatcher.start()
+        if start:
+            self.dispatcher.start()
         app = create_web_app(
             connections=connections(self.runtime.engine),
             inbox=Inbox(ThreadedWriter(self.runtime.engine), self.dispatcher),
