@@ -33,6 +33,7 @@ def app_from_environment() -> FastAPI:
     """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory)."""
     from worker.intake.inbox import Inbox, writer_for
     from worker.intake.receiver import create_web_app
+    from worker.runtime.metrics_state import add_metrics_route
     from worker.runtime.tasks import CeleryDispatcher, app, connections
     from worker.runtime.tasks import settings as worker_settings
 
@@ -60,9 +61,11 @@ def app_from_environment() -> FastAPI:
             await inbox.close()
             await aclient.aclose()
 
-    return create_web_app(
+    web = create_web_app(
         connections=connections(engine), inbox=inbox, lifespan=lifespan, limits=limits
     )
+    add_metrics_route(web, engine)
+    return web
 
 
 def web_command(
