@@ -37,7 +37,7 @@ def app_from_environment() -> FastAPI:
     from worker.runtime.tasks import CeleryDispatcher, app, connections
     from worker.runtime.tasks import settings as worker_settings
 
-    logs.configure(worker_settings.planhat_sync_log_level)
+    logs.configure(worker_settings.planhat_sync_log_level, worker_settings.planhat_sync_log_format)
     limits = WebSettings().limits()
     # pre_ping: a connection lookup after a database restart is not a 500 (state/db.py).
     engine = make_engine(worker_settings.database_url, pre_ping=True)
@@ -77,7 +77,7 @@ def web_command(
     from worker.intake.serving import PROTOCOL
 
     settings = Settings()
-    logs.configure(settings.planhat_sync_log_level)
+    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
     try:
         WebSettings()  # a bad PLANHAT_SYNC_WEB_* stops it here, with the reason
     except ValidationError as error:
