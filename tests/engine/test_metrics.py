@@ -5,6 +5,8 @@ sign."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,7 @@ from tests.engine.two_way import STANDARD_SECRET, two_way
 
 EVENTS, TWICE = 1_000, 10
 SENDERS = 16
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana-dashboard.json"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -121,3 +124,11 @@ def test_metrics_agree_with_the_state_store_after_a_known_run(
     # and no label carries a record key or an event id
     values = {value for _, labels in after for _, value in labels}
     assert not any(value.startswith(("m-", "metrics-", "sourceId")) for value in values)
+    # and every series the Grafana dashboard asks for is served
+    assert dashboard_series() <= {name for name, _ in after}
+
+
+def dashboard_series() -> set[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queries = " ".join(target["expr"] for panel in panels for target in panel["targets"])
+    return set(re.findall(r"planhat_sync_\w+", queries))
