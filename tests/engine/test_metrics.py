@@ -1,7 +1,7 @@
 """``/metrics`` after a known run agrees with the state store and with what the Planhat
 sandbox counted: 1,000 signed events through the embedded engine (as ``planhat-sync dev``
 serves it), each a company of its own, a few delivered twice, one the source would not
-sign."""
+sign, one to a connection that does not exist."""
 
 from __future__ import annotations
 
@@ -79,7 +79,9 @@ def test_metrics_agree_with_the_state_store_after_a_known_run(
             statuses += [post(event) for event in bodies[:TWICE]]
             forged = signed_headers("whsec_" + "A" * 32, "forged", bodies[0][1], int(time.time()))
             statuses.append(http.post(url, content=bodies[0][1], headers=forged).status_code)
-        assert statuses == [202] * EVENTS + [200] * TWICE + [401]
+            stranger = url.replace("/default/", "/nobody-we-know/")
+            statuses.append(http.post(stranger, content=bodies[0][1], headers=forged).status_code)
+        assert statuses == [202] * EVENTS + [200] * TWICE + [401, 404]
 
         # when the engine has sent everything to Planhat
         sync.drain()
@@ -103,7 +105,9 @@ def test_metrics_agree_with_the_state_store_after_a_known_run(
     # a refusal after the tenant is known keeps its labels; the acknowledgements were timed
     assert delta("planhat_sync_events_total", outcome="refused", **mine) == 1
     acked = delta("planhat_sync_webhook_ack_seconds_count", source="standard")
-    assert acked == EVENTS + TWICE + 1
+    assert acked == EVENTS + TWICE + 2
+    # an unknown connection's name is never a label: anyone could make up millions
+    assert delta("planhat_sync_events_total", connection="", outcome="refused") == 1
     # and ingest's are the events marked done, each one change queued
     assert delta("planhat_sync_events_total", outcome="done", **mine) == done == EVENTS
     assert delta("planhat_sync_changes_total", outcome="queued", **mine) == EVENTS
@@ -123,7 +127,7 @@ def test_metrics_agree_with_the_state_store_after_a_known_run(
     assert total(after, "planhat_sync_dead_letters", connection="default") == 0
     # and no label carries a record key or an event id
     values = {value for _, labels in after for _, value in labels}
-    assert not any(value.startswith(("m-", "metrics-", "sourceId")) for value in values)
+    assert not any(value.startswith(("m-", "metrics-", "nobody")) for value in values)
     # and every series the Grafana dashboard asks for is served
     assert dashboard_series() <= {name for name, _ in after}
 
