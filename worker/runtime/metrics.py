@@ -23,11 +23,23 @@ URL), source (a registered one), model, outcome. Never a record key or an event 
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, values
 
 from connectors.planhat.models import MODELS
+
+# In multiprocess mode each process writes files named by its identifier, by default its
+# pid. Containers sharing the directory (compose: web and worker) have pid namespaces of
+# their own, where pid 7 of one and pid 7 of the other would write the same file: the
+# host name (a container's id) goes in front. No "_": the library splits file names on it.
+_HOST = socket.gethostname().replace("_", "-")
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]  # untyped upstream
+        lambda: f"{_HOST}-{os.getpid()}"
+    )
 
 # Where a webhook's acknowledgement lands: a few ms when the database is quick, up to the
 # receiver's database wait (5 s) when it is not.
