@@ -48,6 +48,10 @@ MIN_RATE_LIMIT_WAIT = 1.0
 log = structlog.get_logger(__name__)
 
 JSONObject = dict[str, Any]
+# Told of every try of every call: (method, path, outcome, seconds), outcome one of "ok",
+# "rate_limited", "error". The worker counts them (worker/runtime/metrics.py); this
+# package imports no metrics library.
+CallObserver = Callable[[str, str, str, float], None]
 
 
 class PlanhatClient:
@@ -62,6 +66,7 @@ class PlanhatClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float], float] = equal_jitter,
         max_bulk_bytes: int = MAX_BULK_BYTES,
+        observe: CallObserver | None = None,
     ) -> None:
         if not token:
             raise ValueError("a Planhat API token is required")
@@ -70,6 +75,7 @@ class PlanhatClient:
         self._sleep = sleep
         self._jitter = jitter
         self._max_bulk_bytes = max_bulk_bytes
+        self._observe = observe
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
@@ -356,9 +362,15 @@ class PlanhatClient:
                 error = RetryableError(f"could not reach Planhat: {exc!r}", method=method, url=path)
             except httpx.TransportError as exc:
                 error = RetryableError(f"transport error: {exc!r}", method=method, url=path)
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            elapsed = time.perf_counter() - started
+            elapsed_ms = round(elapsed * 1000, 1)
             if error is not None and error.status_code in answered and _bulk_answer(response):
                 error = None
+            if self._observe is not None:
+                outcome = "ok" if error is None else "error"
+                if isinstance(error, RateLimitedError):
+                    outcome = "rate_limited"
+                self._observe(method, path, outcome, elapsed)
             if error is None:
                 log.debug("planhat.call", method=method, path=path, elapsed_ms=elapsed_ms)
                 return response

@@ -32,6 +32,7 @@ from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import LocalDispatcher, embedded_runtime
 from worker.runtime.jobs import Runtime
+from worker.runtime.metrics_state import add_metrics_route
 from worker.runtime.ratelimit import LocalRateLimiter, WriteLimiters
 from worker.runtime.settings import EngineSettings
 
@@ -164,6 +165,7 @@ def running_engine(
         connections=connections(runtime.engine),
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
     )
+    add_metrics_route(app, runtime.engine)  # as ``planhat-sync dev`` serves it
     receiver = BackgroundServer(app)
     hook = f"{receiver.url}/webhooks/default/planhat"
     given: dict[str, Any] = {"rate_per_minute": 1e9, "burst": 10**6, **(sandbox_config or {})}

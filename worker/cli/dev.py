@@ -46,6 +46,7 @@ from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
 from worker.runtime.embedded import Sweeper, embedded_runtime
+from worker.runtime.metrics_state import add_metrics_route
 from worker.runtime.settings import SANDBOX_TOKEN, EngineSettings, Settings
 
 DEMO_EVENTS: list[dict[str, Any]] = [
@@ -173,6 +174,7 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         connections=connections(runtime.engine),
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
     )
+    add_metrics_route(app, runtime.engine)  # one process: its own registry is everything
     outbound = LocalOutbound(secret)
     app.add_route("/_dev/outbound", outbound.receive, methods=["POST"])
     server = BackgroundServer(app, port=port).start()

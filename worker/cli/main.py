@@ -111,7 +111,7 @@ def planhat(
     Reads PLANHAT_API_TOKEN and PLANHAT_BASE_URL (default https://api.planhat.com).
     """
     settings = Settings()
-    logs.configure(settings.planhat_sync_log_level)
+    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
     if model == CHECK:
         if action is not None or record_id is not None or data is not None:
             _fail("check takes no other arguments", 2)
@@ -333,7 +333,7 @@ def dev(
     """Receiver, worker and scheduler in one process: SQLite, no Redis, and the Planhat
     sandbox when no token is set. Shows the flow working."""
     settings = Settings()
-    logs.configure(settings.planhat_sync_log_level)
+    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
     with _planhat_errors():
         embedded.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
 

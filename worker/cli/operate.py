@@ -30,7 +30,7 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def _engine_ready() -> Settings:
     settings = Settings()
-    logs.configure(settings.planhat_sync_log_level)
+    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
     migrate(settings.database_url)
     return settings
 

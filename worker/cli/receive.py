@@ -33,10 +33,11 @@ def app_from_environment() -> FastAPI:
     """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory)."""
     from worker.intake.inbox import Inbox, writer_for
     from worker.intake.receiver import create_web_app
+    from worker.runtime.metrics_state import add_metrics_route
     from worker.runtime.tasks import CeleryDispatcher, app, connections
     from worker.runtime.tasks import settings as worker_settings
 
-    logs.configure(worker_settings.planhat_sync_log_level)
+    logs.configure(worker_settings.planhat_sync_log_level, worker_settings.planhat_sync_log_format)
     limits = WebSettings().limits()
     # pre_ping: a connection lookup after a database restart is not a 500 (state/db.py).
     engine = make_engine(worker_settings.database_url, pre_ping=True)
@@ -60,9 +61,11 @@ def app_from_environment() -> FastAPI:
             await inbox.close()
             await aclient.aclose()
 
-    return create_web_app(
+    web = create_web_app(
         connections=connections(engine), inbox=inbox, lifespan=lifespan, limits=limits
     )
+    add_metrics_route(web, engine)
+    return web
 
 
 def web_command(
@@ -74,7 +77,7 @@ def web_command(
     from worker.intake.serving import PROTOCOL
 
     settings = Settings()
-    logs.configure(settings.planhat_sync_log_level)
+    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
     try:
         WebSettings()  # a bad PLANHAT_SYNC_WEB_* stops it here, with the reason
     except ValidationError as error:

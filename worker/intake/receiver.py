@@ -45,6 +45,7 @@ from state.connections import NAME as CONNECTION_NAME
 from state.connections import Connections, LockedConnectionError, Tenant
 from worker.intake.inbox import DatabaseUnavailable, Inbox, within
 from worker.intake.limits import InFlightLimit, ReceiverLimits
+from worker.runtime import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -98,11 +99,23 @@ def create_web_app(
         return JSONResponse({"error": error.detail}, error.status_code, error.headers)
 
     async def receive(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        answer = await handle(request)
+        # Labels only once they are known to exist (``handle`` sets them): anyone can post
+        # to any URL, and each new label value would be a new series kept forever.
+        connection, source = getattr(request.state, "labels", (metrics.UNKNOWN,) * 2)
+        metrics.webhook_answered(
+            connection, source, answer.status_code, time.perf_counter() - started
+        )
+        return answer
+
+    async def handle(request: Request) -> JSONResponse:
         connection: str = request.path_params["connection"]
         source: str = request.path_params["source"]
         kind = SOURCES.get(source)
         if kind is None:
             return _error(404, f"unknown source {source!r} (known: {', '.join(sorted(SOURCES))})")
+        request.state.labels = (metrics.UNKNOWN, source)
         if not CONNECTION_NAME.fullmatch(connection):
             return _error(404, f"unknown connection {connection[:64]!r}")
         try:
@@ -116,6 +129,7 @@ def create_web_app(
             return unavailable(str(error))
         if tenant is None:
             return _error(404, f"unknown connection {connection!r}")
+        request.state.labels = (connection, source)
         secret = tenant.secrets.get(source)
         if not secret:
             return _error(404, f"connection {connection!r} has no secret for source {source!r}")

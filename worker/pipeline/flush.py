@@ -32,6 +32,7 @@ from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.outcomes import Action, Outcome, outcome_of
 from worker.pipeline.parents import company_key
 from worker.pipeline.settle import PartlySettled, bury, release, settle
+from worker.runtime import metrics
 from worker.runtime.logs import describe
 from worker.runtime.ratelimit import RateLimiter, budget_taker
 
@@ -197,6 +198,7 @@ def flush_batch(
     with session_scope(engine) as session:
         claimed, report = _claim(session, connection, model, policy, utcnow())
     if not claimed:
+        metrics.records_settled(connection, model, {"dropped": report.dropped})
         return report
     take = budget_taker(limiter, budget, max_wait=policy.max_budget_wait, sleep=sleep)
     context = PrepareContext(
@@ -207,6 +209,10 @@ def flush_batch(
         flush.run(claimed, context, hooks)
         log.info("flush.done", sent=report.sent, written=report.written, dead=report.dead,
                  deleted=report.deleted, deferred=report.deferred)  # fmt: skip
+    metrics.records_settled(connection, model, {
+        "applied": report.written, "dead": report.dead, "dropped": report.dropped,
+        "deleted": report.deleted,
+    })  # fmt: skip
     return report
 
 

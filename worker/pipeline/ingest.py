@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -60,14 +61,25 @@ class IngestReport:
     verdicts: dict[str, int]
     models: frozenset[str]  # models that got outbox rows: flush these
     write_back: bool = False  # changes made in Planhat wait to be written back
+    source: str = ""
+    status: str = ""  # what became of the event: done, ignored, dead ("": nothing yet)
 
     @property
     def queued(self) -> int:
         return self.verdicts.get(Verdict.QUEUED, 0)
 
 
-def _nothing(connection: str = "") -> IngestReport:
-    return IngestReport(connection=connection, verdicts={}, models=frozenset())
+def _nothing(connection: str = "", source: str = "", status: str = "") -> IngestReport:
+    return IngestReport(connection=connection, verdicts={}, models=frozenset(), source=source,
+                        status=status)  # fmt: skip
+
+
+def _log_context(event: InboxEvent) -> AbstractContextManager[None]:
+    """Every log line while handling ``event`` names it (worker/runtime/logs.py)."""
+    return structlog.contextvars.bound_contextvars(
+        event_id=event.event_id, inbox_id=event.id, connection=event.connection,
+        source=event.source,
+    )  # fmt: skip
 
 
 def ingest(
@@ -84,9 +96,16 @@ def ingest(
         return _nothing()
     if awaiting_detail(event):
         return _nothing(event.connection)
+    with _log_context(event):
+        return _ingest(session, event, default_options)
+
+
+def _ingest(
+    session: Session, event: InboxEvent, default_options: Mapping[str, str] | None
+) -> IngestReport:
     changes = _map(session, event, default_options)
     if changes is None:
-        return _nothing(event.connection)
+        return _nothing(event.connection, event.source, "dead")
     verdicts: Counter[str] = Counter()
     models: set[str] = set()
     options = _options(session, event.connection, default_options)
@@ -99,12 +118,13 @@ def ingest(
         verdicts[verdict] += 1
         if verdict is Verdict.QUEUED:
             models.add(change.model)
-    _done(session, event, changes)
     return IngestReport(
         connection=event.connection,
         verdicts=dict(verdicts),
         models=frozenset(models),
         write_back=verdicts[Back.WRITE_BACK] > 0,
+        source=event.source,
+        status=_done(session, event, changes),
     )
 
 
@@ -166,13 +186,14 @@ def _options(
     return options
 
 
-def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
+def _done(session: Session, event: InboxEvent, changes: list[Change]) -> str:
     # An event the mapping has nothing to say about (an event type it does not map) is
     # kept and marked "ignored": accepted, not an error, and replayable if that changes.
     status = "done" if changes else "ignored"
     event.status, event.error, event.processed_at = status, None, utcnow()
     event.attempts += 1
     session.add(event)
+    return status
 
 
 def offer(
@@ -330,9 +351,10 @@ def ingest_many(
     for event in events:
         if awaiting_detail(event):
             continue
-        changes = _map(session, event, default_options, known)
+        with _log_context(event):
+            changes = _map(session, event, default_options, known)
         if changes is None:
-            reports.append(_nothing(event.connection))
+            reports.append(_nothing(event.connection, event.source, "dead"))
         else:
             mapped.append((event, changes))
     # Rows are locked, and new ones inserted, in one order (connection, model, key) for
@@ -367,16 +389,11 @@ def ingest_many(
     verdicts: list[Counter[str]] = [Counter() for _ in mapped]
     models: list[set[str]] = [set() for _ in mapped]
     for key, n, event, change in work:
-        verdict, pending[key] = _apply(
-            session,
-            event.connection,
-            change,
-            states.get(key),
-            pending.get(key),
-            event.id,
-            linked.get(key),
-            _options(session, event.connection, default_options, known),
-        )
+        with _log_context(event):
+            verdict, pending[key] = _apply(session, event.connection, change, states.get(key),
+                pending.get(key), event.id, linked.get(key),
+                _options(session, event.connection, default_options, known),
+            )  # fmt: skip
         verdicts[n][verdict] += 1
         if change.action == "deleted" and (tombstone := session.get(Link, key)) is not None:
             linked[key] = tombstone  # its record's later changes in this batch meet it
@@ -385,16 +402,18 @@ def ingest_many(
     for n, (event, changes) in enumerate(mapped):  # changes made in Planhat, in order
         for change in (c for c in changes if c.origin == "planhat"):
             given = _options(session, event.connection, default_options, known)
-            verdicts[n][offer_from_planhat(session, event.connection, change, options=given,
-                                           inbox_id=event.id)] += 1  # fmt: skip
+            with _log_context(event):
+                verdicts[n][offer_from_planhat(session, event.connection, change,
+                                               options=given, inbox_id=event.id)] += 1  # fmt: skip
     for n, (event, changes) in enumerate(mapped):
-        _done(session, event, changes)
         reports.append(
             IngestReport(
                 connection=event.connection,
                 verdicts=dict(verdicts[n]),
                 models=frozenset(models[n]),
                 write_back=verdicts[n][Back.WRITE_BACK] > 0,
+                source=event.source,
+                status=_done(session, event, changes),
             )
         )
     return reports

@@ -10,21 +10,22 @@ wait for it (``worker/pipeline/parents.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from connectors.change import fields_hash
 from connectors.planhat.bulk import RecordResult
 from state.db import session_scope
 from state.records import pending_rows, record_states
-from state.tables import DeadLetter, OutboxItem, RecordState, WriteBackItem, utcnow
+from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState, WriteBackItem, utcnow
 from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
 from worker.pipeline.links import record_written
 from worker.pipeline.parents import WAITING, company_key, wake_children
+from worker.runtime import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -118,12 +119,31 @@ def settle(
         end = start + SETTLE_CHUNK
         try:
             with session_scope(engine) as session:
-                written = _settle_chunk(session, connection, model, claimed[start:end],
-                                        results[start:end], policy, report)  # fmt: skip
+                written, lags = _settle_chunk(session, connection, model, claimed[start:end],
+                                              results[start:end], policy, report)  # fmt: skip
                 if model == "companies":
                     wake_children(session, connection, written, utcnow())
         except Exception as error:
             raise PartlySettled(start, error) from error
+        # Committed: only now are these records confirmed for good.
+        metrics.records_confirmed(connection, model, lags)
+
+
+def _lags(session: Session, rows: Sequence[OutboxItem], now: datetime) -> list[float]:
+    """Seconds from the receipt of the event each row's change came from to ``now``; a
+    row with no stored event (a ``dlq retry``, a pruned event) counts from its queueing."""
+    ids = {row.inbox_id for row in rows if row.inbox_id is not None}
+    received = dict(
+        session.exec(
+            select(InboxEvent.id, InboxEvent.received_at).where(col(InboxEvent.id).in_(ids))
+        ).all()
+    ) if ids else {}  # fmt: skip
+    return [
+        (now - received.get(row.inbox_id, row.enqueued_at)).total_seconds()
+        if row.inbox_id is not None
+        else (now - row.enqueued_at).total_seconds()
+        for row in rows
+    ]
 
 
 def _settle_chunk(
@@ -134,13 +154,19 @@ def _settle_chunk(
     results: Sequence[RecordResult],
     policy: FlushPolicy,
     report: FlushReport,
-) -> list[str]:
-    """Settle these rows in ``session``; the keys Planhat wrote."""
+) -> tuple[list[str], list[float]]:
+    """Settle these rows in ``session``; the keys Planhat wrote, and their lags."""
     now = utcnow()
     keys = [item.key for item in claimed]
     # Locked until commit: an ingest merging a newer change into one of these rows
     # waits, so a row is never deleted under a revision we did not send.
     rows = pending_rows(session, connection, model, keys)
+    confirmed = [
+        row
+        for item, result in zip(claimed, results, strict=True)
+        if result.ok and (row := rows.get(item.key)) is not None
+    ]
+    lags = _lags(session, confirmed, now)
     parents = [k for item in claimed if (k := company_key(model, item.fields))]
     states = record_states(session, connection, [model, "companies"], keys + parents, lock=True)
     written = [(item, result) for item, result in zip(claimed, results, strict=True) if result.ok]
@@ -196,4 +222,5 @@ def _settle_chunk(
     for key in quarantined:  # flapping: nothing more goes out for it (links.wrote)
         if (row := rows.get(key)) is not None:
             session.delete(row)
-    return [item.key for item, result in zip(claimed, results, strict=True) if result.ok]
+    written_keys = [item.key for item, result in zip(claimed, results, strict=True) if result.ok]
+    return written_keys, lags

@@ -16,6 +16,7 @@ from cachetools import LRUCache, TTLCache
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.retry import RetryPolicy
 from state.connections import Connections
+from worker.runtime import metrics
 from worker.runtime.ratelimit import budget_key
 from worker.runtime.settings import MissingTokenError
 
@@ -78,7 +79,9 @@ class PlanhatClients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = PlanhatClient(token, base_url=base_url, retry=FLUSH_RETRY)
+                client = PlanhatClient(
+                    token, base_url=base_url, retry=FLUSH_RETRY, observe=metrics.planhat_call
+                )
                 self._clients[key] = client
             self._users[client] += 1
         try:

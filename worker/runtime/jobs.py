@@ -30,6 +30,7 @@ from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, FlushPlan, flush_batch, flush_plan, prepare_hooks
 from worker.pipeline.ingest import IngestReport, ingest, ingest_many, record_failure
 from worker.pipeline.write_back import connections_due
+from worker.runtime import metrics
 from worker.runtime.caches import MappingOptions, PlanhatClients, PrepareMemos
 from worker.runtime.logs import describe
 from worker.runtime.ratelimit import (
@@ -185,7 +186,9 @@ def run_ingest_many(rt: Runtime, inbox_ids: Sequence[int]) -> int:
     for start in range(0, len(inbox_ids), INGEST_CHUNK):
         chunk = inbox_ids[start : start + INGEST_CHUNK]
         reports = _ingest_chunk(rt, chunk, defaults)
-        for report in reports:
+        for report in reports:  # committed
+            metrics.event_ingested(report.connection, report.source, report.status,
+                                   report.verdicts)  # fmt: skip
             queued += report.queued
             if report.models:
                 to_flush.add(report.connection)

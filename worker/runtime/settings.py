@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     planhat_api_token: SecretStr | None = None
     planhat_base_url: str = DEFAULT_BASE_URL
     planhat_sync_log_level: str = "warning"
+    # console or json (worker/runtime/logs.py checks it: a wrong one stops the process)
+    planhat_sync_log_format: str = "console"
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
 

@@ -10,6 +10,7 @@ found by the sweeper, which beat runs every ``PLANHAT_SYNC_SWEEP_INTERVAL`` seco
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 import redis
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import setup_logging
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
@@ -25,6 +27,7 @@ from sqlalchemy import Engine
 from state.connections import Connections
 from state.crypto import secret_box
 from state.db import make_engine
+from worker.runtime import logs
 from worker.runtime.caches import PlanhatClients
 from worker.runtime.jobs import (
     MAX_COUNTDOWN,
@@ -102,7 +105,10 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
         },
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
+        # Our logging, not Celery's (``_our_logging`` below): Celery would otherwise wrap
+        # stderr and relabel every line of ours WARNING ("WARNING/MainProcess] ... [info").
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         beat_schedule={
             "sweep": {"task": "planhat_sync.sweep", "schedule": config.sweep_interval},
             "poll": {"task": "planhat_sync.poll", "schedule": config.poll_interval},
@@ -116,6 +122,15 @@ def make_celery(settings: Settings, config: EngineSettings) -> Celery:
 settings = Settings()
 config = EngineSettings()
 app = make_celery(settings, config)
+
+
+@setup_logging.connect
+def _our_logging(loglevel: int | str | None = None, **_: object) -> None:
+    """Celery skips its own logging set-up when this signal has a receiver (and then never
+    redirects stdout and stderr): its lines and ours go out in PLANHAT_SYNC_LOG_FORMAT,
+    each at its own level; Celery's at ``--loglevel`` and above."""
+    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
+    logs.route_stdlib(loglevel or logging.WARNING, settings.planhat_sync_log_format)
 
 
 def _flag(slot: int) -> str:
