@@ -99,7 +99,7 @@ def ingest(
         verdicts[verdict] += 1
         if verdict is Verdict.QUEUED:
             models.add(change.model)
-    _done(session, event, changes)
+    _done(session, event, changes, verdicts[Verdict.STALE])
     return IngestReport(
         connection=event.connection,
         verdicts=dict(verdicts),
@@ -166,11 +166,12 @@ def _options(
     return options
 
 
-def _done(session: Session, event: InboxEvent, changes: list[Change]) -> None:
+def _done(session: Session, event: InboxEvent, changes: list[Change], stale: int) -> None:
     # An event the mapping has nothing to say about (an event type it does not map) is
     # kept and marked "ignored": accepted, not an error, and replayable if that changes.
     status = "done" if changes else "ignored"
     event.status, event.error, event.processed_at = status, None, utcnow()
+    event.stale_changes = stale  # its changes older than what was pushed: dropped
     event.attempts += 1
     session.add(event)
 
@@ -264,7 +265,10 @@ def _apply(
         session.add(state)
     after = decision.pending
     match decision.outcome:
-        case Outcome.STALE:
+        case Outcome.STALE:  # both versions, never the fields: a trace, not a leak
+            log.info("change.stale", connection=connection, model=change.model,
+                     key=change.record_key, event_id=change.event_id, version=change.version,
+                     pushed_version=state.version if state else None)  # fmt: skip
             return Verdict.STALE, pending
         case Outcome.UNCHANGED:
             return Verdict.UNCHANGED, pending
@@ -388,7 +392,7 @@ def ingest_many(
             verdicts[n][offer_from_planhat(session, event.connection, change, options=given,
                                            inbox_id=event.id)] += 1  # fmt: skip
     for n, (event, changes) in enumerate(mapped):
-        _done(session, event, changes)
+        _done(session, event, changes, verdicts[n][Verdict.STALE])
         reports.append(
             IngestReport(
                 connection=event.connection,
