@@ -1,7 +1,8 @@
 """Secrets at rest: Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``).
 
 The key is ``PLANHAT_SYNC_SECRET_KEY`` (``planhat-sync keys generate`` prints a new one);
-the embedded default generates one and keeps it in a file readable by its owner only.
+the embedded default generates one and keeps it in a file readable by its owner only,
+which every other command reads when the variable is unset (``secret_box``).
 It may hold several keys, comma-separated, while a key is being changed: the first seals,
 every one of them opens (``MultiFernet``), and ``rotate`` re-seals under the first.
 """
@@ -12,6 +13,8 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from state.location import key_file as default_key_file
 
 KEY_ENV = "PLANHAT_SYNC_SECRET_KEY"
 
@@ -76,12 +79,21 @@ def generate_key() -> str:
 
 def secret_box(key_file: Path | None = None) -> SecretBox:
     """The box for ``PLANHAT_SYNC_SECRET_KEY``; without it, the key in ``key_file``
-    (created on first use), or an error that says what to set."""
+    (created on first use: ``dev`` passes its own), or else the key ``dev`` keeps in the
+    data directory (``state/location.py``), read only if it is there, or an error that
+    says what to set and where dev keeps its key."""
     key = os.environ.get(KEY_ENV)
     if key:
         return SecretBox(key)
     if key_file is None:
-        raise KeyNotSetError(f"{KEY_ENV} is not set: it encrypts tokens and secrets at rest")
+        kept = default_key_file()
+        if not kept.is_file():
+            raise KeyNotSetError(
+                f"{KEY_ENV} is not set, and there is no {kept} (where planhat-sync dev keeps "
+                "its key): run this where dev runs, or set it (planhat-sync keys generate "
+                "prints a new one; it encrypts tokens and secrets at rest)"
+            )
+        return SecretBox(kept.read_text().strip())
     if not key_file.exists():
         key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:

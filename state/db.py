@@ -1,7 +1,8 @@
 """Engine, sessions and migrations for the state store.
 
-``DATABASE_URL`` unset → SQLite at ``./planhat-sync.db``; PostgreSQL with
-``postgresql+psycopg://…``. Migrations are Alembic's, shipped inside the package.
+``DATABASE_URL`` unset → SQLite at ``.planhat-sync/state.db``, where ``dev`` keeps it
+(``state/location.py``); PostgreSQL with ``postgresql+psycopg://…``. Migrations are
+Alembic's, shipped inside the package.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 from sqlmodel.sql.expression import SelectOfScalar
 
-DEFAULT_DATABASE_URL = "sqlite:///planhat-sync.db"
+from state.location import default_database_url, make_data_dir
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_SECONDS = 30  # how long a SQLite transaction waits for the write lock, then fails
 
 
 def database_url() -> str:
-    return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    return os.environ.get("DATABASE_URL") or default_database_url()
 
 
 def make_engine(url: str | None = None, *, pre_ping: bool = False) -> Engine:
@@ -246,6 +248,7 @@ def migrate(url: str | None = None) -> None:
     """
     url = url or database_url()
     config = alembic_config(url)
+    make_data_dir(url)  # the default's folder: the first command to write makes it
     engine = make_engine(url)
     try:
         with engine.begin() as connection:

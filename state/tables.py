@@ -69,6 +69,9 @@ class InboxEvent(SQLModel, table=True):
     dispatched_at: datetime | None = None
     error: str | None = None
     processed_at: datetime | None = None
+    # Of its changes, those dropped as older than the version already pushed (logged as
+    # change.stale): summed by connection and source, what a status page shows.
+    stale_changes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class RecordState(SQLModel, table=True):

@@ -142,7 +142,11 @@ def test_readyz_opens_the_stored_secrets_once_per_interval(sqlite_engine: Engine
 
 
 def run(tmp_path: Path, key: str, *args: str) -> Result:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/state.db", "PLANHAT_SYNC_SECRET_KEY": key}
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/state.db",
+        "PLANHAT_SYNC_SECRET_KEY": key,
+        "PLANHAT_API_TOKEN": "pt-env",  # a worker without one would not start (startup.py)
+    }
     saved = structlog.get_config()  # the CLI points structlog at the runner's stderr
     try:
         return CliRunner().invoke(app, list(args), env=env)

@@ -7,12 +7,13 @@ import itertools
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
+from structlog.testing import capture_logs
 
 from connectors.change import fields_hash
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState
 from tests.engine.conftest import change, queue, standard_body, store
-from worker.pipeline.ingest import Verdict, ingest, offer
+from worker.pipeline.ingest import Verdict, ingest, ingest_many, offer
 
 
 def outbox(engine: Engine) -> list[OutboxItem]:
@@ -54,6 +55,33 @@ def test_a_change_older_than_what_was_pushed_is_stale(engine: Engine) -> None:
 
     assert verdict is Verdict.STALE
     assert outbox(engine) == []
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_stale_change_is_logged_with_both_versions_and_counted_on_its_event(
+    engine: Engine, batched: bool
+) -> None:
+    pushed(engine, version=5, mrr=10)
+    stale = store(engine, standard_body("licenses", "sub_1", 4, mrr=99, email="a@b.example"))
+    fresh = store(engine, standard_body("licenses", "sub_1", 6, mrr=20))
+
+    with capture_logs() as logs, session_scope(engine) as session:
+        if batched:
+            ingest_many(session, [stale, fresh])
+        else:
+            ingest(session, stale)
+            ingest(session, fresh)
+
+    [line] = [entry for entry in logs if entry["event"] == "change.stale"]
+    assert (line["version"], line["pushed_version"]) == (4, 5)
+    assert (line["key"], line["model"], line["connection"]) == ("sourceId=sub_1", "licenses",
+                                                                "default")  # fmt: skip
+    assert line["log_level"] == "info"
+    assert "99" not in str(line)  # versions, never the values
+    assert "a@b.example" not in str(line)
+    with session_scope(engine) as session:
+        counted = {e.id: e.stale_changes for e in session.exec(select(InboxEvent))}
+    assert counted == {stale: 1, fresh: 0}
 
 
 def test_a_change_planhat_already_has_costs_nothing_and_moves_the_version(engine: Engine) -> None:

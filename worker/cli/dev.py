@@ -39,6 +39,8 @@ from state.connections import Connections, Tenant
 from state.crypto import secret_box
 from state.db import create_private_file, migrate, session_scope
 from state.inbox import has_pending
+from state.location import DATA_DIR_ENV, key_file, sqlite_url
+from state.location import data_dir as default_data_dir
 from worker.cli import dev_zendesk
 from worker.cli.keys import require_keys
 from worker.cli.stand_in import StandInProcess
@@ -118,10 +120,10 @@ def _drained(engine: Engine, dispatcher_idle: Any) -> bool:
 
 def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -> None:
     private_data_dir(data_dir)
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'state.db'}"
+    database_url = os.environ.get("DATABASE_URL") or sqlite_url(data_dir)
     migrate(database_url)
-    require_keys(database_url, lambda: secret_box(data_dir / "secret.key"))
-    box = secret_box(data_dir / "secret.key")
+    require_keys(database_url, lambda: secret_box(key_file(data_dir)))
+    box = secret_box(key_file(data_dir))
     secret = standard_secret(data_dir)
     env_tenant = settings.default_tenant()
     # The Planhat Automations' secret: the environment's, or one for this run (the sandbox
@@ -203,7 +205,9 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         )
         typer.echo("Look at the result:")
         typer.echo(f"  PLANHAT_BASE_URL={base_url} planhat-sync planhat companies list")
-        typer.echo(f"  planhat-sync dlq list   (with DATABASE_URL=sqlite:///{data_dir}/state.db)")
+        # Other commands find this state by themselves when run here (state/location.py).
+        elsewhere = "" if data_dir == default_data_dir() else f"{DATA_DIR_ENV}={data_dir} "
+        typer.echo(f"  {elsewhere}planhat-sync dlq list")
         if serve_forever:
             typer.echo("Serving; Ctrl-C stops (nothing acknowledged is lost).")
             threading.Event().wait()

@@ -14,6 +14,7 @@ import typer
 from state.crypto import KEY_ENV, SecretBox, SecretKeyError, generate_key, secret_box
 from state.db import make_engine, migrate
 from state.keys import check_secrets, reseal
+from worker.cli.startup import existing_database
 from worker.runtime.settings import Settings
 
 keys_app = typer.Typer(
@@ -44,9 +45,9 @@ def keys_generate() -> None:
 def keys_check() -> None:
     """Say whether PLANHAT_SYNC_SECRET_KEY opens every stored connection, and whether the
     first key alone would (then the others may be dropped)."""
-    settings = Settings()
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
+    database_url = existing_database(Settings())
+    migrate(database_url)
+    engine = make_engine(database_url)
     try:
         report = check_secrets(engine, secret_box)
     except SecretKeyError as error:
@@ -66,8 +67,8 @@ def keys_check() -> None:
 def keys_rotate() -> None:
     """Re-seal every stored token and secret under the first key of
     PLANHAT_SYNC_SECRET_KEY=NEW,OLD (all at once, or nothing if one does not open)."""
-    settings = Settings()
-    migrate(settings.database_url)
+    database_url = existing_database(Settings())
+    migrate(database_url)
     try:
         box = secret_box()
     except SecretKeyError as error:
@@ -80,7 +81,7 @@ def keys_rotate() -> None:
             err=True,
         )
         raise typer.Exit(2)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(database_url)
     try:
         count = reseal(engine, box)
     except SecretKeyError as error:

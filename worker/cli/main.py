@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -23,17 +24,46 @@ from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import serve
 from connectors.zendesk.sandbox import ZendeskConfig
 from connectors.zendesk.sandbox import create_app as create_zendesk_app
+from state.location import DATA_DIR_ENV, DEFAULT_DATA_DIR
 from worker.cli import dev as embedded
-from worker.cli import operate, receive
+from worker.cli import operate, receive, send
+from worker.cli.errors import OneLineErrors
 from worker.cli.keys import keys_app
+from worker.cli.startup import checked_settings
 from worker.runtime import logs
 from worker.runtime.settings import MissingTokenError, Settings
 
 app = typer.Typer(
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     help="Keep Planhat in sync with the systems your company already runs.",
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"planhat-sync {package_version('planhat-sync')}")
+        raise typer.Exit
+
+
+@app.callback()
+def global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error, not one line.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Keep Planhat in sync with the systems your company already runs.
+
+    State: DATABASE_URL, else .planhat-sync/state.db here, where `dev` keeps it
+    (PLANHAT_SYNC_DATA_DIR moves that folder); the secret key: PLANHAT_SYNC_SECRET_KEY,
+    else dev's .planhat-sync/secret.key."""
 
 
 class Action(StrEnum):
@@ -325,15 +355,20 @@ def zendesk_sandbox(
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="Receiver port; the sandbox takes the next.")] = 8765,
-    data_dir: Annotated[Path, typer.Option(help="Where state is kept.")] = Path(".planhat-sync"),
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar=DATA_DIR_ENV,
+            help="Where state is kept (every other command looks there too).",
+        ),
+    ] = Path(DEFAULT_DATA_DIR),
     serve_forever: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Keep serving after the demo.")
     ] = True,
 ) -> None:
     """Receiver, worker and scheduler in one process: SQLite, no Redis, and the Planhat
     sandbox when no token is set. Shows the flow working."""
-    settings = Settings()
-    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
+    settings = checked_settings()
     with _planhat_errors():
         embedded.run(settings, port=port, data_dir=data_dir, serve_forever=serve_forever)
 
@@ -346,7 +381,7 @@ app.command("replay")(operate.replay_command)
 app.command("prune")(operate.prune_command)
 app.add_typer(operate.dlq_app, name="dlq")
 app.command("web")(receive.web_command)
-app.command("send")(receive.send_command)
+app.command("send")(send.send_command)
 app.add_typer(receive.connections_app, name="connections")
 app.add_typer(keys_app, name="keys")
 

@@ -19,6 +19,7 @@ from state.db import make_engine, migrate
 from state.prune import prune
 from worker.cli import restart
 from worker.cli.keys import require_keys
+from worker.cli.startup import checked_settings, existing_database, refuse_without_token
 from worker.pipeline import dlq
 from worker.runtime import logs
 from worker.runtime.settings import EngineSettings, Settings, env_options
@@ -29,14 +30,28 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _engine_ready() -> Settings:
+    """A command that works on what is stored: the database must exist (it is migrated,
+    since an older version may have made it)."""
     settings = Settings()
     logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
+    migrate(existing_database(settings))
+    return settings
+
+
+def _started(*, needs_planhat: bool = False) -> Settings:
+    """A long-running process: settings checked, database migrated, keys that open it."""
+    settings = checked_settings()
+    warning = refuse_without_token(settings) if needs_planhat else None
     migrate(settings.database_url)
+    require_keys(settings.database_url)
+    if warning:
+        typer.echo(warning, err=True)
     return settings
 
 
 def migrate_command() -> None:
-    """Apply the state store's migrations (DATABASE_URL; default ./planhat-sync.db)."""
+    """Apply the state store's migrations (DATABASE_URL; default .planhat-sync/state.db,
+    where dev keeps it)."""
     settings = Settings()
     migrate(settings.database_url)
     typer.echo(f"migrated {make_engine(settings.database_url).url.render_as_string()}")
@@ -49,7 +64,7 @@ def worker_command(
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
 ) -> None:
     """Run a Celery worker (REDIS_URL, DATABASE_URL). Other options pass on to Celery."""
-    require_keys(_engine_ready().database_url)
+    _started(needs_planhat=True)
     from celery.signals import worker_ready, worker_shutting_down
 
     from worker.runtime.tasks import app as celery
@@ -80,7 +95,7 @@ def beat_command(
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "info",
 ) -> None:
     """Run the scheduler (exactly one per deployment): the sweeper and the pollers."""
-    require_keys(_engine_ready().database_url)
+    _started()
     from worker.runtime.tasks import app as celery
 
     schedule = schedule or Path(tempfile.gettempdir()) / "planhat-sync-beat-schedule"

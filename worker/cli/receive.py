@@ -1,20 +1,16 @@
-"""``planhat-sync`` commands for receiving: web, connections, send."""
+"""``planhat-sync`` commands for receiving: web, connections."""
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated
 
 import redis
 import typer
 import uvicorn
 from fastapi import FastAPI
-from pydantic import ValidationError
 from redis.asyncio import Redis as AsyncRedis
 
 from connectors.planhat.client import DEFAULT_BASE_URL
@@ -23,6 +19,7 @@ from state.connections import add_connection, list_connections, remove_connectio
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
 from worker.cli.keys import require_keys
+from worker.cli.startup import checked_settings, existing_database
 from worker.runtime import logs
 from worker.runtime.settings import Settings, WebSettings
 
@@ -76,13 +73,9 @@ def web_command(
     """Serve the webhook receiver: POST /webhooks/{connection}/{source}."""
     from worker.intake.serving import PROTOCOL
 
-    settings = Settings()
-    logs.configure(settings.planhat_sync_log_level, settings.planhat_sync_log_format)
-    try:
-        WebSettings()  # a bad PLANHAT_SYNC_WEB_* stops it here, with the reason
-    except ValidationError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    # A bad setting or mapping option stops it here, with the variable and the reason,
+    # rather than in the app factory, where every webhook would be answered 500.
+    settings = checked_settings(web=True)
     migrate(settings.database_url)
     require_keys(settings.database_url)
     typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
@@ -145,11 +138,16 @@ def connections_add(
 ) -> None:
     """Add a tenant; its token and secrets are sealed with PLANHAT_SYNC_SECRET_KEY."""
     settings = Settings()
+    try:
+        box = secret_box()  # before the database is made: without a key nothing is added
+    except SecretKeyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     migrate(settings.database_url)
     try:
         add_connection(
             make_engine(settings.database_url),
-            secret_box(),
+            box,
             name=name,
             planhat_base_url=planhat_base_url,
             planhat_token=planhat_token,
@@ -165,48 +163,22 @@ def connections_add(
 @connections_app.command("list")
 def connections_list() -> None:
     """Connections with their base URL and the sources they have secrets for (not the secrets)."""
-    settings = Settings()
-    migrate(settings.database_url)
+    database_url = existing_database(Settings())
+    migrate(database_url)
     try:
         box = secret_box()
     except SecretKeyError:
         box = None
-    typer.echo(json.dumps(list_connections(make_engine(settings.database_url), box), indent=2))
+    typer.echo(json.dumps(list_connections(make_engine(database_url), box), indent=2))
 
 
 @connections_app.command("remove")
 def connections_remove(name: Annotated[str, typer.Argument()]) -> None:
     """Remove a tenant (its stored events and state stay)."""
-    settings = Settings()
+    database_url = existing_database(Settings())
     try:
-        remove_connection(make_engine(settings.database_url), name)
+        remove_connection(make_engine(database_url), name)
     except LookupError as error:
         typer.echo(f"error: {error.args[0]}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"removed {name}")
-
-
-def send_command(
-    data: Annotated[str, typer.Option(help="The standard body: JSON, or @FILE.")],
-    url: Annotated[
-        str, typer.Option(help="The webhook URL.")
-    ] = "http://127.0.0.1:8765/webhooks/default/standard",
-    secret: Annotated[
-        str | None, typer.Option(help="whsec_… (default: STANDARD_WEBHOOK_SECRET or dev's)")
-    ] = None,
-) -> None:
-    """Sign a standard event (Standard Webhooks) and send it, as any system could."""
-    from worker.cli.dev import post_signed
-
-    secret = secret or os.environ.get("STANDARD_WEBHOOK_SECRET")
-    dev_secret = Path(".planhat-sync/standard-webhook-secret")
-    if not secret and dev_secret.exists():
-        secret = dev_secret.read_text().strip()
-    if not secret:
-        typer.echo("error: give --secret or set STANDARD_WEBHOOK_SECRET", err=True)
-        raise typer.Exit(2)
-    body = Path(data[1:]).read_bytes() if data.startswith("@") else data.encode()
-    answer = post_signed(url, secret, f"send-{uuid.uuid4()}", body)
-    typer.echo(f"{answer.status_code} {answer.text}")
-    if answer.status_code >= 300:
-        raise typer.Exit(1)

@@ -124,7 +124,7 @@ def _ingest(
         models=frozenset(models),
         write_back=verdicts[Back.WRITE_BACK] > 0,
         source=event.source,
-        status=_done(session, event, changes),
+        status=_done(session, event, changes, verdicts[Verdict.STALE]),
     )
 
 
@@ -186,11 +186,12 @@ def _options(
     return options
 
 
-def _done(session: Session, event: InboxEvent, changes: list[Change]) -> str:
+def _done(session: Session, event: InboxEvent, changes: list[Change], stale: int) -> str:
     # An event the mapping has nothing to say about (an event type it does not map) is
     # kept and marked "ignored": accepted, not an error, and replayable if that changes.
     status = "done" if changes else "ignored"
     event.status, event.error, event.processed_at = status, None, utcnow()
+    event.stale_changes = stale  # its changes older than what was pushed: dropped
     event.attempts += 1
     session.add(event)
     return status
@@ -285,7 +286,10 @@ def _apply(
         session.add(state)
     after = decision.pending
     match decision.outcome:
-        case Outcome.STALE:
+        case Outcome.STALE:  # both versions, never the fields: a trace, not a leak
+            log.info("change.stale", connection=connection, model=change.model,
+                     key=change.record_key, event_id=change.event_id, version=change.version,
+                     pushed_version=state.version if state else None)  # fmt: skip
             return Verdict.STALE, pending
         case Outcome.UNCHANGED:
             return Verdict.UNCHANGED, pending
@@ -413,7 +417,7 @@ def ingest_many(
                 models=frozenset(models[n]),
                 write_back=verdicts[n][Back.WRITE_BACK] > 0,
                 source=event.source,
-                status=_done(session, event, changes),
+                status=_done(session, event, changes, verdicts[n][Verdict.STALE]),
             )
         )
     return reports

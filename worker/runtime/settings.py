@@ -10,9 +10,9 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.planhat.client import DEFAULT_BASE_URL
-from connectors.sources import SOURCES, check_options, env_api_bases, env_secrets
+from connectors.sources import SOURCES, OptionError, check_options, env_api_bases, env_secrets
 from state.connections import Tenant
-from state.db import DEFAULT_DATABASE_URL
+from state.location import default_database_url
 from worker.intake.limits import ReceiverLimits
 from worker.intake.poll import SourceApis
 from worker.pipeline.batch import FlushPolicy
@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     planhat_sync_log_level: str = "warning"
     # console or json (worker/runtime/logs.py checks it: a wrong one stops the process)
     planhat_sync_log_format: str = "console"
-    database_url: str = DEFAULT_DATABASE_URL
+    # Unset: SQLite in the data directory, where dev keeps it (state/location.py).
+    database_url: str = Field(default_factory=default_database_url)
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     def default_tenant(self) -> Tenant:
@@ -68,13 +69,19 @@ class Settings(BaseSettings):
 def env_options() -> dict[str, str]:
     """The ``default`` connection's mapping options: ``<SOURCE>_<OPTION>`` sets
     ``<source>.<option>``, for every option a source declares. Checked here, so
-    a bad value stops the process at start rather than failing events later."""
-    options = {
-        f"{source.name}.{option.name}": value
-        for source in SOURCES.values()
-        for option in source.options
-        if (value := os.environ.get(option.env_name(source.name)))
-    }
+    a bad value stops the process at start rather than failing events later; the error
+    names the variable, and the option's help the values it accepts."""
+    options: dict[str, str] = {}
+    for source in SOURCES.values():
+        for option in source.options:
+            variable = option.env_name(source.name)
+            value = os.environ.get(variable)
+            if not value:
+                continue
+            try:
+                options[f"{source.name}.{option.name}"] = option.check(source.name, value)
+            except OptionError as error:
+                raise OptionError(f"{variable}: {error}") from None
     check_options(options)
     return options
 
