@@ -26,6 +26,7 @@ from connectors.zendesk.sandbox import create_app as create_zendesk_app
 from worker.cli import dev as embedded
 from worker.cli import operate, receive
 from worker.cli.keys import keys_app
+from worker.cli.status import status_command
 from worker.runtime import logs
 from worker.runtime.settings import MissingTokenError, Settings
 
@@ -344,6 +345,7 @@ app.command("worker", context_settings=operate.PASS_THROUGH)(operate.worker_comm
 app.command("beat", context_settings=operate.PASS_THROUGH)(operate.beat_command)
 app.command("replay")(operate.replay_command)
 app.command("prune")(operate.prune_command)
+app.command("status")(status_command)
 app.add_typer(operate.dlq_app, name="dlq")
 app.command("web")(receive.web_command)
 app.command("send")(receive.send_command)

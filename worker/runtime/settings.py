@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     planhat_sync_log_level: str = "warning"
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The status page's admin token (/ui): unset, ``web`` serves no page.
+    planhat_sync_admin_token: SecretStr | None = None
 
     def default_tenant(self) -> Tenant:
         """The ``default`` connection, from the environment."""
@@ -46,6 +48,10 @@ class Settings(BaseSettings):
             secrets=env_secrets(os.environ),
             options=env_options(),
         )
+
+    def admin_token(self) -> str | None:
+        token = self.planhat_sync_admin_token
+        return token.get_secret_value() if token and token.get_secret_value() else None
 
     def source_apis(self) -> SourceApis:
         """Source API base URLs set by ``<SOURCE>_API_BASE`` (local fakes in tests)."""
