@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-WIDTH, HEIGHT, PAD = 360, 120, 24
+WIDTH, HEIGHT, PAD = 420, 150, 24
+TOP = 40  # room for the title and the legend above the plot
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,13 +28,13 @@ def line_chart(
     top = max((v for line in lines for v in line.values if v is not None), default=0.0)
     top = top or 1.0
     slices = max(1, len(starts) - 1)
-    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - TOP - PAD
 
     def x(index: int) -> float:
         return PAD + inner_w * index / slices
 
     def y(value: float) -> float:
-        return PAD + inner_h * (1 - value / top)
+        return TOP + inner_h * (1 - value / top)
 
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{WIDTH}" '
@@ -62,7 +63,7 @@ def line_chart(
                 for i, v in run
             )
         parts.append(
-            f'<text x="{PAD + 90 * position}" y="{HEIGHT - 8 - 12}" fill="{line.color}" '
+            f'<text x="{PAD + 90 * position}" y="30" fill="{line.color}" '
             f'class="legend">{escape(line.label)}</text>'
         )
     parts.append("</svg>")
