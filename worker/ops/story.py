@@ -49,6 +49,12 @@ def search(
     query = query.strip()
     if not query:
         return []
+    # Options first, in no transaction of ours: reading them may open one of its own, and
+    # SQLite's write lock is taken in turn (state/db.py), so nesting them would wait.
+    with session_scope(engine) as session:
+        named = select(InboxEvent.connection).where(InboxEvent.event_id == query).distinct()
+        connections = list(session.exec(named))
+    options = {name: options_of(name) for name in connections}
     with session_scope(engine) as session:
         events = list(
             session.exec(
@@ -59,7 +65,7 @@ def search(
             )
         )
         if events:
-            return [_event_story(session, event, options_of(event.connection)) for event in events]
+            return [_event_story(session, event, options[event.connection]) for event in events]
         return [
             _record_story(session, connection, model, key)
             for connection, model, key in _records(session, query)
