@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundSandbox
-from state.connections import Connections, Tenant
+from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import session_scope
 from tests.engine.conftest import change, queue, standard_body, store
@@ -42,8 +42,9 @@ def planhat(sandbox: BackgroundSandbox) -> Iterator[PlanhatClient]:
         yield client
 
 
-def status(engine: Engine, planhat_url: str, *args: str) -> Result:
+def status(engine: Engine, planhat_url: str, *args: str, key: str = "") -> Result:
     env = {
+        "PLANHAT_SYNC_SECRET_KEY": key,
         "DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "REDIS_URL": NO_BROKER,  # the budget is then "not known", never an error
         "PLANHAT_BASE_URL": planhat_url,
@@ -76,6 +77,24 @@ def test_status_exits_0_when_all_is_well(
     assert lines[0] == "default"
     assert "received 1/1, applied 1/1, ignored 0/0, dead 0/0" in lines[1]
     assert "backlog 0 " in lines[2]
+
+
+def test_status_shows_every_connection_each_with_its_own_numbers(
+    sqlite_engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient
+) -> None:
+    key = Fernet.generate_key().decode()
+    add_connection(sqlite_engine, SecretBox(key), name="tenant-b", planhat_base_url=sandbox.url,
+                   planhat_token="token-b", secrets={"standard": "whsec_b"})  # fmt: skip
+    synced(sqlite_engine, planhat)
+    store(sqlite_engine, standard_body("companies", "b1", 1, name="B"), connection="tenant-b")
+
+    result = status(sqlite_engine, sandbox.url, "--max-lag", "3600", key=key)
+
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    default, tenant_b = result.stdout.split("\ntenant-b\n")
+    assert "received 1/1, applied 1/1" in default
+    assert "received 1/1, applied 0/0" in tenant_b
+    assert "backlog 1 (1 events" in tenant_b
 
 
 def test_status_exits_1_with_one_line_per_problem(

@@ -76,13 +76,14 @@ def overview(
     now: datetime,
 ) -> list[ConnectionOverview]:
     """One overview per connection named, in name order."""
-    result = []
+    # Tokens first, in no transaction of ours: reading a connection may open one of its
+    # own, and SQLite's write lock is taken in turn (state/db.py): nested, it would wait.
+    tokens = {name: token_of(name) for name in sorted(set(names))}
+    budgets = {
+        name: budget_of(t.budget_key) if t.budget_key else None for name, t in tokens.items()
+    }
     with session_scope(engine) as session:
-        for name in sorted(set(names)):
-            token = token_of(name)
-            budget = budget_of(token.budget_key) if token.budget_key else None
-            result.append(_one(session, name, token, budget, now))
-    return result
+        return [_one(session, name, tokens[name], budgets[name], now) for name in tokens]
 
 
 def active_connections(engine: Engine, configured: Iterable[str]) -> list[str]:
