@@ -109,7 +109,8 @@ class _Routes:
             log.info("ui.login_refused")
             return HTMLResponse(pages.login_page(failed=True), status_code=401)
         answer = RedirectResponse("/ui", status_code=303)
-        answer.set_cookie(COOKIE, self._cookie, httponly=True, samesite="strict", path="/ui")
+        answer.set_cookie(COOKIE, self._cookie, httponly=True, samesite="strict", path="/ui",
+                          secure=request.url.scheme == "https")  # fmt: skip
         return answer
 
     def status(self, request: Request) -> Response:
