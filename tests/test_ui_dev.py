@@ -59,9 +59,13 @@ def test_dev_prints_a_login_link_that_opens_the_status_page(tmp_path: Path) -> N
 
         with httpx.Client(follow_redirects=True, timeout=10) as browser:
             page = browser.get(link)
-
-        assert page.status_code == 200
-        assert 'data-connection="default"' in page.text
+            assert page.status_code == 200
+            assert "<title>status · planhat-sync</title>" in page.text
+            # and once dev's demo events arrive, the default connection is on it
+            while 'data-connection="default"' not in page.text:
+                assert time.monotonic() < deadline, "the demo's events never showed"
+                time.sleep(0.5)
+                page = browser.get(f"http://127.0.0.1:{port}/ui")
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: how dev is stopped
         try:
