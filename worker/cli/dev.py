@@ -21,8 +21,10 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -47,8 +49,10 @@ from worker.cli.stand_in import StandInProcess
 from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
+from worker.ops.ui import StatusPage, mount_status_page, waker
 from worker.runtime.embedded import Sweeper, embedded_runtime
 from worker.runtime.metrics_state import add_metrics_route
+from worker.runtime.ratelimit import LocalRateLimiter
 from worker.runtime.settings import SANDBOX_TOKEN, EngineSettings, Settings
 
 DEMO_EVENTS: list[dict[str, Any]] = [
@@ -76,6 +80,7 @@ PRIVATE_FILES = (
     "planhat-sandbox.db",
     "secret.key",
     "standard-webhook-secret",
+    "admin-token",
 )
 
 
@@ -96,7 +101,22 @@ def standard_secret(data_dir: Path) -> str:
     """STANDARD_WEBHOOK_SECRET, or one generated once and kept in the data directory."""
     if os.environ.get("STANDARD_WEBHOOK_SECRET"):
         return os.environ["STANDARD_WEBHOOK_SECRET"]
-    path = data_dir / "standard-webhook-secret"
+    return _kept(
+        data_dir / "standard-webhook-secret",
+        lambda: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+    )
+
+
+def admin_token(settings: Settings, data_dir: Path) -> str:
+    """PLANHAT_SYNC_ADMIN_TOKEN (the status page's), or one generated once and kept in the
+    data directory (``admin-token``)."""
+    return settings.admin_token() or _kept(
+        data_dir / "admin-token", lambda: secrets.token_urlsafe(24)
+    )
+
+
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """The secret in ``path``, written there first if there is none."""
     try:
         # Created readable by its owner only: never written first and restricted later.
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -104,7 +124,7 @@ def standard_secret(data_dir: Path) -> str:
         pass
     else:
         with os.fdopen(descriptor, "w") as handle:
-            handle.write("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+            handle.write(make())
     return path.read_text().strip()
 
 
@@ -177,11 +197,25 @@ def run(settings: Settings, *, port: int, data_dir: Path, serve_forever: bool) -
         inbox=Inbox(ThreadedWriter(runtime.engine), dispatcher),
     )
     add_metrics_route(app, runtime.engine)  # one process: its own registry is everything
+    login = admin_token(settings, data_dir)
+    limiter = runtime.limiter
+    mount_status_page(
+        app,
+        StatusPage(
+            engine=runtime.engine,
+            connections=connections(runtime.engine),
+            admin_token=login,
+            limiter=limiter if isinstance(limiter, LocalRateLimiter) else None,
+            wake=waker(dispatcher),
+            default_options=options,
+        ),
+    )
     outbound = LocalOutbound(secret)
     app.add_route("/_dev/outbound", outbound.receive, methods=["POST"])
     server = BackgroundServer(app, port=port).start()
     webhook = f"{server.url}/webhooks/default/standard"
     typer.echo(f"planhat-sync dev: state in {data_dir}/, receiver on {server.url}")
+    typer.echo(f"Status page: {server.url}/ui/login?token={quote(login)}")
     if sandbox is not None:
         typer.echo(f"No PLANHAT_API_TOKEN: the Planhat sandbox is on {sandbox.url}")
     if zendesk is not None:

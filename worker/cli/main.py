@@ -30,6 +30,7 @@ from worker.cli import operate, receive, send
 from worker.cli.errors import OneLineErrors
 from worker.cli.keys import keys_app
 from worker.cli.startup import checked_settings
+from worker.cli.status import status_command
 from worker.runtime import logs
 from worker.runtime.settings import MissingTokenError, Settings
 
@@ -379,6 +380,7 @@ app.command("worker", context_settings=operate.PASS_THROUGH)(operate.worker_comm
 app.command("beat", context_settings=operate.PASS_THROUGH)(operate.beat_command)
 app.command("replay")(operate.replay_command)
 app.command("prune")(operate.prune_command)
+app.command("status")(status_command)
 app.add_typer(operate.dlq_app, name="dlq")
 app.command("web")(receive.web_command)
 app.command("send")(send.send_command)

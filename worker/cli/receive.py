@@ -21,7 +21,7 @@ from state.db import make_engine, migrate
 from worker.cli.keys import require_keys
 from worker.cli.startup import checked_settings, existing_database
 from worker.runtime import logs
-from worker.runtime.settings import Settings, WebSettings
+from worker.runtime.settings import EngineSettings, Settings, WebSettings, env_options
 
 connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per Planhat tenant.")
 
@@ -30,7 +30,9 @@ def app_from_environment() -> FastAPI:
     """The receiver wired to Celery on REDIS_URL and DATABASE_URL (uvicorn factory)."""
     from worker.intake.inbox import Inbox, writer_for
     from worker.intake.receiver import create_web_app
+    from worker.ops.ui import StatusPage, mount_status_page, waker
     from worker.runtime.metrics_state import add_metrics_route
+    from worker.runtime.ratelimit import RedisRateLimiter
     from worker.runtime.tasks import CeleryDispatcher, app, connections
     from worker.runtime.tasks import settings as worker_settings
 
@@ -58,8 +60,22 @@ def app_from_environment() -> FastAPI:
             await inbox.close()
             await aclient.aclose()
 
-    web = create_web_app(
-        connections=connections(engine), inbox=inbox, lifespan=lifespan, limits=limits
+    tenants = connections(engine)
+    web = create_web_app(connections=tenants, inbox=inbox, lifespan=lifespan, limits=limits)
+    mount_status_page(
+        web,
+        StatusPage(
+            engine=engine,
+            connections=tenants,
+            admin_token=worker_settings.admin_token(),
+            limiter=RedisRateLimiter(
+                redis.Redis.from_url(worker_settings.redis_url),
+                rate_per_minute=EngineSettings().rate_per_minute,
+                burst=EngineSettings().burst,
+            ),
+            wake=waker(dispatcher),
+            default_options=env_options(),
+        ),
     )
     add_metrics_route(web, engine)
     return web
@@ -79,6 +95,10 @@ def web_command(
     migrate(settings.database_url)
     require_keys(settings.database_url)
     typer.echo(f"receiver on http://{host}:{port}/webhooks/{{connection}}/{{source}}")
+    if settings.admin_token():
+        typer.echo(f"status page on http://{host}:{port}/ui (log in with PLANHAT_SYNC_ADMIN_TOKEN)")
+    else:
+        typer.echo("no status page: set PLANHAT_SYNC_ADMIN_TOKEN to serve one at /ui")
     uvicorn.run(
         "worker.cli.receive:app_from_environment",
         factory=True,

@@ -11,9 +11,11 @@ the Redis server's clock. A 429 from Planhat sets a shared pause that every work
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
@@ -83,6 +85,24 @@ class RateLimiter(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetUse:
+    """A token's budget as the limiter sees it now (the status page, ``planhat-sync status``)."""
+
+    in_use: int  # calls of the burst taken and not yet earned back
+    burst: int
+    paused_for: float  # seconds every caller still waits after a 429 (0: no pause)
+    rate_limited_hour: int  # 429s met (pauses asked for) in the last hour, and day
+    rate_limited_day: int
+
+
+# 429s are counted in buckets of this many seconds, kept a day: enough for "last hour" and
+# "last day" without a row per 429.
+COUNT_BUCKET = 600
+BUCKETS_A_DAY = 86_400 // COUNT_BUCKET
+BUCKETS_AN_HOUR = 3_600 // COUNT_BUCKET
+
+
 def budget_key(token: str) -> str:
     """The limiter's name for a token: a hash, so the token itself never reaches Redis."""
     return hashlib.sha256(token.encode()).hexdigest()[:24]
@@ -97,6 +117,7 @@ class RedisRateLimiter:
         self._interval_ms = 60_000.0 / rate_per_minute
         self._burst = burst
         self._prefix = prefix
+        self._client = client
         self._gcra = client.register_script(_GCRA)
         self._pause = client.register_script(_PAUSE)
         self._back_off = client.register_script(_BACK_OFF)
@@ -107,12 +128,42 @@ class RedisRateLimiter:
         return float(wait_ms) / 1000.0
 
     def pause(self, key: str, seconds: float) -> None:
+        self._count_429(key)
         self._pause(keys=[f"{self._prefix}:{key}:pause"], args=[max(1, int(seconds * 1000))])
 
     def back_off(self, key: str, *, first: float, cap: float) -> float:
+        self._count_429(key)
         keys = [f"{self._prefix}:{key}:pause", f"{self._prefix}:{key}:guess"]
         wait_ms = self._back_off(keys=keys, args=[max(1, int(first * 1000)), int(cap * 1000)])
         return float(wait_ms) / 1000.0
+
+    def _count_429(self, key: str) -> None:
+        counter = f"{self._prefix}:{key}:429:{int(time.time()) // COUNT_BUCKET}"
+        with self._client.pipeline() as pipe:
+            pipe.incr(counter)
+            pipe.expire(counter, BUCKETS_A_DAY * COUNT_BUCKET + COUNT_BUCKET)
+            pipe.execute()
+
+    def use(self, key: str) -> BudgetUse:
+        """Read only: what ``key``'s budget looks like now."""
+        seconds, micros = self._client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        bucket = seconds // COUNT_BUCKET
+        names = [f"{self._prefix}:{key}:429:{bucket - n}" for n in range(BUCKETS_A_DAY)]
+        with self._client.pipeline() as pipe:
+            pipe.get(f"{self._prefix}:{key}:tat")
+            pipe.pttl(f"{self._prefix}:{key}:pause")
+            pipe.mget(names)
+            tat, pause_ms, counts = pipe.execute()
+        ahead = max(0.0, float(tat or now_ms) - now_ms)
+        per_bucket = [int(count or 0) for count in counts]
+        return BudgetUse(
+            in_use=min(self._burst, math.ceil(ahead / self._interval_ms)),
+            burst=self._burst,
+            paused_for=max(0, int(pause_ms)) / 1000.0,
+            rate_limited_hour=sum(per_bucket[:BUCKETS_AN_HOUR]),
+            rate_limited_day=sum(per_bucket),
+        )
 
 
 class LocalRateLimiter:
@@ -131,6 +182,7 @@ class LocalRateLimiter:
         self._tat: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
         self._guesses: dict[str, tuple[float, float]] = {}  # key → (last guess, until)
+        self._429s: dict[str, dict[int, int]] = {}  # key → {bucket of wall time: 429s}
         self._lock = threading.Lock()
 
     def try_acquire(self, key: str) -> float:
@@ -150,11 +202,13 @@ class LocalRateLimiter:
 
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:
+            self._count_429(key)
             until = self._clock() + seconds
             self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
 
     def back_off(self, key: str, *, first: float, cap: float) -> float:
         with self._lock:
+            self._count_429(key)
             now = self._clock()
             left = self._paused_until.get(key, 0.0) - now
             if left > 0:
@@ -164,6 +218,28 @@ class LocalRateLimiter:
             self._paused_until[key] = now + wait
             self._guesses[key] = (wait, now + wait + cap)
             return wait
+
+    def _count_429(self, key: str) -> None:  # under self._lock
+        bucket = int(time.time()) // COUNT_BUCKET
+        counts = self._429s.setdefault(key, {})
+        counts[bucket] = counts.get(bucket, 0) + 1
+        for old in [b for b in counts if b <= bucket - BUCKETS_A_DAY]:
+            del counts[old]
+
+    def use(self, key: str) -> BudgetUse:
+        """What ``key``'s budget looks like now."""
+        with self._lock:
+            now = self._clock()
+            ahead = max(0.0, self._tat.get(key, now) - now)
+            bucket = int(time.time()) // COUNT_BUCKET
+            counts = self._429s.get(key, {})
+            return BudgetUse(
+                in_use=min(self._burst, math.ceil(ahead / self._interval)),
+                burst=self._burst,
+                paused_for=max(0.0, self._paused_until.get(key, 0.0) - now),
+                rate_limited_hour=sum(n for b, n in counts.items() if b > bucket - BUCKETS_AN_HOUR),
+                rate_limited_day=sum(n for b, n in counts.items() if b > bucket - BUCKETS_A_DAY),
+            )
 
 
 def wait_for_budget(

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # Unset: SQLite in the data directory, where dev keeps it (state/location.py).
     database_url: str = Field(default_factory=default_database_url)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The status page's admin token (/ui): unset, ``web`` serves no page.
+    planhat_sync_admin_token: SecretStr | None = None
 
     def default_tenant(self) -> Tenant:
         """The ``default`` connection, from the environment."""
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
             secrets=env_secrets(os.environ),
             options=env_options(),
         )
+
+    def admin_token(self) -> str | None:
+        token = self.planhat_sync_admin_token
+        return token.get_secret_value() if token and token.get_secret_value() else None
 
     def source_apis(self) -> SourceApis:
         """Source API base URLs set by ``<SOURCE>_API_BASE`` (local fakes in tests)."""

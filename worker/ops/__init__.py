@@ -1,0 +1,1 @@
+"""Operating it: the overview, event stories, the status page and its health checks."""
