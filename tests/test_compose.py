@@ -12,7 +12,7 @@ import yaml
 from connectors.source import HasApi
 from connectors.sources import SOURCES
 from worker.cli import app
-from worker.runtime.settings import EngineSettings, WebSettings
+from worker.runtime.settings import EngineSettings, Settings, WebSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -78,7 +78,7 @@ def settings_the_code_reads() -> set[str]:
                 names.update(credential.env_names(source.name))
     names.update(f"PLANHAT_SYNC_{field.upper()}" for field in EngineSettings.model_fields)
     names.update(f"PLANHAT_SYNC_WEB_{field.upper()}" for field in WebSettings.model_fields)
-    return names | {"PLANHAT_API_TOKEN", "PLANHAT_BASE_URL", "PLANHAT_SYNC_LOG_LEVEL"}
+    return names | {field.upper() for field in Settings.model_fields}
 
 
 @pytest.mark.parametrize("service", ["web", "worker", "beat"])
