@@ -25,6 +25,7 @@ from connectors.zendesk.sandbox import ZendeskConfig
 from connectors.zendesk.sandbox import create_app as create_zendesk_app
 from worker.cli import dev as embedded
 from worker.cli import operate, receive
+from worker.cli.backfill import backfill_command
 from worker.cli.keys import keys_app
 from worker.runtime import logs
 from worker.runtime.settings import MissingTokenError, Settings
@@ -343,6 +344,7 @@ app.command("migrate")(operate.migrate_command)
 app.command("worker", context_settings=operate.PASS_THROUGH)(operate.worker_command)
 app.command("beat", context_settings=operate.PASS_THROUGH)(operate.beat_command)
 app.command("replay")(operate.replay_command)
+app.command("backfill")(backfill_command)
 app.command("prune")(operate.prune_command)
 app.add_typer(operate.dlq_app, name="dlq")
 app.command("web")(receive.web_command)
