@@ -69,7 +69,9 @@ class Backfilled:
         def connections(engine: Any) -> Connections:
             return Connections(engine, box=lambda: box, default=lambda: self.tenant)
 
-        config = EngineSettings(flush_linger=0.05, batch_size=1000)
+        config = EngineSettings(
+            flush_linger=0.05, batch_size=1000, rate_per_minute=1e6, burst=10**5
+        )
         self.runtime: Runtime
         self.dispatcher: LocalDispatcher
         self.runtime, self.dispatcher = embedded_runtime(url, connections, config)

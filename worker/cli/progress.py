@@ -1,7 +1,8 @@
 """Progress on the terminal (rich): backfills, replays and retries of dead letters.
 
 Drawn on standard error, so what a command prints on standard output (replay's JSON)
-stays parseable; away from a terminal rich draws the final state only.
+stays parseable, and only when that is a terminal (``TTY_COMPATIBLE=1`` forces it): a log
+file or a pipe gets the summary lines, not frames of a bar.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TaskID,
     TextColumn,
@@ -24,8 +26,9 @@ from rich.progress import (
 from worker.intake.backfill import Tally
 
 
-def _console() -> Console:
-    return Console(stderr=True)
+def _progress(*columns: ProgressColumn) -> Progress:
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, disable=not console.is_terminal)
 
 
 class BackfillDisplay:
@@ -33,7 +36,7 @@ class BackfillDisplay:
     Satisfies ``worker.intake.backfill.Progress``."""
 
     def __init__(self) -> None:
-        self._progress = Progress(
+        self._progress = _progress(
             SpinnerColumn(finished_text="[green]✓"),
             TextColumn("{task.description:<16}"),
             BarColumn(),
@@ -41,7 +44,6 @@ class BackfillDisplay:
             TextColumn("{task.fields[stored]:>7} stored"),
             TextColumn("{task.fields[known]:>7} already known"),
             TimeElapsedColumn(),
-            console=_console(),
         )
         self._tasks: dict[str, TaskID] = {}
 
@@ -76,19 +78,23 @@ class BackfillDisplay:
 
 @contextmanager
 def counted(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A bar of ``done`` of ``total`` items; yields ``tick(done, total)``."""
-    progress = Progress(
+    """A bar of ``done`` of ``total`` items; yields ``tick(done, total)``. Drawn from the
+    first tick: a command that fails before doing anything prints its one line alone."""
+    progress = _progress(
         SpinnerColumn(finished_text="[green]✓"),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_console(),
     )
     task = progress.add_task(description, total=None)
 
     def tick(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
         progress.update(task, completed=done, total=total)
 
-    with progress:
+    try:
         yield tick
+    finally:
+        progress.stop()
