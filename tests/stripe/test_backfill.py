@@ -16,12 +16,15 @@ from sqlmodel import select
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServer
+from connectors.stripe.backfill import as_event
+from connectors.stripe.mapping import changes
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import migrate, session_scope
 from state.tables import Cursor, DeadLetter, InboxEvent
 from tests.conftest import drain_embedded
 from tests.stripe.list_stand_in import API_KEY, StripeAccount, customers, invoices, subscriptions
+from tests.stripe.test_stripe import event_body
 from tests.test_dev_flow import UNLIMITED
 from worker.intake import backfill
 from worker.intake.backfill import Tally
@@ -31,6 +34,30 @@ from worker.runtime.jobs import Runtime
 from worker.runtime.settings import EngineSettings
 
 CUSTOMERS, SUBSCRIPTIONS, CANCELED, INVOICES = 2000, 300, 60, 150
+
+
+@pytest.mark.parametrize(
+    ("fixture", "event_type"),
+    [
+        ("customer.created", "customer.updated"),
+        ("customer.subscription.created", "customer.subscription.updated"),
+        ("invoice.paid", "invoice.updated"),
+    ],
+)
+def test_an_object_read_maps_as_its_webhook_event_does(fixture: str, event_type: str) -> None:
+    delivered = json.loads(event_body(fixture))
+    obj = delivered["data"]["object"]
+
+    event_id, body = as_event(obj, event_type, read_at=1_800_000_000)
+
+    wrapped = changes(body, event_id, {})
+    assert [(c.model, c.key, dict(c.fields)) for c in wrapped] == [
+        (c.model, c.key, dict(c.fields)) for c in changes(event_body(fixture), "evt", {})
+    ]
+    assert {c.version for c in wrapped} == {1_800_000_000}  # as read then (and not empty)
+    # The same object read again is the same event; changed, another one.
+    assert as_event(obj, event_type, read_at=1_800_000_900)[0] == event_id
+    assert as_event(obj | {"name": "Renamed"}, event_type, read_at=0)[0] != event_id
 
 
 class Seen:
