@@ -86,6 +86,7 @@ class StripeAccount:
         }
         self.requests: list[tuple[str, str | None]] = []  # (list, starting_after), in order
         self.fail_at: int | None = None  # this request (0-based, counting all) answers 500
+        self.rate_limited_at: int | None = None  # this one answers 429, Retry-After: 1
         self.app = Starlette(routes=[Route("/v1/{name}", self.list)])
 
     def pages_asked(self) -> dict[tuple[str, str | None], int]:
@@ -113,6 +114,10 @@ class StripeAccount:
         self.requests.append((name, after))
         if self.fail_at == len(self.requests) - 1:
             return _error(500, "An unknown error occurred", kind="api_error")
+        if self.rate_limited_at == len(self.requests) - 1:
+            limited = _error(429, "Too many requests", kind="rate_limit_error")
+            limited.headers["Retry-After"] = "1"
+            return limited
         if after is not None:
             ids = [o["id"] for o in matching]
             if after not in ids:

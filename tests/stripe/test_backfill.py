@@ -20,7 +20,7 @@ from connectors.stripe.backfill import as_event
 from connectors.stripe.mapping import changes
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
-from state.db import migrate, session_scope
+from state.db import make_engine, migrate, session_scope
 from state.tables import Cursor, DeadLetter, InboxEvent
 from tests.conftest import drain_embedded
 from tests.stripe.list_stand_in import API_KEY, StripeAccount, customers, invoices, subscriptions
@@ -229,3 +229,27 @@ def test_since_reads_only_what_was_created_from_then(
         ("subscriptions", 0),
         ("invoices", 0),
     ]
+
+
+def test_a_429_waits_as_stripe_says_and_asks_for_the_page_again(
+    tmp_path: Path, account: StripeAccount
+) -> None:
+    account.objects["customers"] = account.objects["customers"][:250]
+    account.rate_limited_at = 1  # the second page of customers
+    tenant = Tenant(name="default", planhat_base_url="http://127.0.0.1:9", planhat_token="t",
+                    secrets={"stripe:api_key": API_KEY})  # fmt: skip
+    url = f"sqlite:///{tmp_path}/state.db"
+    migrate(url)
+    engine = make_engine(url)
+    waited: list[float] = []
+    with BackgroundServer(account.app) as stripe:
+        found = backfill.readers(tenant, "stripe", SourceApis(stripe=stripe.url), None)
+        tallies = backfill.run(engine, tenant, "stripe", found, since=None, submit=None,
+                               progress=Seen(), sleep=waited.append)  # fmt: skip
+    engine.dispose()
+
+    assert waited == [1.0]
+    assert tallies[0].stored == 250
+    assert {page: n for page, n in account.pages_asked().items() if n > 1} == {
+        ("customers", "cus_bf_01900"): 2
+    }

@@ -96,9 +96,10 @@ def test_a_typeform_backfill_reads_every_response_once(
     first = run(engine, url)
     again = run(engine, url)
 
-    assert [(t.name, t.pages, t.stored, t.known) for t in first] == [("typeform:nps1", 1, 30, 0)]
-    assert [(t.stored, t.known) for t in again] == [(0, 30)]
-    assert fake.asked[0]["since"] == "0"  # from the beginning
+    # A second round from the newest response seen brings nothing newer: done.
+    assert [(t.name, t.pages, t.stored, t.known) for t in first] == [("typeform:nps1", 2, 30, 1)]
+    assert [(t.stored, t.known) for t in again] == [(0, 31)]
+    assert [asked["since"] for asked in fake.asked[:2]] == ["0", str(START + 29)]
     with session_scope(engine) as session:
         stored = list(session.exec(select(InboxEvent)))
         assert sorted(event.event_id for event in stored) == [f"tok{n:04d}" for n in range(30)]

@@ -5,19 +5,23 @@ a time; each object comes wrapped as the event its webhook would carry, with a
 deterministic event id, and is stored in the inbox like a polled event (deduped by event
 id, handed on to ingest), so the one mapping, the diff and the bulk flush take it. A
 ``Polled`` source without lists is backfilled by its feeds, read from the beginning (or
-``since``): its poller's first read already is one.
+``since``) in rounds until one brings nothing newer: its poller's first reads already are
+a backfill.
 
 Resumable: after each page, in the transaction that stores it, the list's position (the
 page's ``next``) is kept as a cursor row ``backfill:<source>:<list>``; run again with the
 same ``since``, a list goes on from there; finished, the row goes, and a later run reads
 everything again (what the inbox holds already is counted as known, not stored twice).
-A feed is read whole by its own paging: interrupted, it is read again, nothing stored twice.
+A feed's position is the newest one its last round saw, kept the same way.
+
+A source's 429 waits as long as it says (``Retry-After``), then the page is asked again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -39,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 CURSOR_PREFIX = "backfill:"
 CURSOR_LENGTH = 32  # cursor.source's width (state/tables.py)
+RATE_LIMITED_TRIES = 20  # 429s in a row on one page before its error is the answer
+DEFAULT_WAIT, MAX_WAIT = 2.0, 120.0  # seconds a 429 waits: without Retry-After, at most
 
 
 class BackfillError(Exception):
@@ -114,14 +120,18 @@ def _object_reader(
 
 
 def _feed_reader(
-    feed: Feed, client: httpx.Client, start: int
+    feed: Feed, client: httpx.Client, since: int
 ) -> Callable[[str | None], ObjectPage]:
-    """A feed as one page: its fetch pages through the source's events API by itself."""
+    """A feed read in rounds, as its poller reads it poll after poll: each round from the
+    newest position the last one saw (a feed's fetch may stop after a few pages of the
+    source's own), until a round brings nothing newer."""
 
     def read(position: str | None) -> ObjectPage:
+        start = int(position) if position else since
         events = feed.fetch(client, start)
         pairs = [(feed.event_id(event), json.dumps(event).encode()) for event in events]
-        return ObjectPage(events=pairs, next=None)
+        newest = max((feed.position(event) for event in events), default=start)
+        return ObjectPage(events=pairs, next=str(newest) if newest > start else None)
 
     return read
 
@@ -159,6 +169,7 @@ def run(
     since: int | None,
     submit: Callable[[list[int]], None] | None,
     progress: Progress,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Tally]:
     """Read every list in turn, storing each page (and its position) in one transaction.
     ``submit``: hands new inbox ids on to ingest; None leaves them to the sweeper.
@@ -170,7 +181,9 @@ def run(
         for reader in found:
             clients.enter_context(reader.client)
         for reader in found:
-            tally = _read(engine, tenant.name, source, options, reader, since, submit, progress)
+            tally = _read(
+                engine, tenant.name, source, options, reader, since, submit, progress, sleep
+            )
             tallies.append(tally)
     return tallies
 
@@ -184,12 +197,13 @@ def _read(
     since: int | None,
     submit: Callable[[list[int]], None] | None,
     progress: Progress,
+    sleep: Callable[[float], None],
 ) -> Tally:
     position = _saved_position(engine, connection, reader.cursor, since)
     tally = Tally(reader.name, resumed=position is not None)
     progress.begin(reader.name, tally.resumed)
     while True:
-        page = reader.read(position)
+        page = _read_page(reader, position, sleep)
         new: list[int] = []
         with session_scope(engine) as session:
             for event_id, body in page.events:
@@ -226,6 +240,28 @@ def _read(
             progress.finish(tally)
             return tally
         position = page.next
+
+
+def _read_page(reader: Reader, position: str | None, sleep: Callable[[float], None]) -> ObjectPage:
+    """A page; a 429 waits the ``Retry-After`` the source asks for (Stripe sends none:
+    https://docs.stripe.com/rate-limits, hence a default), then asks again."""
+    for _ in range(RATE_LIMITED_TRIES):
+        try:
+            return reader.read(position)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 429:
+                raise
+            wait = _retry_after(error.response.headers.get("retry-after"))
+            log.info("backfill.rate_limited", objects=reader.name, wait=wait)
+            sleep(wait)
+    return reader.read(position)
+
+
+def _retry_after(header: str | None) -> float:
+    try:
+        return min(max(float(header or DEFAULT_WAIT), 0.0), MAX_WAIT)
+    except ValueError:  # an HTTP date: rare from an API; wait the default
+        return DEFAULT_WAIT
 
 
 def _saved_position(engine: Engine, connection: str, cursor: str, since: int | None) -> str | None:
