@@ -85,6 +85,8 @@ def backfill_command(
         _fail(_refused(source, error))
     except httpx.HTTPError as error:
         _fail(f"cannot reach {source}'s API ({type(error).__name__}: {error}); {RESUME}")
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {RESUME}", 130)
     for line in backfill.describe(tallies):
         typer.echo(line)
     typer.echo(afterwards())
