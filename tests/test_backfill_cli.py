@@ -107,8 +107,8 @@ def test_interrupted_by_stripe_it_says_so_in_one_line_and_resumes(
     [
         (["strip"], {}, 2, "error: unknown source 'strip' (known: standard, stripe, chargebee, "
          "typeform, surveymonkey, planhat, zendesk, intercom)"),
-        (["surveymonkey"], {}, 2, "error: surveymonkey has no backfill: it has no API the "
-         "worker reads (what it sends arrives by webhook only)"),
+        (["surveymonkey"], {}, 2, "error: surveymonkey has no backfill: the worker reads no "
+         "list of its past records (its events arrive by webhook only)"),
         (["stripe"], {"STRIPE_API_KEY": ""}, 2, "error: connection 'default' has no "
          "stripe:api_key to read stripe with (connections add --secret stripe:NAME=VALUE; "
          "for default: STRIPE_API_KEY)"),

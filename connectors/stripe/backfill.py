@@ -6,7 +6,8 @@ connection must bring in is read from the objects themselves:
 left out: https://docs.stripe.com/api/subscriptions/list#list_subscriptions-status) and
 ``/v1/invoices``, newest first, ``limit=100``, the next page ``starting_after`` the last
 id while ``has_more`` (https://docs.stripe.com/api/pagination), ``created[gte]`` for
-``--since``.
+``--since``. A 429 (https://docs.stripe.com/rate-limits) may come without Retry-After:
+the backfill then waits its default and asks for the page again.
 
 Each object is wrapped as the ``*.updated`` event a webhook would carry, so the one
 mapping (``mapping.py``) reads it. Its event id is ``backfill:<object id>:<digest of the

@@ -90,8 +90,8 @@ def readers(tenant: Tenant, source_name: str, apis: SourceApis, since: int | Non
         raise BackfillError(f"unknown source {source_name!r} (known: {', '.join(SOURCES)})")
     if not isinstance(source, (Backfilled, Polled)):
         raise BackfillError(
-            f"{source_name} has no backfill: it has no API the worker reads "
-            "(what it sends arrives by webhook only)"
+            f"{source_name} has no backfill: the worker reads no list of its past records "
+            "(its events arrive by webhook only)"
         )
     options = source_options(source, tenant.options)
     credentials = credentials_of(source, tenant.secrets)
@@ -243,8 +243,8 @@ def _read(
 
 
 def _read_page(reader: Reader, position: str | None, sleep: Callable[[float], None]) -> ObjectPage:
-    """A page; a 429 waits the ``Retry-After`` the source asks for (Stripe sends none:
-    https://docs.stripe.com/rate-limits, hence a default), then asks again."""
+    """A page; a 429 waits the ``Retry-After`` the source asks for (not every source
+    sends one, hence a default), then asks again."""
     for _ in range(RATE_LIMITED_TRIES):
         try:
             return reader.read(position)
