@@ -231,22 +231,71 @@ def test_since_reads_only_what_was_created_from_then(
     ]
 
 
+class Killed(Exception):
+    """The process ends here (a kill between two pages)."""
+
+
+class KilledAfter(Seen):
+    """A ``Progress`` whose process is killed once ``pages`` pages are stored."""
+
+    def __init__(self, pages: int) -> None:
+        super().__init__()
+        self.pages = pages
+
+    def advance(self, tally: Tally) -> None:
+        if tally.pages == self.pages:
+            raise Killed
+
+
+STORE_ONLY = Tenant(name="default", planhat_base_url="http://127.0.0.1:9", planhat_token="t",
+                    secrets={"stripe:api_key": API_KEY})  # fmt: skip
+
+
+def store_only(
+    tmp_path: Path, account: StripeAccount, progress: Seen, sleep: Any = None
+) -> list[Tally]:
+    """A backfill into a state store alone (no engine, no Planhat)."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    migrate(url)
+    engine = make_engine(url)
+    waits = {"sleep": sleep} if sleep else {}
+    try:
+        with BackgroundServer(account.app) as stripe:
+            found = backfill.readers(STORE_ONLY, "stripe", SourceApis(stripe=stripe.url), None)
+            return backfill.run(engine, STORE_ONLY, "stripe", found, since=None, submit=None,
+                                progress=progress, **waits)  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def test_killed_between_pages_it_goes_on_with_the_next_page(
+    tmp_path: Path, account: StripeAccount
+) -> None:
+    account.objects["customers"] = account.objects["customers"][:450]
+
+    with pytest.raises(Killed):
+        store_only(tmp_path, account, KilledAfter(pages=2))
+    tallies = store_only(tmp_path, account, Seen())
+
+    customers = tallies[0]
+    assert (customers.name, customers.pages, customers.stored, customers.resumed) == (
+        "customers",
+        3,
+        250,
+        True,
+    )
+    assert max(account.pages_asked().values()) == 1  # no page was in flight: none asked twice
+    assert ("customers", "cus_bf_01800") in account.requests  # after the 200 newest
+
+
 def test_a_429_waits_as_stripe_says_and_asks_for_the_page_again(
     tmp_path: Path, account: StripeAccount
 ) -> None:
     account.objects["customers"] = account.objects["customers"][:250]
     account.rate_limited_at = 1  # the second page of customers
-    tenant = Tenant(name="default", planhat_base_url="http://127.0.0.1:9", planhat_token="t",
-                    secrets={"stripe:api_key": API_KEY})  # fmt: skip
-    url = f"sqlite:///{tmp_path}/state.db"
-    migrate(url)
-    engine = make_engine(url)
     waited: list[float] = []
-    with BackgroundServer(account.app) as stripe:
-        found = backfill.readers(tenant, "stripe", SourceApis(stripe=stripe.url), None)
-        tallies = backfill.run(engine, tenant, "stripe", found, since=None, submit=None,
-                               progress=Seen(), sleep=waited.append)  # fmt: skip
-    engine.dispose()
+
+    tallies = store_only(tmp_path, account, Seen(), sleep=waited.append)
 
     assert waited == [1.0]
     assert tallies[0].stored == 250
