@@ -8,6 +8,7 @@ reads its settings by the generic rules here.
     Source              verify a delivery + its event id; pure mapping; mapping options
     ├── HasApi          credentials and an API base URL
     │   ├── Polled      feeds of events to poll from that API
+    │   ├── Backfilled  lists of the objects it holds, read once to bring in the past
     │   └── ThinEvents  completes a thin event from that API before mapping
     ├── Preparing       per-model hooks run on a batch just before it is sent to Planhat
     ├── PlanhatHints    deliveries name a Planhat record that changed: the engine re-reads it
@@ -116,6 +117,39 @@ class Polled(HasApi, Protocol):
     ) -> Iterator[tuple[Feed, httpx.Client]]:
         """The feeds these credentials can read (none without them), each with its client.
         ``credentials``: credential name → value; ``api_base``: an override, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectPage:
+    """One page of a source's objects, each wrapped as the event its webhook would carry
+    (so the source's one mapping reads both), and where the next page starts (None: this
+    was the last). Event ids are deterministic: a page read twice is stored once."""
+
+    events: list[tuple[str, bytes]]  # (event id, body)
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectList:
+    """One type of a source's objects (``customers``), read a page at a time by
+    ``fetch(client, position, since)``: ``position`` is a page's ``next`` (None: the
+    first page), ``since`` a unix time the objects were created at or after (None: all)."""
+
+    name: str
+    fetch: Callable[[httpx.Client, str | None, int | None], ObjectPage]
+
+
+@runtime_checkable
+class Backfilled(HasApi, Protocol):
+    """Objects to read once, to bring in what existed before the connection (Stripe keeps
+    30 days of events). A ``Polled`` source without it is backfilled by its feeds read
+    from the beginning (``worker/intake/backfill.py``)."""
+
+    def object_lists(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[ObjectList, httpx.Client]]:
+        """The lists these credentials can read (none without them), each with its client."""
         ...
 
 

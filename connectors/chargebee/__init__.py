@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.change import Change
-from connectors.chargebee import mapping, poll, verify
+from connectors.chargebee import backfill, mapping, poll, verify
 from connectors.chargebee.mapping import OPTIONS
 from connectors.options import Option
-from connectors.source import Credential, Feed
+from connectors.source import Credential, Feed, ObjectList
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,11 @@ class ChargebeeSource:
         self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
     ) -> Iterator[tuple[Feed, httpx.Client]]:
         return poll.feeds(credentials, api_base)
+
+    def object_lists(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[ObjectList, httpx.Client]]:
+        return backfill.object_lists(credentials, api_base)
 
 
 SOURCE = ChargebeeSource()

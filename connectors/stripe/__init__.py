@@ -10,8 +10,8 @@ import httpx
 
 from connectors.change import Change
 from connectors.options import Option
-from connectors.source import Credential, Feed
-from connectors.stripe import mapping, poll, verify
+from connectors.source import Credential, Feed, ObjectList
+from connectors.stripe import backfill, mapping, poll, verify
 from connectors.stripe.common import OPTIONS
 
 
@@ -21,7 +21,11 @@ class StripeSource:
     options: tuple[Option, ...] = OPTIONS
     checks_on_receipt: bool = False
     credentials: tuple[Credential, ...] = (
-        Credential(name="api_key", help="a secret or restricted key that may read events"),
+        Credential(
+            name="api_key",
+            help="a secret or restricted key that may read events (and, to backfill, "
+            "customers, subscriptions and invoices)",
+        ),
     )
     api_base: str | None = poll.STRIPE_API
 
@@ -38,6 +42,11 @@ class StripeSource:
         self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
     ) -> Iterator[tuple[Feed, httpx.Client]]:
         return poll.feeds(credentials, api_base)
+
+    def object_lists(
+        self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None
+    ) -> Iterator[tuple[ObjectList, httpx.Client]]:
+        return backfill.object_lists(credentials, api_base)
 
 
 SOURCE = StripeSource()

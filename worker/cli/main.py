@@ -27,6 +27,7 @@ from connectors.zendesk.sandbox import create_app as create_zendesk_app
 from state.location import DATA_DIR_ENV, DEFAULT_DATA_DIR
 from worker.cli import dev as embedded
 from worker.cli import operate, receive, send
+from worker.cli.backfill import backfill_command
 from worker.cli.errors import OneLineErrors
 from worker.cli.keys import keys_app
 from worker.cli.startup import checked_settings
@@ -379,6 +380,7 @@ app.command("migrate")(operate.migrate_command)
 app.command("worker", context_settings=operate.PASS_THROUGH)(operate.worker_command)
 app.command("beat", context_settings=operate.PASS_THROUGH)(operate.beat_command)
 app.command("replay")(operate.replay_command)
+app.command("backfill")(backfill_command)
 app.command("prune")(operate.prune_command)
 app.command("status")(status_command)
 app.add_typer(operate.dlq_app, name="dlq")

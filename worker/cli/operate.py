@@ -19,6 +19,7 @@ from state.db import make_engine, migrate
 from state.prune import prune
 from worker.cli import restart
 from worker.cli.keys import require_keys
+from worker.cli.progress import counted
 from worker.cli.startup import checked_settings, existing_database, refuse_without_token
 from worker.pipeline import dlq
 from worker.runtime import logs
@@ -134,7 +135,8 @@ def dlq_retry(
     try:
         engine = _engine(_engine_ready())
         chosen = None if retry_all else [letter_id or 0]
-        outcomes = dlq.retry(engine, chosen, default_options=env_options())
+        with counted("retrying dead letters") as tick:
+            outcomes = dlq.retry(engine, chosen, default_options=env_options(), tick=tick)
     except LookupError as error:
         typer.echo(f"error: {error.args[0]}", err=True)
         raise typer.Exit(1) from None
@@ -167,7 +169,10 @@ def replay_command(
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     engine = _engine(_engine_ready())
-    report = dlq.replay(engine, since=when, source=source, default_options=env_options())
+    with counted("replaying events") as tick:
+        report = dlq.replay(
+            engine, since=when, source=source, default_options=env_options(), tick=tick
+        )
     typer.echo(json.dumps(report))
     _ask_for_flush(set(report["connections"]))
 

@@ -8,7 +8,7 @@ stored, never by re-sending to the receiver (signatures and timestamps expire).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,8 +56,10 @@ def retry(
     letter_ids: list[int] | None,
     *,
     default_options: Mapping[str, str] | None = None,
+    tick: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[RetryOutcome]:
-    """Send dead letters back (all of them when ``letter_ids`` is None)."""
+    """Send dead letters back (all of them when ``letter_ids`` is None); ``tick(done,
+    total)`` after each (a progress display)."""
     outcomes: list[RetryOutcome] = []
     with session_scope(engine) as session:
         query = select(DeadLetter).order_by(col(DeadLetter.id))
@@ -75,6 +77,7 @@ def retry(
                 )
             )
             session.delete(letter)
+            tick(len(outcomes), len(letters))
     return outcomes
 
 
@@ -112,9 +115,11 @@ def replay(
     since: datetime,
     source: str | None = None,
     default_options: Mapping[str, str] | None = None,
+    tick: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
     """Re-run stored events received since ``since`` through mapping and diff. What Planhat
-    already has is dropped by the diff, so replaying it makes no call."""
+    already has is dropped by the diff, so replaying it makes no call. ``tick(done,
+    total)`` after each event (a progress display)."""
     with session_scope(engine) as session:
         query = select(InboxEvent.id).where(InboxEvent.received_at >= since)
         if source:
@@ -122,10 +127,11 @@ def replay(
         ids = [i for i in session.exec(query.order_by(col(InboxEvent.id))) if i is not None]
     queued = 0
     connections: set[str] = set()
-    for inbox_id in ids:
+    for done, inbox_id in enumerate(ids, 1):
         with session_scope(engine) as session:
             report = ingest(session, inbox_id, again=True, default_options=default_options)
         queued += report.queued
         if report.models:
             connections.add(report.connection)
+        tick(done, len(ids))
     return {"events": len(ids), "queued": queued, "connections": sorted(connections)}
