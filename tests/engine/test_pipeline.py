@@ -13,7 +13,8 @@ from connectors.change import fields_hash
 from state.db import session_scope
 from state.tables import DeadLetter, InboxEvent, OutboxItem, RecordState
 from tests.engine.conftest import change, queue, standard_body, store
-from worker.pipeline.ingest import Verdict, ingest, ingest_many, offer
+from worker.pipeline.ingest import Verdict, ingest, offer
+from worker.pipeline.ingest_batch import ingest_many
 
 
 def outbox(engine: Engine) -> list[OutboxItem]:
@@ -240,7 +241,7 @@ def test_a_bad_version_is_a_mapping_error(engine: Engine, version: object) -> No
 
 def test_a_batch_ingests_like_one_event_at_a_time(engine: Engine) -> None:
     # given the same events, ingested one by one and as one batch
-    from worker.pipeline.ingest import ingest_many
+    from worker.pipeline.ingest_batch import ingest_many
 
     bodies = [
         standard_body("licenses", "a", 2, mrr=20),

@@ -28,7 +28,8 @@ from worker.intake.poll import SourceApis, feeds, poll
 from worker.intake.reread import reread
 from worker.pipeline.batch import FlushReport
 from worker.pipeline.flush import FLUSH_ORDER, FlushPlan, flush_batch, flush_plan, prepare_hooks
-from worker.pipeline.ingest import IngestReport, ingest, ingest_many, record_failure
+from worker.pipeline.ingest import IngestReport, ingest, record_failure
+from worker.pipeline.ingest_batch import ingest_many
 from worker.pipeline.write_back import connections_due
 from worker.runtime import metrics
 from worker.runtime.caches import MappingOptions, PlanhatClients, PrepareMemos
