@@ -18,7 +18,9 @@ from sqlalchemy import Engine
 
 from state.db import session_scope
 from tests.engine.conftest import standard_body, store
-from worker.pipeline.ingest import ingest, ingest_many
+from tests.engine.services import TEST_REDIS_URL
+from worker.pipeline.ingest import ingest
+from worker.pipeline.ingest_batch import ingest_many
 from worker.runtime import logs
 
 PLANHAT_SYNC = str(Path(sys.executable).with_name("planhat-sync"))
@@ -117,7 +119,7 @@ def test_celery_does_not_relabel_our_info_lines_as_warnings(log_format: str) -> 
         **os.environ,
         "PLANHAT_SYNC_LOG_LEVEL": "info",
         "PLANHAT_SYNC_LOG_FORMAT": log_format,
-        "REDIS_URL": "redis://127.0.0.1:6379/12",
+        "REDIS_URL": TEST_REDIS_URL,  # it never gets to store anything
     }
     ran = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", UNDER_CELERY],

@@ -12,7 +12,7 @@ from sqlmodel import select
 from state.db import session_scope
 from state.inbox import store_event
 from state.tables import InboxEvent, Link, OutboxItem
-from worker.pipeline.ingest import ingest_many
+from worker.pipeline.ingest_batch import ingest_many
 
 TICKET = {"id": 7, "url": "https://acme.zendesk.com/api/v2/tickets/7.json", "subject": "Printer",
           "status": "open", "priority": "high", "tags": [], "requester_id": 5,

@@ -62,8 +62,8 @@ def checked_settings(*, web: bool = False) -> Settings:
         fail(str(error))
     log_format = settings.planhat_sync_log_format
     if log_format not in logs.FORMATS:
-        fail(f"{logs.FORMAT_SETTING}={log_format[:40]!r} is not a log format: "
-             f"one of {', '.join(logs.FORMATS)}")  # fmt: skip
+        fail(f"{logs.FORMAT_SETTING}={log_format[:40]!r} is not a log format; "
+             f"accepted: {', '.join(logs.FORMATS)}")  # fmt: skip
     logs.configure(settings.planhat_sync_log_level, log_format)
     return settings
 
