@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from sqlalchemy import Engine
@@ -20,6 +19,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.db import make_engine, migrate, session_scope
 from state.inbox import has_pending
 from state.tables import OutboxItem
+from tests import stand_in_http
 from tests.engine.services import TEST_REDIS_URL, service_missing
 from worker.runtime.embedded import LocalDispatcher
 
@@ -38,7 +38,7 @@ def shared_sandbox() -> Iterator[BackgroundSandbox]:
 @pytest.fixture
 def sandbox(shared_sandbox: BackgroundSandbox) -> BackgroundSandbox:
     """The session's sandbox, emptied (data and counters) for this test."""
-    httpx.post(f"{shared_sandbox.url}/_sandbox/reset").raise_for_status()
+    stand_in_http.post(f"{shared_sandbox.url}/_sandbox/reset").raise_for_status()
     return shared_sandbox
 
 
@@ -93,7 +93,7 @@ def free_port_pair() -> int:
 
 
 def sandbox_stats(sandbox: BackgroundSandbox) -> dict[str, object]:
-    response = httpx.get(f"{sandbox.url}/_sandbox/stats")
+    response = stand_in_http.get(f"{sandbox.url}/_sandbox/stats")
     response.raise_for_status()
     stats: dict[str, object] = response.json()
     return stats

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.conftest import free_port_pair
 from tests.planhat.samples import change, refs, sample
 from worker.cli import app
@@ -113,7 +114,7 @@ def test_invalid_json_is_refused_before_any_call(sandbox: BackgroundSandbox) -> 
     result = cli(sandbox.url, "planhat", "companies", "create", "--data", "{name: 1}")
     assert result.exit_code == 2
     assert "invalid JSON in --data" in result.stderr
-    stats = httpx.get(f"{sandbox.url}/_sandbox/stats").json()
+    stats = stand_in_http.get(f"{sandbox.url}/_sandbox/stats").json()
     assert stats["requests"] == 0
 
 
@@ -172,7 +173,7 @@ def test_the_readme_flow_sandbox_in_one_terminal_planhat_in_another() -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats").raise_for_status()
+                stand_in_http.get(f"http://127.0.0.1:{port}/_sandbox/stats").raise_for_status()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the sandbox did not start"

@@ -27,6 +27,7 @@ from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant, add_connection
 from state.crypto import SecretBox
 from state.db import migrate
+from tests import stand_in_http
 from tests.conftest import drain_embedded, free_port_pair
 from tests.planhat.samples import sample
 from worker.cli.dev import post_signed
@@ -168,7 +169,7 @@ def test_dev_killed_and_started_again_loses_nothing_it_acknowledged(tmp_path: Pa
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
+                stand_in_http.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "dev did not start"

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from connectors.planhat.regions import check_token
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from worker.cli import app
 
@@ -132,7 +133,6 @@ def test_a_host_that_is_not_planhats_never_gets_the_token_sent_elsewhere(
 
 
 def sandbox_stats_at(url: str) -> dict[str, Any]:
-    import httpx
 
-    stats: dict[str, Any] = httpx.get(f"{url}/_sandbox/stats").json()
+    stats: dict[str, Any] = stand_in_http.get(f"{url}/_sandbox/stats").json()
     return stats

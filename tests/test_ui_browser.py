@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine
@@ -29,6 +28,7 @@ from connectors.standard.verify import signed_headers
 from state.connections import Connections, Tenant
 from state.crypto import SecretBox
 from state.db import migrate
+from tests import stand_in_http
 from tests.conftest import drain_embedded
 from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.receiver import create_web_app
@@ -58,14 +58,16 @@ class Product:
     def send(self, event_id: str, event: dict[str, Any]) -> None:
         body = json.dumps(event).encode()
         headers = signed_headers(SECRET, event_id, body, int(time.time()))
-        answer = httpx.post(f"{self.url}/webhooks/default/standard", content=body, headers=headers)
+        answer = stand_in_http.post(
+            f"{self.url}/webhooks/default/standard", content=body, headers=headers
+        )
         assert answer.status_code == 202, answer.text
 
     def drain(self) -> None:
         drain_embedded(self.engine, self.dispatcher, timeout=20)
 
     def faults(self, faults: dict[str, Any]) -> None:
-        httpx.post(f"{self.planhat.url}/_sandbox/faults", json=faults).raise_for_status()
+        stand_in_http.post(f"{self.planhat.url}/_sandbox/faults", json=faults).raise_for_status()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from connectors.source import Feed
+from connectors.tls import tls
 
 PAGE = 100
 LOOKBACK_SECONDS = 300
@@ -27,6 +28,7 @@ def chargebee_base_url(site: str) -> str:
 
 def chargebee_client(api_key: str, base_url: str, **kwargs: Any) -> httpx.Client:
     return httpx.Client(
+        verify=tls(),
         base_url=base_url,
         auth=httpx.BasicAuth(api_key, ""),
         timeout=httpx.Timeout(30.0, connect=5.0),

@@ -41,6 +41,7 @@ import structlog
 
 from connectors.intercom.assignees import ADMINS, Admins, assignee_id, workspace
 from connectors.source import CannotComplete, Feed, NoBudget
+from connectors.tls import tls
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +100,7 @@ def client(credentials: Mapping[str, str], api_base: str | None, **kwargs: Any) 
     if not token:
         raise CannotComplete("intercom needs INTERCOM_ACCESS_TOKEN")
     return httpx.Client(
+        verify=tls(),
         base_url=base_url(credentials, api_base),
         headers=headers(token),
         timeout=httpx.Timeout(30.0, connect=5.0),

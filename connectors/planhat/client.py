@@ -37,6 +37,7 @@ from connectors.planhat.errors import (
 )
 from connectors.planhat.models import ModelSpec, Operation, UnsupportedOperationError, model_spec
 from connectors.planhat.retry import RetryPolicy, equal_jitter
+from connectors.tls import tls
 
 DEFAULT_BASE_URL = "https://api.planhat.com"
 COMPANIES_SPEC = model_spec("companies")
@@ -77,6 +78,7 @@ class PlanhatClient:
         self._max_bulk_bytes = max_bulk_bytes
         self._observe = observe
         self._http = httpx.Client(
+            verify=tls(),
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
             timeout=timeout,

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from connectors.source import Feed
+from connectors.tls import tls
 
 STRIPE_API = "https://api.stripe.com"
 PAGE = 100
@@ -23,6 +24,7 @@ LOOKBACK_SECONDS = 300
 
 def stripe_client(api_key: str, base_url: str = STRIPE_API, **kwargs: Any) -> httpx.Client:
     return httpx.Client(
+        verify=tls(),
         base_url=base_url,
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=httpx.Timeout(30.0, connect=5.0),

@@ -19,6 +19,7 @@ import httpx
 from cachetools import TTLCache
 
 from connectors.source import CannotComplete
+from connectors.tls import tls
 from connectors.webhooks import load_json
 
 SURVEYMONKEY_API = "https://api.surveymonkey.com"
@@ -31,6 +32,7 @@ SURVEYS_CACHED = 256
 
 def surveymonkey_client(access_token: str, base_url: str = SURVEYMONKEY_API) -> httpx.Client:
     return httpx.Client(
+        verify=tls(),
         base_url=base_url,
         headers={"Authorization": f"Bearer {access_token}"},
         timeout=httpx.Timeout(30.0, connect=5.0),

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from connectors.source import Feed
+from connectors.tls import tls
 
 TYPEFORM_API = "https://api.typeform.com"
 PAGE = 1000
@@ -26,6 +27,7 @@ LOOKBACK_SECONDS = 3600
 
 def typeform_client(token: str, base_url: str = TYPEFORM_API) -> httpx.Client:
     return httpx.Client(
+        verify=tls(),
         base_url=base_url,
         headers={"Authorization": f"Bearer {token}"},
         timeout=httpx.Timeout(30.0, connect=5.0),

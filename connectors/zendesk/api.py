@@ -19,6 +19,7 @@ import httpx
 
 from connectors.planhat.errors import DEFAULT_RATE_LIMIT_WAIT, rate_limit_wait
 from connectors.source import CannotComplete, Feed, NoBudget
+from connectors.tls import tls
 
 PAGE_PATH = "/api/v2/incremental/tickets/cursor.json"
 INCLUDE = "users,organizations"
@@ -46,6 +47,7 @@ def client(credentials: Mapping[str, str], api_base: str | None, **kwargs: Any) 
     if not (url and email and token):
         raise CannotComplete("zendesk needs ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN")
     return httpx.Client(
+        verify=tls(),
         base_url=url,
         headers={"authorization": basic(email, token), "accept": "application/json"},
         timeout=httpx.Timeout(30.0, connect=5.0),

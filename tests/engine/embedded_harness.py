@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func
 from sqlmodel import SQLModel, select
@@ -27,6 +26,7 @@ from state.crypto import SecretBox
 from state.db import migrate, session_scope
 from state.inbox import has_pending
 from state.tables import DeadLetter, InboxEvent, Link, OutboxItem, WriteBackItem
+from tests import stand_in_http
 from worker.intake.inbox import Inbox, ThreadedWriter
 from worker.intake.poll import SourceApis
 from worker.intake.receiver import create_web_app
@@ -70,7 +70,7 @@ class EngineHarness:
         return self.runtime.engine
 
     def planhat_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = httpx.get(f"{self.sandbox.url}/_sandbox/stats").json()
+        stats: dict[str, Any] = stand_in_http.get(f"{self.sandbox.url}/_sandbox/stats").json()
         return stats
 
     def rows(self, table: type[SQLModel]) -> list[Any]:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from tests import stand_in_http
 from tests.engine.harness import RedisServer, engine_state, free_port, fresh_deployment, wait_until
 from tests.engine.helpdesk_workload import (
     Change,
@@ -205,7 +206,7 @@ def _run(
 
 
 def _stats(url: str) -> dict[str, Any]:
-    stats: dict[str, Any] = httpx.get(f"{url}/_sandbox/stats", timeout=10).json()
+    stats: dict[str, Any] = stand_in_http.get(f"{url}/_sandbox/stats", timeout=10).json()
     return stats
 
 
@@ -216,7 +217,7 @@ def _echo_writes(planhat_url: str, source_url: str) -> tuple[int, int]:
 
 def _ready(url: str, *, raise_: bool = False) -> bool:
     try:
-        return httpx.get(url, timeout=2).is_success
+        return stand_in_http.get(url, timeout=2).is_success
     except httpx.TransportError:
         if raise_:  # a stand-in that did not start (its thread said why)
             raise

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox, BackgroundServer
+from tests import stand_in_http
 from tests.engine.embedded_harness import PLANHAT_SECRET, EngineHarness, running_engine
 from worker.intake.poll import SourceApis
 from worker.runtime.embedded import Sweeper
@@ -67,10 +68,10 @@ class HelpdeskTwoWay(EngineHarness):
     def ui_edit(self, planhat_id: str, **fields: Any) -> None:
         """A CSM's edit in Planhat's UI (the ticket Automation fires)."""
         url = f"{self.sandbox.url}/_sandbox/ui/tickets/{planhat_id}"
-        httpx.post(url, json=fields).raise_for_status()
+        stand_in_http.post(url, json=fields).raise_for_status()
 
     def planhat_faults(self, **faults: Any) -> None:
-        httpx.post(f"{self.sandbox.url}/_sandbox/faults", json=faults).raise_for_status()
+        stand_in_http.post(f"{self.sandbox.url}/_sandbox/faults", json=faults).raise_for_status()
 
     # --- both ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from tests import stand_in_http
 from tests.engine.harness import engine_state
 
 PLANHAT_PAGE = 2000  # tickets a Planhat list page holds (the sandbox's)
@@ -194,8 +195,8 @@ def watch(
 
 def quiet(planhat_url: str, source_url: str, database_url: str) -> bool:
     """Nothing on its way: no hint nor event undelivered, nothing pending or queued."""
-    planhat = httpx.get(f"{planhat_url}/_sandbox/stats", timeout=10).json()
-    source = httpx.get(f"{source_url}/_sandbox/stats", timeout=10).json()
+    planhat = stand_in_http.get(f"{planhat_url}/_sandbox/stats", timeout=10).json()
+    source = stand_in_http.get(f"{source_url}/_sandbox/stats", timeout=10).json()
     state = engine_state(database_url)
     return (planhat["automations"]["pending"] == 0 and source["webhook"]["pending"] == 0
             and state["pending"] == 0 and state["outbox"] == 0

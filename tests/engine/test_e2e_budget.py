@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from connectors.planhat.client import PlanhatClient
@@ -14,6 +13,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.connections import add_connection
 from state.crypto import SecretBox
 from state.db import make_engine
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.engine.harness import (
     Deployment,
@@ -111,7 +111,7 @@ def test_a_429_storm_ends_with_everything_written_and_no_dead_letter(
         what="the first calls",
         every=0.05,
     )
-    httpx.post(f"{planhat_like.url}/_sandbox/faults", json={"rate_limit_storm_s": 5})
+    stand_in_http.post(f"{planhat_like.url}/_sandbox/faults", json={"rate_limit_storm_s": 5})
     wait_until(lambda: drained(system.database_url), timeout=180, what="the engine to drain")
 
     # then the storm was met, waited out, and cost nothing

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlmodel import select
 
@@ -19,6 +18,7 @@ from state.connections import add_connection
 from state.crypto import SecretBox
 from state.db import make_engine, session_scope
 from state.tables import DeadLetter, InboxEvent, OutboxItem
+from tests import stand_in_http
 from tests.engine.chaos import TENANTS, check_tenant, good_events, mix, poison, tenant_done
 from tests.engine.harness import Deployment, RedisServer, fresh_deployment, send_events, wait_until
 
@@ -63,11 +63,11 @@ def test_chaos_ends_with_every_good_record_applied_and_every_poison_buried_once(
         system.start("beat", "beat", "--loglevel", "warning")
         # Planhat is slow to answer, so a flush is surely in flight when a worker dies
         for sandbox in sandboxes.values():
-            httpx.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 300})
+            stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 300})
 
         # when the events arrive, the first tenant's Planhat starts a 429 storm ...
         send_events(system.database_url, system.redis.url, events)
-        httpx.post(f"{sandboxes[TENANTS[0]].url}/_sandbox/faults",
+        stand_in_http.post(f"{sandboxes[TENANTS[0]].url}/_sandbox/faults",
                    json={"rate_limit_storm_s": 3}).raise_for_status()  # fmt: skip
 
         # ... and a worker is killed in the middle of a Planhat call, then replaced
@@ -79,7 +79,7 @@ def test_chaos_ends_with_every_good_record_applied_and_every_poison_buried_once(
         system.kill(flushing() or "")
         system.start_worker("worker-3")
         for sandbox in sandboxes.values():
-            httpx.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 0})
+            stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 0})
 
         def in_sync() -> bool:
             return all(tenant_done(sandboxes[t].url, t) for t in TENANTS)

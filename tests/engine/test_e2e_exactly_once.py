@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.engine.harness import (
     Deployment,
@@ -168,7 +168,9 @@ def test_nothing_is_lost_when_a_worker_is_killed_mid_flush_and_redis_restarts(
 ) -> None:
     system, sandbox = deployment
     # Planhat answers slowly, so a flush is surely in flight when the worker dies.
-    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 1500}).raise_for_status()
+    stand_in_http.post(
+        f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 1500}
+    ).raise_for_status()
     system.start_worker("worker-1")
     system.start_worker("worker-2")
     system.start("beat", "beat", "--loglevel", "warning")

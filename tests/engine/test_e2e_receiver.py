@@ -21,6 +21,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.standard.verify import signed_headers
 from state.db import make_engine, session_scope
 from state.tables import InboxEvent
+from tests import stand_in_http
 from tests.engine.harness import (
     RedisServer,
     drained,
@@ -37,7 +38,7 @@ COMPANIES, VERSIONS = 30, 3
 
 def ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        return stand_in_http.get(f"{url}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
 

@@ -18,6 +18,7 @@ from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.db import session_scope
 from state.tables import DeadLetter, OutboxItem, RecordState, utcnow
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.engine.conftest import change, queue
 from worker.pipeline import dlq
@@ -197,7 +198,7 @@ def test_a_429_pauses_the_shared_budget_and_costs_no_attempt(
     engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient, limiter: LocalRateLimiter
 ) -> None:
     queue(engine, company("c1"))
-    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"rate_limit_storm_s": 5})
+    stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json={"rate_limit_storm_s": 5})
 
     report = flush(engine, planhat, limiter, "companies")
 

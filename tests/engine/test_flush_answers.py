@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -17,6 +16,7 @@ from connectors.planhat.retry import RetryPolicy
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.db import session_scope
 from state.tables import DeadLetter, OutboxItem, RecordState
+from tests import stand_in_http
 from tests.engine.conftest import change, queue
 from worker.pipeline.flush import FlushPolicy, FlushReport, flush_batch
 from worker.runtime.ratelimit import LocalRateLimiter
@@ -56,7 +56,7 @@ def test_a_partial_403_records_the_applied_writes_and_buries_the_denied(
 ) -> None:
     queue(engine, change("companies", "old", 1, name="Old"))
     flush(engine, planhat, "companies")
-    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"deny": {"companies": ["create"]}})
+    stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json={"deny": {"companies": ["create"]}})
     queue(
         engine,
         change("companies", "old", 2, name="Renamed"),
@@ -88,7 +88,7 @@ def test_a_400_buries_each_record_with_its_reason_in_one_call(
 def test_inserts_keys_naming_only_the_id_are_written_with_their_ids(
     engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient
 ) -> None:
-    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"inserts_keys": "id"})
+    stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json={"inserts_keys": "id"})
     queue(engine, *(change("companies", f"c{i}", 1, name=f"C{i}") for i in range(3)))
 
     report = flush(engine, planhat, "companies")
@@ -112,7 +112,7 @@ def test_429s_that_give_no_time_pause_every_worker_for_a_growing_guess(
     engine: Engine, sandbox: BackgroundSandbox, planhat: PlanhatClient
 ) -> None:
     # given a Planhat answering 429 without Retry-After for a long while (a 60-120 s window)
-    httpx.post(
+    stand_in_http.post(
         f"{sandbox.url}/_sandbox/faults", json={"rate_limit_storm_s": 60, "retry_after": False}
     ).raise_for_status()
     clock = FakeClock()

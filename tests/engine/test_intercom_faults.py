@@ -10,12 +10,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from connectors.intercom.verify import signed_headers
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.tables import Cursor
+from tests import stand_in_http
 from tests.engine.intercom_two_way import (
     CONTACT_READ,
     ECHO_READ,
@@ -190,7 +189,7 @@ def test_a_forged_intercom_signature_is_a_401_with_nothing_stored(
         for forgery in FORGERIES:
             body, headers = forged(forgery)
             url = f"{sync.receiver.url}/webhooks/default/intercom"
-            answers[forgery] = httpx.post(url, content=body, headers=headers)
+            answers[forgery] = stand_in_http.post(url, content=body, headers=headers)
         sync.drain()
         stored, letters, calls = sync.events("intercom"), sync.letters(), sync.calls()
 

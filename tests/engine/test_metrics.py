@@ -22,6 +22,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.standard.verify import signed_headers
 from state.db import session_scope
 from state.tables import InboxEvent, RecordState
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.engine.harness import standard
 from tests.engine.two_way import STANDARD_SECRET, two_way
@@ -34,7 +35,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(url: str) -> Samples:
     """Every sample of ``/metrics``, parsed by Prometheus's own text parser."""
-    answer = httpx.get(f"{url}/metrics", timeout=10)
+    answer = stand_in_http.get(f"{url}/metrics", timeout=10)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     return {

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from tests import stand_in_http
 from tests.engine.harness import free_port, require_services, wait_until
 from tests.engine.services import TEST_REDIS_URL
 
@@ -87,7 +88,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        return stand_in_http.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -195,7 +196,7 @@ def test_150_idle_sockets_are_all_closed_and_the_receiver_still_answers(web: Web
         sock.close()
 
     assert closed == 150
-    assert httpx.get(f"http://127.0.0.1:{web.port}/healthz", timeout=5).status_code == 200
+    assert stand_in_http.get(f"http://127.0.0.1:{web.port}/healthz", timeout=5).status_code == 200
 
 
 def test_webhooks_past_the_in_flight_limit_are_503_with_retry_after(web: Web) -> None:
@@ -209,11 +210,11 @@ def test_webhooks_past_the_in_flight_limit_are_503_with_retry_after(web: Web) ->
 
     # when one more arrives
     url = f"http://127.0.0.1:{web.port}/webhooks/default/standard"
-    busy = httpx.post(url, content=b"{}", headers={"content-type": "application/json"})
+    busy = stand_in_http.post(url, content=b"{}", headers={"content-type": "application/json"})
     for sock in slow:
         read_until_closed(sock, time.monotonic() + BODY_TIMEOUT + MARGIN)  # their 408
         sock.close()
-    after = httpx.post(url, content=b"{}", headers={"content-type": "application/json"})
+    after = stand_in_http.post(url, content=b"{}", headers={"content-type": "application/json"})
 
     # then it was refused at once, saying when to come back; once they are gone, not
     assert busy.status_code == 503

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import select
 
@@ -18,6 +17,7 @@ from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.standard.verify import verify
 from state.db import session_scope
 from state.tables import InboxEvent, WriteBackItem
+from tests import stand_in_http
 from tests.engine.two_way import FAST, STANDARD_SECRET, TwoWay, two_way
 from tests.outbound import Delivery, OutboundReceiver
 from worker.pipeline import dlq
@@ -229,7 +229,9 @@ def test_a_missed_automation_is_brought_back_by_one_reconciliation_without_dupli
         assert receiver.all() == []  # ... all echoes
 
         # when the automation misses about 30% of a person's edits
-        knob = httpx.post(f"{sync.sandbox.url}/_sandbox/automations", json={"drop_rate": 0.3})
+        knob = stand_in_http.post(
+            f"{sync.sandbox.url}/_sandbox/automations", json={"drop_rate": 0.3}
+        )
         knob.raise_for_status()
         for planhat_id in tickets.values():
             sync.ui_edit("tickets", planhat_id, {"status": "closed"})

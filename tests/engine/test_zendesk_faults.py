@@ -11,12 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.zendesk.verify import signed_headers
 from state.tables import Cursor
+from tests import stand_in_http
 from tests.engine.zendesk_two_way import (
     AUDITS,
     ECHO_READ,
@@ -240,7 +239,7 @@ def test_a_forged_or_stale_zendesk_signature_is_a_401_with_nothing_stored(
         for forgery in FORGERIES:
             body, headers = forged(forgery)
             url = f"{sync.receiver.url}/webhooks/default/zendesk"
-            answers[forgery] = httpx.post(url, content=body, headers=headers)
+            answers[forgery] = stand_in_http.post(url, content=body, headers=headers)
         sync.drain()
         stored, letters, calls = sync.events("zendesk"), sync.letters(), sync.calls()
 

@@ -24,6 +24,7 @@ import httpx
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from connectors.standard.verify import signed_headers
+from tests import stand_in_http
 from tests.engine.embedded_harness import FAST, PLANHAT_SECRET, EngineHarness, running_engine
 from worker.intake.poll import SourceApis
 from worker.runtime.settings import EngineSettings
@@ -49,20 +50,22 @@ class TwoWay(EngineHarness):
             {"model": model, "key": {"sourceId": key}, "fields": fields, "version": version} | extra
         ).encode()
         headers = signed_headers(STANDARD_SECRET, f"in-{next(self._ids)}", body, int(time.time()))
-        return httpx.post(
+        return stand_in_http.post(
             f"{self.receiver.url}/webhooks/default/standard", content=body, headers=headers
         )
 
     def hint(self, body: Any, secret: str = PLANHAT_SECRET) -> httpx.Response:
         """A Planhat Automation's webhook, as the admin's template sends it."""
-        return httpx.post(
+        return stand_in_http.post(
             f"{self.receiver.url}/webhooks/default/planhat",
             json=body,
             headers={"authorization": f"Bearer {secret}"},
         )
 
     def ui_edit(self, model: str, planhat_id: str, fields: Mapping[str, Any]) -> None:
-        edited = httpx.post(f"{self.sandbox.url}/_sandbox/ui/{model}/{planhat_id}", json=fields)
+        edited = stand_in_http.post(
+            f"{self.sandbox.url}/_sandbox/ui/{model}/{planhat_id}", json=fields
+        )
         edited.raise_for_status()
 
     def stats(self) -> dict[str, Any]:

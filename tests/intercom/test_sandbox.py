@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from connectors.intercom.verify import verify
+from tests import stand_in_http
 from tests.intercom.stand_in import (
     CLIENT_SECRET,
     TOKEN,
@@ -29,7 +29,7 @@ def hook() -> Iterator[OutboundReceiver]:
 
 def test_a_wrong_token_is_401_and_answers_carry_the_rate_limit_headers() -> None:
     with stand_in() as (server, client):
-        wrong = httpx.get(f"{server.url}/ticket_states",
+        wrong = stand_in_http.get(f"{server.url}/ticket_states",
                           headers={"authorization": "Bearer nope"})  # fmt: skip
         states = client.get("/ticket_states")
         missing = client.get("/tickets/404")

@@ -15,6 +15,7 @@ from connectors.planhat.errors import FatalError, RateLimitedError
 from connectors.planhat.retry import RetryPolicy
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.planhat.test_client import FakePlanhat, reply
 
@@ -145,7 +146,7 @@ def test_a_record_whose_keys_match_nothing_is_created_not_rejected(client: Planh
 
 
 def faults(sandbox: BackgroundSandbox, **settings: object) -> None:
-    httpx.post(f"{sandbox.url}/_sandbox/faults", json=settings).raise_for_status()
+    stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json=settings).raise_for_status()
 
 
 def gets(sandbox: BackgroundSandbox, model: str) -> int:

@@ -30,6 +30,7 @@ from connectors.planhat.errors import NotFoundError, PlanhatError, rate_limit_wa
 from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.regions import check_token
 from connectors.planhat.retry import RetryPolicy
+from tests import stand_in_http
 from tests.conftest import FAST_RETRY
 from tests.planhat.samples import change, refs, sample
 
@@ -82,7 +83,7 @@ class Target:
 
     def faults(self, **settings: Any) -> None:
         """The sandbox's fault controls (sandbox-only checks)."""
-        httpx.post(f"{self.base_url}/_sandbox/faults", json=settings).raise_for_status()
+        stand_in_http.post(f"{self.base_url}/_sandbox/faults", json=settings).raise_for_status()
 
     def tag(self, name: str) -> str:
         return f"phs-contract-{self.run}-{name}"

@@ -17,6 +17,7 @@ import pytest
 
 from connectors.planhat.sandbox import SandboxConfig
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.conftest import free_port_pair, sandbox_stats
 from tests.engine.harness import wait_until
 from tests.outbound import OutboundReceiver
@@ -93,7 +94,9 @@ def test_a_ui_edit_changes_the_record_without_a_token_and_fires_the_automation(
     settled(sandbox)
     requests_before = sandbox_stats(sandbox)["requests"]
 
-    edited = httpx.post(f"{sandbox.url}/_sandbox/ui/companies/{acme['_id']}", json={"phone": "2"})
+    edited = stand_in_http.post(
+        f"{sandbox.url}/_sandbox/ui/companies/{acme['_id']}", json={"phone": "2"}
+    )
 
     assert edited.status_code == 200
     assert edited.json()["phone"] == "2"
@@ -112,8 +115,8 @@ def test_a_ui_edit_of_a_missing_record_is_404_and_fires_nothing(
 ) -> None:
     sandbox = automated(start_sandbox, receiver)
 
-    missing = httpx.post(f"{sandbox.url}/_sandbox/ui/companies/{'0' * 24}", json={"a": 1})
-    not_json = httpx.post(f"{sandbox.url}/_sandbox/ui/companies/{'0' * 24}", content=b"[")
+    missing = stand_in_http.post(f"{sandbox.url}/_sandbox/ui/companies/{'0' * 24}", json={"a": 1})
+    not_json = stand_in_http.post(f"{sandbox.url}/_sandbox/ui/companies/{'0' * 24}", content=b"[")
 
     assert (missing.status_code, not_json.status_code) == (404, 400)
     assert settled(sandbox)["fired"] == 0
@@ -123,7 +126,7 @@ def test_the_drop_knob_loses_about_that_share_of_hints(
     start_sandbox: Start, receiver: OutboundReceiver
 ) -> None:
     sandbox = automated(start_sandbox, receiver)
-    knob = httpx.post(f"{sandbox.url}/_sandbox/automations", json={"drop_rate": 0.3})
+    knob = stand_in_http.post(f"{sandbox.url}/_sandbox/automations", json={"drop_rate": 0.3})
     assert knob.json()["drop_rate"] == 0.3
 
     with client_for(sandbox) as api:
@@ -158,7 +161,7 @@ def test_reset_forgets_the_counters(start_sandbox: Start, receiver: OutboundRece
         company(api, "acme")
     settled(sandbox)
 
-    httpx.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
+    stand_in_http.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
 
     assert automations(sandbox)["fired"] == 0
 
@@ -175,7 +178,7 @@ def test_the_cli_configures_automations(receiver: OutboundReceiver) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"{url}/_sandbox/stats").raise_for_status()
+                stand_in_http.get(f"{url}/_sandbox/stats").raise_for_status()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the sandbox did not start"

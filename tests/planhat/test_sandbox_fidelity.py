@@ -15,6 +15,7 @@ import pytest
 from connectors.planhat.sandbox import SandboxConfig, create_app
 from connectors.planhat.sandbox.limiter import FixedWindow
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.planhat.sandbox_http import (
     BULK_ANSWER_KEYS,
     MISSING_ID,
@@ -192,7 +193,7 @@ def test_reset_lifts_denied_operations(sandbox: BackgroundSandbox, api: httpx.Cl
     faults(api, deny={"companies": ["create", "update", "delete"]})
     assert api.post("/companies", json={"name": "A"}).status_code == 403
 
-    httpx.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
+    stand_in_http.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
 
     assert api.post("/companies", json={"name": "A"}).status_code == 200
 
@@ -310,7 +311,7 @@ def test_lean_companies_page_with_limit_and_offset(api: httpx.Client) -> None:
 def test_my_profile_says_who_the_token_is(sandbox: BackgroundSandbox, api: httpx.Client) -> None:
     first = api.get("/myprofile").json()
     again = api.get("/myprofile").json()
-    other = httpx.get(f"{sandbox.url}/myprofile", headers={"Authorization": "Bearer other"})
+    other = stand_in_http.get(f"{sandbox.url}/myprofile", headers={"Authorization": "Bearer other"})
 
     assert first == again
     assert set(first) >= {"_id", "email"}

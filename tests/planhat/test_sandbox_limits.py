@@ -17,6 +17,7 @@ import pytest
 from connectors.planhat.sandbox import SandboxConfig, create_app
 from connectors.planhat.sandbox.limiter import TokenBucket
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.planhat.sandbox_http import (
     Start,
@@ -46,7 +47,7 @@ def test_a_request_without_a_known_token_is_401_and_writes_nothing(
 ) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
 
-    response = httpx.post(f"{guarded.url}/companies", json={"name": "A"}, headers=headers)
+    response = stand_in_http.post(f"{guarded.url}/companies", json={"name": "A"}, headers=headers)
 
     assert response.status_code == 401
     assert sandbox_stats(guarded)["records"]["companies"] == 0  # type: ignore[index]
@@ -71,7 +72,9 @@ def test_an_empty_bearer_token_is_401(guarded: BackgroundSandbox) -> None:
 def test_a_known_token_is_accepted_as_bearer_or_basic(
     guarded: BackgroundSandbox, authorization: str
 ) -> None:
-    response = httpx.get(f"{guarded.url}/companies", headers={"Authorization": authorization})
+    response = stand_in_http.get(
+        f"{guarded.url}/companies", headers={"Authorization": authorization}
+    )
 
     assert response.status_code == 200
     assert response.json() == []
@@ -80,7 +83,7 @@ def test_a_known_token_is_accepted_as_bearer_or_basic(
 def test_any_non_empty_token_is_accepted_when_none_are_configured(
     sandbox: BackgroundSandbox,
 ) -> None:
-    response = httpx.get(f"{sandbox.url}/companies", headers={"Authorization": "Bearer x"})
+    response = stand_in_http.get(f"{sandbox.url}/companies", headers={"Authorization": "Bearer x"})
 
     assert response.status_code == 200
 
@@ -89,8 +92,8 @@ def test_the_sandbox_routes_need_no_token(guarded: BackgroundSandbox) -> None:
     with client_for(guarded, "good") as api:
         company_without_source_id(api, "acme")
 
-    stats = httpx.get(f"{guarded.url}/_sandbox/stats")
-    reset = httpx.post(f"{guarded.url}/_sandbox/reset")
+    stats = stand_in_http.get(f"{guarded.url}/_sandbox/stats")
+    reset = stand_in_http.post(f"{guarded.url}/_sandbox/reset")
 
     assert stats.status_code == 200
     assert stats.json()["records"]["companies"] == 1
@@ -150,7 +153,7 @@ def test_reset_refills_the_rate_limit_buckets(start_sandbox: Start) -> None:
         assert api.get("/companies").status_code == 200
         assert api.get("/companies").status_code == 429
 
-        httpx.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
+        stand_in_http.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
 
         assert api.get("/companies").status_code == 200
 
@@ -300,7 +303,7 @@ def test_reset_clears_records_and_counters(sandbox: BackgroundSandbox, api: http
     company_without_source_id(api, "acme")
     api.get("/companies")
 
-    response = httpx.post(f"{sandbox.url}/_sandbox/reset")
+    response = stand_in_http.post(f"{sandbox.url}/_sandbox/reset")
 
     stats = sandbox_stats(sandbox)
     assert response.status_code == 200
@@ -358,7 +361,7 @@ def test_a_reset_empties_the_file_too(start_sandbox: Start, tmp_path: Path) -> N
     first = start_sandbox(on_file(tmp_path / "p.db"))
     with client_for(first) as api:
         company_without_source_id(api, "acme")
-    httpx.post(f"{first.url}/_sandbox/reset").raise_for_status()
+    stand_in_http.post(f"{first.url}/_sandbox/reset").raise_for_status()
     first.stop()
 
     second = start_sandbox(on_file(tmp_path / "p.db"))

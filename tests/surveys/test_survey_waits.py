@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import redis
 from sqlmodel import select
 
 from connectors.change import Change
 from state.db import session_scope
 from state.tables import OutboxItem
+from tests import stand_in_http
 from tests.conftest import sandbox_stats
 from tests.surveys.harness import Surveys, typeform_event
 from worker.pipeline.ingest import offer
@@ -34,7 +34,9 @@ def test_a_429_to_a_prepare_hooks_read_pauses_every_worker_and_costs_no_attempt(
         surveys.runtime.limiter = RedisRateLimiter(redis_client, rate_per_minute=1e6, burst=1000)
         other_worker = RedisRateLimiter(redis_client, rate_per_minute=1e6, burst=1000)
         surveys.company("Acme", "acme.example")
-        storm = httpx.post(f"{surveys.planhat.url}/_sandbox/faults", json={"rate_limit_storm_s": 3})
+        storm = stand_in_http.post(
+            f"{surveys.planhat.url}/_sandbox/faults", json={"rate_limit_storm_s": 3}
+        )
         storm.raise_for_status()
 
         # when: a response arrives, and the hook's first read of the directory gets a 429
@@ -66,7 +68,7 @@ def test_a_429_to_a_prepare_hooks_read_pauses_every_worker_and_costs_no_attempt(
 
 
 def storm(surveys: Surveys, seconds: float) -> None:
-    answer = httpx.post(
+    answer = stand_in_http.post(
         f"{surveys.planhat.url}/_sandbox/faults", json={"rate_limit_storm_s": seconds}
     )
     answer.raise_for_status()

@@ -15,6 +15,7 @@ from connectors.source import NoBudget
 from connectors.sources import source_options
 from connectors.zendesk import SOURCE
 from connectors.zendesk.write_back import ORIGIN
+from tests import stand_in_http
 from tests.zendesk.stand_in import EMAIL, TOKEN, new_ticket, stand_in
 
 CREDENTIALS = {"email": EMAIL, "api_token": TOKEN}
@@ -35,7 +36,7 @@ def event(kind: str, ticket: dict[str, Any]) -> bytes:
 
 
 def ui_edit(server: BackgroundServer, ticket_id: int, **fields: Any) -> dict[str, Any]:
-    answer = httpx.post(f"{server.url}/_sandbox/ui/tickets/{ticket_id}", json=fields)
+    answer = stand_in_http.post(f"{server.url}/_sandbox/ui/tickets/{ticket_id}", json=fields)
     answer.raise_for_status()
     edited: dict[str, Any] = answer.json()["ticket"]
     return edited

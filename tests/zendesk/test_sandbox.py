@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from connectors.zendesk.verify import verify
+from tests import stand_in_http
 from tests.outbound import OutboundReceiver
 from tests.zendesk.stand_in import WEBHOOK_SECRET, basic, new_ticket, stand_in, wait_for
 
@@ -21,7 +21,7 @@ def hook() -> Iterator[OutboundReceiver]:
 
 def test_a_wrong_api_token_is_401_and_the_right_one_works() -> None:
     with stand_in() as (server, client):
-        wrong = httpx.get(
+        wrong = stand_in_http.get(
             f"{server.url}/api/v2/tickets/1.json", headers={"authorization": basic(token="nope")}
         )
         missing = client.get("/api/v2/tickets/999.json")
@@ -55,7 +55,7 @@ def test_safe_update_with_an_old_stamp_is_409_and_with_the_current_one_writes() 
         )
         now = client.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
         audits = client.get(f"/api/v2/tickets/{ticket['id']}/audits.json").json()["audits"]
-        stats = httpx.get(f"{server.url}/_sandbox/stats").json()
+        stats = stand_in_http.get(f"{server.url}/_sandbox/stats").json()
     assert first.status_code == 200
     assert first.json()["audit"]["metadata"]["custom"] == {"sync_origin": "planhat-sync"}
     assert first.json()["ticket"]["updated_at"] > ticket["updated_at"]
@@ -135,7 +135,7 @@ def test_every_change_through_the_api_fires_a_signed_event(hook: OutboundReceive
             json={"ticket": {"status": "pending", "priority": "high"}},
         )
         wait_for(lambda: len(hook.deliveries) == 3)
-        stats = httpx.get(f"{server.url}/_sandbox/stats").json()
+        stats = stand_in_http.get(f"{server.url}/_sandbox/stats").json()
     events = [d.json() for d in hook.deliveries]
     for delivery in hook.deliveries:
         assert verify(delivery.headers, delivery.body, WEBHOOK_SECRET, time.time())

@@ -24,6 +24,7 @@ import structlog
 from connectors.planhat.errors import PlanhatError, RateLimitedError
 from connectors.source import NoBudget, PrepareContext, WriteBackContext, WritesBack
 from connectors.sources import SOURCES, OptionError, credentials_of, source_options
+from connectors.tls import tls
 from state.connections import LockedConnectionError, Tenant
 from worker.intake.reconcile import reconcile, synced_models
 from worker.pipeline.write_back import WriteBackReport, due, postpone, write_back_batch
@@ -90,7 +91,9 @@ def _write_source(rt: Runtime, tenant: Tenant, name: str) -> list[WriteBackRepor
     reports = []
     hooks = metered(limiter, budget, max_wait=policy.max_budget_wait)
     with (
-        httpx.Client(timeout=TIMEOUT, follow_redirects=False, event_hooks=hooks) as http,
+        httpx.Client(
+            verify=tls(), timeout=TIMEOUT, follow_redirects=False, event_hooks=hooks
+        ) as http,
         _planhat(rt, tenant.name) as planhat,
     ):
         context = WriteBackContext(

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import structlog
 
+from connectors.tls import tls
+
 log = structlog.get_logger(__name__)
 
 Headers = Callable[[bytes], Mapping[str, str]]
@@ -67,7 +69,7 @@ class Deliverer:
             self._thread = None
 
     def _deliver_all(self) -> None:
-        with httpx.Client(timeout=self._timeout, follow_redirects=False) as http:
+        with httpx.Client(verify=tls(), timeout=self._timeout, follow_redirects=False) as http:
             while (item := self._queue.get()) is not None:
                 url, body = item
                 ok = False
