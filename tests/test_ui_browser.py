@@ -1,6 +1,8 @@
 """The status page in a real headless Chromium (Debian's ``chromium``, driven by Playwright):
 log in, see the tenant's counts and a chart, open a dead letter, fix its cause, retry it,
-and see it land in the Planhat sandbox. Saves ``docs/status-page.png`` (the README's).
+and see it land in the Planhat sandbox. Takes a screenshot of the page; with
+``PLANHAT_SYNC_SCREENSHOT=docs/status-page.png`` it is the README's (saved there), else
+it goes to the test's temporary directory, so a test run leaves the tree as it was.
 
 The product runs embedded, as ``dev`` runs it: the receiver with the page mounted, on a
 real socket, the worker threads, SQLite, and the sandbox standing in for Planhat.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -38,7 +41,7 @@ from worker.runtime.ratelimit import LocalRateLimiter
 from worker.runtime.settings import EngineSettings
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "status-page.png"
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_" + base64.b64encode(b"browser-test-secret-0000").decode()
 ADMIN = "admin-token-for-the-browser-test"
 
@@ -120,7 +123,11 @@ LICENSE = {"model": "licenses", "key": {"sourceId": "lic-1"}, "version": 1,
                       "mrr": 490, "fromDate": "2026-01-01"}}  # fmt: skip
 
 
-def test_log_in_see_the_counts_and_retry_a_dead_letter_until_it_lands(product: Product) -> None:
+def test_log_in_see_the_counts_and_retry_a_dead_letter_until_it_lands(
+    product: Product, tmp_path: Path
+) -> None:
+    wanted = os.environ.get("PLANHAT_SYNC_SCREENSHOT")
+    screenshot = ROOT / wanted if wanted else tmp_path / "status-page.png"
     from playwright.sync_api import expect, sync_playwright
 
     # given a known run: 12 company events (two of them updates), then a license that
@@ -153,7 +160,8 @@ def test_log_in_see_the_counts_and_retry_a_dead_letter_until_it_lands(product: P
             expect(hour.locator('[data-count="dead"]')).to_have_text("1")
             expect(page.locator("svg.chart").first).to_be_visible()
             expect(page.get_by_role("img", name="Throughput (events per slice, last hour)"))
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000  # a page, not a blank
 
             # the dead letter, with its reason and the record
             page.locator("#dead-letters a").first.click()
