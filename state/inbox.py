@@ -32,6 +32,7 @@ COLUMNS = (
     "attempts",
     "next_attempt_at",
     "dispatched_at",
+    "stale_changes",
 )
 
 
@@ -51,6 +52,7 @@ def new_event(
         "attempts": 0,
         "next_attempt_at": now,
         "dispatched_at": now if dispatched else None,
+        "stale_changes": 0,
     }
 
 
