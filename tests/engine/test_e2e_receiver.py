@@ -68,7 +68,7 @@ def test_events_posted_to_the_receiver_are_stored_then_reach_planhat_exactly_onc
         system.start("web", "web", "--port", str(port), "--workers", "2")
         system.start_worker("worker-1")
         system.start_worker("worker-2")
-        wait_until(lambda: ready(url), timeout=30, what="the receiver to be ready")
+        wait_until(lambda: ready(url), timeout=60, what="the receiver to be ready")
 
         # when every version of 30 companies is posted, signed, in any order
         events = [

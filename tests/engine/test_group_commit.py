@@ -252,4 +252,6 @@ def test_one_webhook_alone_is_committed_without_waiting_for_company(
     [inbox_id], seconds = asyncio.run(scenario())
 
     assert inbox_id is not None
-    assert seconds < 0.5  # the window, and one transaction
+    # The window (2 ms) and one transaction; a writer waiting for company would wait for
+    # ever. The margin is for a loaded CI machine (0.69 s seen at load average 8).
+    assert seconds < 2.0
