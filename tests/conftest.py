@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -27,6 +28,16 @@ from worker.runtime.embedded import LocalDispatcher
 UNLIMITED = SandboxConfig(rate_per_minute=1e9, burst=1_000_000)
 # Fast retries for tests; the policy is a parameter, not a patch.
 FAST_RETRY = RetryPolicy(attempts=8, base_delay=0.01, max_delay=0.2, max_rate_limit_wait=60)
+
+
+@pytest.fixture(autouse=True)
+def structlog_config_restored() -> Iterator[None]:
+    """Every test starts from the logging the one before it found: a command run in a test
+    configures structlog (at warning, say), and a later test capturing info lines would
+    see none of them."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

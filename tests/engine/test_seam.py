@@ -56,7 +56,7 @@ from worker.runtime.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 # The engine: everything that moves events, never what a source is.
-ENGINE_PACKAGES = ("worker/intake", "worker/pipeline", "worker/runtime", "state")
+ENGINE_PACKAGES = ("worker/intake", "worker/pipeline", "worker/runtime", "worker/ops", "state")
 
 
 def test_no_source_is_named_in_the_engine() -> None:

@@ -37,7 +37,7 @@ class Step:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Story:
-    title: str  # "event evt_1 (stripe → default)", "companies sourceId=acme (default)"
+    title: str  # "event evt_1 (<source> → default)", "companies sourceId=acme (default)"
     steps: tuple[Step, ...]
 
 

@@ -100,7 +100,7 @@ def configure(level: str = "warning", log_format: str = "console") -> None:
 
 
 def route_stdlib(level: str | int, log_format: str = "console") -> None:
-    """Render the standard library's log records (Celery's, uvicorn's) as ours are, on
+    """Render the logging module's records (Celery's, uvicorn's) as ours are, on
     stderr, at ``level`` and above: the root logger gets this one handler."""
     debug = str(level).lower() == "debug" or level == logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
