@@ -20,8 +20,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Two processes (pytest-xdist), a file's tests kept together in one.
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 run: $(STAMP)
 	$(VENV)/bin/planhat-sync dev
