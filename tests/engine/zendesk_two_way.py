@@ -105,7 +105,11 @@ class ZendeskTwoWay(HelpdeskTwoWay):
         return document
 
     def agent_edit(self, ticket_id: int, **fields: Any) -> None:
-        """An agent's edit in Zendesk's UI: no API call counted, the webhook fires."""
+        """An agent's edit in Zendesk's UI: no API call counted, the webhook fires. Made
+        once our clock is past the ticket's ``updated_at``: an edit within that second would
+        take the next one, ahead of the clock, and the export (up to now) would leave it
+        out (seen on a loaded machine: a poll finding nothing)."""
+        self.wait_past_zendesk_stamp(ticket_id)
         edited = self.stand_in_api.post(f"/_sandbox/ui/tickets/{ticket_id}", json=fields)
         edited.raise_for_status()
 
