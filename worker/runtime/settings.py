@@ -118,6 +118,11 @@ class EngineSettings(BaseSettings):
     # The share of rate_per_minute flushes may plan to spend; the rest is the reverse
     # path's, the polls' and the prepare reads'.
     flush_budget_share: float = Field(default=0.8, gt=0, le=1)
+    # The embedded default (dev: one process) holds its flushes while webhooks arrive
+    # faster than this many a second, at most embedded_burst_wait seconds: the receiver
+    # answers a burst first, then one flush sends it (worker/runtime/embedded.py).
+    embedded_burst_rate: float = Field(default=200.0, gt=0)
+    embedded_burst_wait: float = Field(default=20.0, ge=0)
     lease_seconds: float = 120.0  # a flush holds its rows this long (a killed worker's return)
     max_attempts: int = 8  # failed sends before a record becomes a dead letter
     parent_wait_attempts: int = 5  # rejected tries while its company is not yet known
