@@ -344,6 +344,9 @@ def run(
             )
         wait_http(f"{planhat}/_sandbox/stats")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
+        if mode == "embedded":  # dev's own demo (Zendesk's included) done: it says Serving
+            log = logs / "dev.log"
+            wait_until(lambda: "Serving" in log.read_text(), timeout=120, what="dev's demo")
         time.sleep(1.0)
         calls_before = planhat_requests(planhat)
         requests = raw_requests(web_port, secret, burst)
