@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -17,14 +16,6 @@ from connectors.planhat.sandbox.server import BackgroundServer
 from state.db import migrate
 from tests.stripe.list_stand_in import API_KEY, StripeAccount, customers
 from worker.cli.main import app
-
-
-@pytest.fixture(autouse=True)
-def logging_set_up_kept() -> Iterator[None]:
-    """The command points structlog at the runner's stderr, closed once it returns."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture

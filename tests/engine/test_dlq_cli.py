@@ -64,14 +64,6 @@ def run(*args: str, env: dict[str, str]) -> Result:
     return CliRunner().invoke(app, list(args), env=env)
 
 
-@pytest.fixture(autouse=True)
-def logging_set_up_kept() -> Iterator[None]:
-    """Whatever a test does, the process's structlog set-up is as it was afterwards."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-
-
 @pytest.fixture
 def cli(sqlite_engine: Engine, sandbox: BackgroundSandbox) -> Cli:
     return Cli(sqlite_engine.url.render_as_string(hide_password=False), sandbox.url)

@@ -4,11 +4,9 @@ refuses anything else in one line (exit 2), and prints what it deleted as JSON."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import structlog
 from sqlalchemy import Engine
 from sqlmodel import select
 from typer.testing import CliRunner, Result
@@ -17,14 +15,6 @@ from state.db import session_scope
 from state.tables import InboxEvent, utcnow
 from tests.engine.conftest import store
 from worker.cli import app
-
-
-@pytest.fixture(autouse=True)
-def logging_set_up_kept() -> Iterator[None]:
-    """The command points structlog at the runner's stderr: put the set-up back after."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def prune_cli(engine: Engine, *args: str, **env: str) -> Result:

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -27,13 +26,6 @@ from worker.ops.ui import COOKIE, StatusPage, mount_status_page
 from worker.pipeline.ingest import ingest
 
 ADMIN = "the-admin-token"
-
-
-@pytest.fixture(autouse=True)
-def logging_set_up_kept() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture
