@@ -131,6 +131,17 @@ class IntercomTwoWay(HelpdeskTwoWay):
         stamp = int(self.intercom_read(ticket_id)["updated_at"])
         wait_past(stamp + 0.01, "the Intercom stamp", timeout)
 
+    def ui_edit(self, planhat_id: str, **fields: Any) -> None:
+        """A CSM's edit in Planhat's UI, made once our clock is past every Intercom stamp:
+        a ticket changed twice within a second gets the next second's ``updated_at``, and
+        a CSM's edit within it would seem older than our own write (seen in CI: the
+        write-back then left Intercom alone as "changed later")."""
+        store = self.intercom_store()
+        with store.lock:
+            stamps = [int(ticket["updated_at"]) for ticket in store.tickets.values()]
+        wait_past(max(stamps, default=0) - self._ahead[0] + 0.01, "the newest Intercom stamp")
+        super().ui_edit(planhat_id, **fields)
+
     def intercom_faults(self, **faults: int) -> None:
         """``rate_limited=n`` (``reset_in_s``): the next n API requests are 429s;
         ``fail_search=n``: the n-th search request from now is a 500, once."""
