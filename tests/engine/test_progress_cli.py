@@ -20,7 +20,7 @@ from tests.engine.test_dlq_cli import (
 )
 
 # The fixtures of the dead-letter commands' tests, used here as they are.
-cli, planhat, logging_set_up_kept = dlq_cli.cli, dlq_cli.planhat, dlq_cli.logging_set_up_kept
+cli, planhat = dlq_cli.cli, dlq_cli.planhat
 
 TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "100"}
 
