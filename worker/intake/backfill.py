@@ -35,7 +35,7 @@ from connectors.source import Backfilled, Feed, HasApi, ObjectPage, Polled, Thin
 from connectors.sources import SOURCES, Source, credentials_of, source_options
 from state.connections import Tenant
 from state.db import session_scope
-from state.inbox import store_event
+from state.inbox import new_event, store_events
 from state.tables import Cursor, utcnow
 from worker.intake.poll import SourceApis
 
@@ -205,16 +205,15 @@ def _read(
     while True:
         page = _read_page(reader, position, sleep)
         new: list[int] = []
+        events = dict(page.events)  # an event id twice on one page is one event
         with session_scope(engine) as session:
-            for event_id, body in page.events:
-                inbox_id = store_event(
-                    session,
-                    connection=connection,
-                    source=source.name,
-                    event_id=event_id,
-                    body=body,
-                    dispatched=submit is not None,
-                )
+            # One INSERT for the page, as the receiver stores a group of webhooks.
+            stored = store_events(session, [
+                new_event(connection=connection, source=source.name, event_id=event_id,
+                          body=body, dispatched=submit is not None)
+                for event_id, body in events.items()
+            ]) if events else []  # fmt: skip
+            for (event_id, body), inbox_id in zip(events.items(), stored, strict=True):
                 if inbox_id is None:
                     tally.known += 1
                     continue

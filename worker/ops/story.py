@@ -11,7 +11,7 @@ version), the dead letters and the link.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine, or_
@@ -256,11 +256,4 @@ def _record_story(session: Session, connection: str, model: str, key: str) -> St
 
 def _named(letter: DeadLetter) -> Step:
     step = _dead(letter, f"event {letter.event_id}")
-    return Step(
-        stage=step.stage,
-        when=step.when,
-        text=step.text,
-        ok=False,
-        letter_id=letter.id,
-        event_id=letter.event_id,
-    )
+    return replace(step, ok=False, letter_id=letter.id, event_id=letter.event_id)
