@@ -9,7 +9,6 @@ from typing import Annotated
 
 import redis
 import typer
-import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis as AsyncRedis
 
@@ -87,6 +86,7 @@ def web_command(
     workers: Annotated[int, typer.Option(help="Receiver processes.")] = 1,
 ) -> None:
     """Serve the webhook receiver: POST /webhooks/{connection}/{source}."""
+    from worker.intake.processes import serve
     from worker.intake.serving import PROTOCOL
 
     # A bad setting or mapping option stops it here, with the variable and the reason,
@@ -99,12 +99,13 @@ def web_command(
         typer.echo(f"status page on http://{host}:{port}/ui (log in with PLANHAT_SYNC_ADMIN_TOKEN)")
     else:
         typer.echo("no status page: set PLANHAT_SYNC_ADMIN_TOKEN to serve one at /ui")
-    uvicorn.run(
-        "worker.cli.receive:app_from_environment",
+    # More than one process: a listening socket each (worker/intake/processes.py).
+    serve(
+        workers,
+        app="worker.cli.receive:app_from_environment",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
         # uvicorn's httptools protocol, with a cap on request heads and a deadline for
         # them (worker/intake/serving.py); the limits are read from the environment.
         http=PROTOCOL,
