@@ -1,5 +1,5 @@
 """The embedded default serves a burst first: while webhooks arrive faster than
-``PLANHAT_SYNC_EMBEDDED_BURST_RATE`` a second, its flushes wait (at most
+``PLANHAT_SYNC_EMBEDDED_BURST_RATE`` a second, its ingest and flushes wait (at most
 ``PLANHAT_SYNC_EMBEDDED_BURST_WAIT`` seconds), then one flush sends what came."""
 
 from __future__ import annotations
@@ -42,6 +42,34 @@ def test_no_flush_while_a_burst_comes_in_then_one_sends_it_all(
     assert during == 0
     assert after == 1  # all of them in one bulk call
     assert len(companies) == sent
+
+
+def _pending(sync: TwoWay) -> int:
+    return sum(1 for event in sync.events("standard") if event.status == "pending")
+
+
+def test_nothing_is_ingested_while_a_burst_comes_in(start_sandbox: Start, tmp_path: Path) -> None:
+    with two_way(start_sandbox, tmp_path, config=BURSTY) as sync:
+        sent = _send_for(sync, 2.0)
+        during = _pending(sync)
+        sync.drain()
+        after = _pending(sync)
+
+    assert sent > 10
+    # Every one committed and acknowledged, none ingested but the first one or two: a lone
+    # webhook does not look like a burst.
+    assert during >= sent - 2
+    assert after == 0
+
+
+def test_a_burst_holds_ingest_no_longer_than_the_wait(start_sandbox: Start, tmp_path: Path) -> None:
+    config = BURSTY.model_copy(update={"embedded_burst_wait": 0.5})
+    with two_way(start_sandbox, tmp_path, config=config) as sync:
+        sent = _send_for(sync, 3.0)
+        during = _pending(sync)
+        sync.drain()
+
+    assert during < sent / 2  # past the wait, ingest ran while the stream went on
 
 
 def test_a_burst_holds_a_flush_no_longer_than_the_wait(

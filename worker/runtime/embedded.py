@@ -67,6 +67,8 @@ class LocalDispatcher:
         self._arrivals: deque[tuple[float, int]] = deque()
         self._arrived = 0
         self._held_since: dict[str, float] = {}
+        self._ingest_held_since: float | None = None  # see _ingest_held_for_burst
+        self._burst_backlog = False  # events a burst held are still queued for ingest
 
     def start(self) -> None:
         for thread in self._threads:
@@ -90,8 +92,11 @@ class LocalDispatcher:
         self.ingest(inbox_ids)  # an append under a lock held for no longer: never blocks
 
     def take_ingest_batch(self, size: int, slot: int = 0, release: bool = True) -> list[int]:
-        # One in-process queue for every ingest thread: no flag to keep or drop.
+        # One in-process queue for every ingest thread: no flag to keep or drop. A burst
+        # starting while a job runs ends the job (nothing taken); its thread then waits.
         with self._lock:
+            if self._ingest_held_for_burst(self._runtime().config):
+                return []
             return [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
 
     async def ready(self) -> None:
@@ -148,6 +153,9 @@ class LocalDispatcher:
                 self._queued.wait_for(lambda: bool(self._queue) or self._stopping)
                 if self._stopping:
                     return
+                if self._ingest_held_for_burst(self._runtime().config):
+                    self._queued.wait(BURST_RECHECK)
+                    continue
                 # Counted as running before the queue can empty: idle() never sees a gap.
                 self._ingesting += 1
             try:
@@ -158,21 +166,47 @@ class LocalDispatcher:
                 with self._lock:
                     self._ingesting -= 1
 
-    def _held_for_burst(self, connection: str, config: EngineSettings) -> bool:
-        """Whether this flush waits (and is asked for again) because webhooks arrive faster
-        than ``embedded_burst_rate``. One process serves the receiver, ingest and flush:
-        a flush while a burst comes in (encoding and settling up to 500 records a model,
-        holding SQLite's write lock) cost the receiver's p99 (85.9 ms against 44.7 ms
-        with no flush during the burst; docs/benchmarks.md). Held at most
-        ``embedded_burst_wait`` seconds, then it goes: a steady stream is never starved.
-        Called with the lock held."""
+    def _bursting(self, config: EngineSettings) -> bool:
+        """Whether webhooks arrive faster than ``embedded_burst_rate``. Called with the lock
+        held."""
         now = time.monotonic()
         while self._arrivals and self._arrivals[0][0] < now - ARRIVAL_WINDOW:
             self._arrived -= self._arrivals.popleft()[1]
         # Over the part of the window events came in (at least RATE_SPAN): a burst's first
         # linger already shows its rate, a lone webhook does not look like one.
         span = max(now - self._arrivals[0][0], RATE_SPAN) if self._arrivals else ARRIVAL_WINDOW
-        if self._stopping or self._arrived / span < config.embedded_burst_rate:
+        return not self._stopping and self._arrived / span >= config.embedded_burst_rate
+
+    def _ingest_held_for_burst(self, config: EngineSettings) -> bool:
+        """Whether ingest waits because a burst is coming in: the events are committed in
+        the inbox already, and ingest's SQLite writes and CPU, beside the receiver in this
+        one process, cost its p99 (57.0 ms with ingest running through a 10,000-event
+        burst; docs/benchmarks.md). Held at most ``embedded_burst_wait`` seconds; after
+        that it runs until the burst is over (a long stream is only ever delayed by the
+        wait once). Called with the lock held."""
+        if not self._bursting(config):
+            self._ingest_held_since = None
+            return False
+        now = time.monotonic()
+        if self._ingest_held_since is None:
+            self._ingest_held_since = now
+        self._burst_backlog = True
+        return now - self._ingest_held_since < config.embedded_burst_wait
+
+    def _held_for_burst(self, connection: str, config: EngineSettings) -> bool:
+        """Whether this flush waits (and is asked for again) because webhooks arrive faster
+        than ``embedded_burst_rate``, or ingest is still taking what a burst left. One
+        process serves the receiver, ingest and flush: a flush while a burst comes in
+        (encoding and settling up to 500 records a model, holding SQLite's write lock) cost
+        the receiver's p99 (85.9 ms against 44.7 ms with no flush during the burst;
+        docs/benchmarks.md). Held at most ``embedded_burst_wait`` seconds, then it goes: a
+        steady stream is never starved.
+        Called with the lock held."""
+        now = time.monotonic()
+        # After a burst, while ingest catches up with what it held, a flush would send
+        # part of the batch it is about to fill: it waits for that too.
+        self._burst_backlog = self._burst_backlog and bool(self._queue)
+        if not (self._bursting(config) or self._burst_backlog):
             self._held_since.pop(connection, None)
             return False
         since = self._held_since.setdefault(connection, now)
