@@ -107,7 +107,51 @@ def raw_requests(
     return out
 
 
-async def fire(
+Fired = tuple[float, float, float, int]  # seconds, p50 and p99 latency (s), non-2xx answers
+
+
+def fire(port: int, requests: list[bytes], concurrency: int, sender: str) -> Fired:
+    """Send every request once over ``concurrency`` keep-alive connections, with the
+    Python sender or with wrk (``bench/wrk_send.lua``). wrk costs the machine a fraction of
+    the Python sender's CPU, which on two cores is CPU the servers measured don't get."""
+    if sender == "wrk":
+        return fire_wrk(port, requests, concurrency)
+    seconds, latencies, failures = asyncio.run(fire_python(port, requests, concurrency))
+    return seconds, percentile(latencies, 50), percentile(latencies, 99), failures
+
+
+def fire_wrk(port: int, requests: list[bytes], concurrency: int) -> Fired:
+    with tempfile.NamedTemporaryFile(suffix=".requests") as batch:
+        batch.write(b"".join(request + b"\0" for request in requests))
+        batch.flush()
+        wrk = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                "-d3600s",
+                "-s",
+                str(ROOT / "bench" / "wrk_send.lua"),
+                f"http://127.0.0.1:{port}",
+                "--",
+                batch.name,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert wrk.stdout is not None
+        lines = iter(wrk.stdout.readline, "")
+        elapsed = next(line for line in lines if line.startswith("ELAPSED "))
+        wrk.send_signal(signal.SIGINT)  # wrk runs for -d regardless; on SIGINT it reports
+        result = next(line for line in lines if line.startswith("RESULT "))
+        wrk.wait(timeout=30)
+    micros = int(elapsed.split()[1])
+    answered, p50, p99, failures = (int(part) for part in result.split()[1:])
+    assert answered >= len(requests), result
+    return micros / 1e6, p50 / 1e6, p99 / 1e6, failures
+
+
+async def fire_python(
     port: int, requests: list[bytes], concurrency: int
 ) -> tuple[float, list[float], int]:
     """Send every request over ``concurrency`` keep-alive connections; (seconds,
@@ -155,6 +199,10 @@ def planhat_requests(url: str) -> int:
     return int(httpx.get(f"{url}/_sandbox/stats").json()["requests"])
 
 
+def planhat_routes(url: str) -> dict[str, int]:
+    return dict(httpx.get(f"{url}/_sandbox/stats").json()["by_route"])
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     wait_until(lambda: _answers(url), timeout=timeout, what=url)
 
@@ -186,10 +234,9 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def bare_endpoint(
-    requests: list[bytes], secret: str, processes: int, concurrency: int, logs: Path
-) -> tuple[float, list[float], int]:
-    """The same requests, sender and server against ``bench/bare.py``: (seconds, latencies,
-    non-2xx answers)."""
+    requests: list[bytes], secret: str, processes: int, concurrency: int, logs: Path, sender: str
+) -> Fired:
+    """The same requests, sender and server against ``bench/bare.py``."""
     port = free_port()
     env = dict(os.environ) | {"STANDARD_WEBHOOK_SECRET": secret, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
@@ -218,7 +265,7 @@ def bare_endpoint(
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         time.sleep(1.0)
-        return asyncio.run(fire(port, requests, concurrency))  # its Host header is not read
+        return fire(port, requests, concurrency, sender)  # its Host header is not read
     finally:
         stop([server])
 
@@ -264,6 +311,7 @@ def run(
     web_workers: int = 2,
     worker_concurrency: int = 1,
     workers: int = 2,
+    sender: str = "python",
 ) -> None:
     logs = Path(tempfile.mkdtemp(prefix="phs-bench-"))
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -349,10 +397,11 @@ def run(
             wait_until(lambda: "Serving" in log.read_text(), timeout=120, what="dev's demo")
         time.sleep(1.0)
         calls_before = planhat_requests(planhat)
+        routes_before = planhat_routes(planhat)
         requests = raw_requests(web_port, secret, burst)
 
         started = time.perf_counter()
-        seconds, latencies, failures = asyncio.run(fire(web_port, requests, concurrency))
+        seconds, p50, p99, failures = fire(web_port, requests, concurrency, sender)
         acknowledged = time.perf_counter()
         load = os.getloadavg()
         if workers or mode == "embedded":
@@ -364,8 +413,13 @@ def run(
         else:
             ingest_done = finished = time.perf_counter()
         calls = planhat_requests(planhat) - calls_before
-        bare_seconds, bare_latencies, bare_failures = bare_endpoint(
-            requests, secret, web_workers if mode == "redis" else 1, concurrency, logs
+        routes = {
+            route: count - routes_before.get(route, 0)
+            for route, count in planhat_routes(planhat).items()
+            if count != routes_before.get(route, 0)
+        }
+        bare_seconds, bare_p50, bare_p99, bare_failures = bare_endpoint(
+            requests, secret, web_workers if mode == "redis" else 1, concurrency, logs, sender
         )
         bare_load = os.getloadavg()
     finally:
@@ -387,18 +441,16 @@ def run(
     )
     print(
         f"mode {mode}: {count} events over {records} records of {len(MODELS)} models, "
-        f"{concurrency} concurrent senders, {shape}; logs in {logs}"
+        f"{concurrency} concurrent senders ({sender}), {shape}; logs in {logs}"
     )
     print(
-        f"  receiver: {count / seconds:,.0f} accepted events/s, p50 "
-        f"{percentile(latencies, 50) * 1000:.1f} ms, "
-        f"p99 {percentile(latencies, 99) * 1000:.1f} ms, "
+        f"  receiver: {count / seconds:,.0f} accepted events/s, p50 {p50 * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms, "
         f"{failures} not accepted (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
     )
     print(
-        f"  bare verify-and-202 endpoint, same run: {count / bare_seconds:,.0f} events/s, p50 "
-        f"{percentile(bare_latencies, 50) * 1000:.1f} ms, "
-        f"p99 {percentile(bare_latencies, 99) * 1000:.1f} ms, "
+        f"  bare verify-and-202 endpoint, same run: {count / bare_seconds:,.0f} events/s, "
+        f"p50 {bare_p50 * 1000:.1f} ms, p99 {bare_p99 * 1000:.1f} ms, "
         f"{bare_failures} not accepted (load average {bare_load[0]:.2f} {bare_load[1]:.2f} "
         f"{bare_load[2]:.2f})"
     )
@@ -414,7 +466,10 @@ def run(
         f"  drain: {finished - started:.1f} s from the first event, "
         f"{finished - acknowledged:.1f} s after the last acknowledgement"
     )
-    print(f"  Planhat calls: {calls} in all, {calls / count * 1000:.2f} per 1,000 events")
+    print(
+        f"  Planhat calls: {calls} in all, {calls / count * 1000:.2f} per 1,000 events "
+        f"({', '.join(f'{route} {n}' for route, n in sorted(routes.items()))})"
+    )
     print(
         f"  physical limit: {physical_calls} calls at 5,000 a call ÷ {RATE_PER_MINUTE}/min "
         f"= {physical:.2f} s"
@@ -440,6 +495,12 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2, help="receiver processes")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (redis mode)")
     parser.add_argument("--worker-concurrency", type=int, default=1, help="per worker")
+    parser.add_argument(
+        "--sender",
+        choices=["python", "wrk"],
+        default="python",
+        help="load generator: the asyncio one here, or wrk (apt install wrk)",
+    )
     args = parser.parse_args()
     run(
         args.mode,
@@ -450,6 +511,7 @@ def main() -> None:
         args.web_workers,
         args.worker_concurrency,
         args.workers,
+        args.sender,
     )
 
 
