@@ -312,6 +312,7 @@ def run(
     worker_concurrency: int = 1,
     workers: int = 2,
     sender: str = "python",
+    warmup: int = 0,
 ) -> None:
     logs = Path(tempfile.mkdtemp(prefix="phs-bench-"))
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -395,6 +396,25 @@ def run(
         if mode == "embedded":  # dev's own demo (Zendesk's included) done: it says Serving
             log = logs / "dev.log"
             wait_until(lambda: "Serving" in log.read_text(), timeout=120, what="dev's demo")
+        if warmup:  # a server as it runs: code paths taken, pools filled, statements compiled
+            warm = [
+                (
+                    f"warmup-{uuid.uuid4()}",
+                    json.dumps(
+                        {
+                            "model": "companies",
+                            "key": {"sourceId": f"warmup-{n % 50}"},
+                            "fields": {"name": f"Warm-up {n % 50}"},
+                            "version": n + 1,
+                        }
+                    ).encode(),
+                    {},
+                )
+                for n in range(warmup)
+            ]
+            fire(web_port, raw_requests(web_port, secret, warm), concurrency, sender)
+            if workers or mode == "embedded":
+                wait_until(lambda: drained(database_url), timeout=300, what="the warm-up")
         time.sleep(1.0)
         calls_before = planhat_requests(planhat)
         routes_before = planhat_routes(planhat)
@@ -441,7 +461,8 @@ def run(
     )
     print(
         f"mode {mode}: {count} events over {records} records of {len(MODELS)} models, "
-        f"{concurrency} concurrent senders ({sender}), {shape}; logs in {logs}"
+        f"{concurrency} concurrent senders ({sender}), {warmup} warm-up events, {shape}; "
+        f"logs in {logs}"
     )
     print(
         f"  receiver: {count / seconds:,.0f} accepted events/s, p50 {p50 * 1000:.1f} ms, "
@@ -501,6 +522,12 @@ def main() -> None:
         default="python",
         help="load generator: the asyncio one here, or wrk (apt install wrk)",
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="events sent (and drained) before the measured burst, on other records",
+    )
     args = parser.parse_args()
     run(
         args.mode,
@@ -512,6 +539,7 @@ def main() -> None:
         args.worker_concurrency,
         args.workers,
         args.sender,
+        args.warmup,
     )
 
 
