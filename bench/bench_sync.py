@@ -144,6 +144,7 @@ def fire_wrk(port: int, requests: list[bytes], concurrency: int) -> Fired:
         elapsed = next(line for line in lines if line.startswith("ELAPSED "))
         wrk.send_signal(signal.SIGINT)  # wrk runs for -d regardless; on SIGINT it reports
         result = next(line for line in lines if line.startswith("RESULT "))
+        print("  wrk:", next(lines, "").strip(), flush=True)
         wrk.wait(timeout=30)
     micros = int(elapsed.split()[1])
     answered, p50, p99, failures = (int(part) for part in result.split()[1:])

@@ -50,4 +50,6 @@ end
 function done(summary, latency, requests_)
   io.write(string.format("RESULT %d %d %d %d\n", summary.requests,
     latency:percentile(50), latency:percentile(99), summary.errors.status))
+  io.write(string.format("LATENCY p90 %d p99.9 %d max %d us\n", latency:percentile(90),
+    latency:percentile(99.9), latency.max))
 end
