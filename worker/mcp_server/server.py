@@ -12,8 +12,6 @@ from collections.abc import Callable
 import httpx
 import redis
 from mcp.server import MCPServer
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.tls import tls
 from state.connections import Connections
@@ -21,11 +19,11 @@ from state.crypto import secret_box
 from state.db import make_engine
 from worker.mcp_server.context import ToolContext
 from worker.mcp_server.planhat_tools import add_planhat_tools
+from worker.mcp_server.settings import McpSettings
 from worker.mcp_server.sync_tools import add_sync_tools
 from worker.runtime.ratelimit import RedisRateLimiter
 from worker.runtime.settings import EngineSettings, Settings, env_options
 
-DEFAULT_RECEIVER = "http://127.0.0.1:8765"
 INSTRUCTIONS = """\
 Planhat (every model: list, get, create, update, delete, bulk upsert; tools named
 verb_model, e.g. list_companies) and the planhat-sync engine that keeps it in sync with
@@ -35,19 +33,6 @@ Writes are dry runs by default: they return the planned change and the diff agai
 Planhat holds now. Writing needs dry_run=false and a server started with writes on;
 deleting also needs confirm set to the same id. Ask the user before writing.
 Ids: a Planhat _id, extid-<externalId> or srcid-<sourceId>."""
-
-
-class McpSettings(BaseSettings):
-    """PLANHAT_SYNC_MCP_*: the MCP server's own settings."""
-
-    model_config = SettingsConfigDict(env_prefix="PLANHAT_SYNC_MCP_", extra="ignore")
-
-    writes: bool = False  # PLANHAT_SYNC_MCP_WRITES: write tools may write (else dry runs only)
-    token: SecretStr | None = None  # PLANHAT_SYNC_MCP_TOKEN: the bearer token over HTTP
-    receiver_url: str = DEFAULT_RECEIVER  # where send_change posts signed events
-
-    def bearer_token(self) -> str | None:
-        return self.token.get_secret_value() if self.token else None
 
 
 def build_server(ctx: ToolContext) -> MCPServer:
