@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import structlog
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field, WithJsonSchema
 
 from connectors.planhat.bulk import RecordResult, count_outcomes
@@ -25,6 +24,7 @@ from connectors.planhat.client import PlanhatClient
 from connectors.planhat.errors import NotFoundError
 from connectors.planhat.models import MODELS, ModelSpec, Operation
 from worker.mcp_server.context import ToolContext, tool_errors
+from worker.mcp_server.diff import diff, same
 from worker.mcp_server.outputs import (
     BulkAnswer,
     BulkItem,
@@ -33,6 +33,7 @@ from worker.mcp_server.outputs import (
     RecordPage,
     WriteAnswer,
 )
+from worker.mcp_server.planhat_meta import ANNOTATIONS, VERBS, describe
 from worker.mcp_server.schemas import (
     id_description,
     key_of,
@@ -46,34 +47,6 @@ log = structlog.get_logger(__name__)
 DEFAULT_PAGE = 100  # records a list call returns unless asked: enough to read, not a dump
 DRY_RUN_READS = 25  # records of a bulk upsert a dry run reads back for their diff
 MAX_UPSERT = 5000  # one bulk call's worth (Planhat: 5,000 items a request)
-
-READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
-ANNOTATIONS = {
-    Operation.LIST: READ,
-    Operation.GET: READ,
-    Operation.CREATE: ToolAnnotations(
-        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-    ),
-    # An update overwrites values; sent again it changes nothing more.
-    Operation.UPDATE: ToolAnnotations(
-        read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-    ),
-    Operation.DELETE: ToolAnnotations(
-        read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-    ),
-    # Keyed records (the schema asks for a keyable): a repeat updates, never duplicates.
-    Operation.UPSERT: ToolAnnotations(
-        read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-    ),
-}
-VERBS = {
-    Operation.LIST: "List",
-    Operation.GET: "Get one",
-    Operation.CREATE: "Create one",
-    Operation.UPDATE: "Update one",
-    Operation.DELETE: "Delete one",
-    Operation.UPSERT: "Bulk upsert (insert or update by key)",
-}
 
 Connection = Annotated[
     str, Field(description="The connection (Planhat tenant) to use; 'default' unless told.")
@@ -105,30 +78,11 @@ def add_planhat_tools(server: MCPServer, ctx: ToolContext) -> list[str]:
                 _signed(name, call, params, returns),
                 name=name,
                 title=f"{VERBS[operation]} Planhat {spec.singular}",
-                description=_description(operation, spec),
+                description=describe(operation, spec),
                 annotations=ANNOTATIONS[operation],
             )
             names.append(name)
     return names
-
-
-def _description(operation: Operation, spec: ModelSpec) -> str:
-    what = f"Planhat {spec.name} ({spec.singular} records)"
-    text = {
-        Operation.LIST: f"One page of {what}: limit/offset paging, sort, select"
-        + (", filter by company" if spec.company_key else "")
-        + ".",
-        Operation.GET: f"One of the {what} by _id, extid- or srcid- reference.",
-        Operation.CREATE: f"Create one of the {what}.",
-        Operation.UPDATE: f"Partial update of one of the {what} (only the fields given).",
-        Operation.DELETE: f"Delete one of the {what}; needs confirm equal to the id.",
-        Operation.UPSERT: f"Insert or update many {what}, matched on "
-        f"{', then '.join(spec.keyables)}.",
-    }[operation]
-    if operation in (Operation.CREATE, Operation.UPDATE, Operation.DELETE, Operation.UPSERT):
-        text += " A dry run (the default) returns the planned change and the diff against what "
-        text += "Planhat holds now, writing nothing; writing needs the server's writes on."
-    return text
 
 
 def _signed(
@@ -137,6 +91,7 @@ def _signed(
     """``call`` with the signature the SDK reads the input and output schemas from."""
 
     def tool(**arguments: Any) -> Any:
+        log.info("mcp.call", tool=name, dry_run=arguments.get("dry_run"))
         with tool_errors(name):
             return call(**arguments)
 
@@ -409,30 +364,3 @@ def _answer(
         record=record,
         message=message,
     )
-
-
-def _flat(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Fields as a diff names them: a custom field as ``custom.<name>`` (Planhat keeps the
-    others of ``custom`` on a partial update: planhat-api.md)."""
-    flat = {name: value for name, value in record.items() if name != "custom"}
-    custom = record.get("custom")
-    if isinstance(custom, Mapping):
-        flat.update({f"custom.{name}": value for name, value in custom.items()})
-    elif "custom" in record:
-        flat["custom"] = custom
-    return flat
-
-
-def diff(current: Mapping[str, Any], planned: Mapping[str, Any]) -> list[FieldChange]:
-    """Each field ``planned`` sets to a value ``current`` does not hold."""
-    now, then = _flat(current), _flat(planned)
-    return [
-        FieldChange(field=name, before=now.get(name), after=value, new=name not in now)
-        for name, value in then.items()
-        if name not in now or now[name] != value
-    ]
-
-
-def same(current: Mapping[str, Any], planned: Mapping[str, Any]) -> list[str]:
-    now = _flat(current)
-    return [name for name, value in _flat(planned).items() if name in now and now[name] == value]
