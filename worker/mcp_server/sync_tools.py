@@ -23,7 +23,8 @@ from connectors.change import MappingError
 from connectors.senders import SIGNERS, signed_for
 from connectors.sources import SOURCES, OptionError, source_options
 from state.connections import LockedConnectionError
-from state.tables import utcnow
+from state.db import session_scope
+from state.tables import DeadLetter, utcnow
 from worker.mcp_server.context import ToolContext, tool_errors
 from worker.mcp_server.outputs import (
     DeadLetters,
@@ -216,10 +217,11 @@ def _shows_use(ctx: ToolContext) -> Any:
 
 
 def _letter(ctx: ToolContext, letter_id: int) -> dict[str, Any]:
-    for letter in dlq.list_dead_letters(ctx.engine):
-        if letter.id == letter_id:
-            return dlq.describe(letter)
-    raise ToolError(f"no dead letter with id {letter_id} (list_dead_letters shows them)")
+    with session_scope(ctx.engine) as session:
+        letter = session.get(DeadLetter, letter_id)
+        if letter is None:
+            raise ToolError(f"no dead letter with id {letter_id} (list_dead_letters shows them)")
+        return dlq.describe(letter)
 
 
 def _when(text: str, name: str) -> datetime:
