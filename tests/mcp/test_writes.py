@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from connectors.planhat.client import PlanhatClient
+from connectors.planhat.retry import RetryPolicy
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from tests import stand_in_http
 from tests.mcp.tools import PLANHAT_TOKEN, call, context, planhat_calls, server_for
 from worker.mcp_server.server import build_server
 from worker.runtime.ratelimit import LocalRateLimiter, budget_key
@@ -158,3 +160,21 @@ def test_every_call_takes_from_the_token_s_shared_budget(
     assert "the Planhat rate budget of this token is used up for now" in str(second.content)
     assert calls.since_start() == {"GET /companies/:id": 1}  # the refused one never went
     assert ctx.limiter.try_acquire(budget_key(PLANHAT_TOKEN)) > 0  # the same budget, spent
+
+
+def test_a_429_pauses_every_caller_of_the_token(
+    sqlite_engine: Engine, sandbox: BackgroundSandbox, calls: Calls, acme: str
+) -> None:
+    # given Planhat answering 429 without saying for how long
+    faults = {"rate_limit_storm_s": 30, "retry_after": False}
+    stand_in_http.post(f"{sandbox.url}/_sandbox/faults", json=faults).raise_for_status()
+    ctx = context(sqlite_engine, sandbox)
+    ctx.retry = RetryPolicy(max_rate_limit_wait=0)  # the tool gives up at the first 429
+
+    answer = call(build_server(ctx), "get_companies", {"id": acme})
+
+    assert answer.is_error
+    assert "Planhat is rate limiting this token (429): try again in" in str(answer.content)
+    # the budget every worker on this token shares is paused for the first guess (15 s)
+    wait = ctx.limiter.try_acquire(budget_key(PLANHAT_TOKEN))
+    assert 14 < wait <= 15

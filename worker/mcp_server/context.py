@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import structlog
@@ -18,7 +19,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from sqlalchemy import Engine
 
 from connectors.planhat.client import PlanhatClient
-from connectors.planhat.errors import NotFoundError, PlanhatError
+from connectors.planhat.errors import (
+    DEFAULT_RATE_LIMIT_WAIT,
+    RATE_LIMIT_GUESS_CAP,
+    NotFoundError,
+    PlanhatError,
+    RateLimitedError,
+    rate_limit_wait,
+)
 from connectors.planhat.models import UnknownModelError, UnsupportedOperationError
 from connectors.planhat.retry import RetryPolicy
 from connectors.source import NoBudget
@@ -72,9 +80,11 @@ class ToolContext:
             raise ToolError(f"no connection named {connection!r} (known: {known})")
         if not tenant.planhat_token:
             raise ToolError(f"connection {connection!r} has no Planhat token")
-        hooks = metered(
-            self.limiter, budget_key(tenant.planhat_token), max_wait=self.max_budget_wait
-        )
+        budget = budget_key(tenant.planhat_token)
+        hooks: dict[str, list[Callable[..., Any]]] = {
+            **metered(self.limiter, budget, max_wait=self.max_budget_wait),
+            "response": [shares_429s(self.limiter, budget, cap=RATE_LIMIT_GUESS_CAP)],
+        }
         with PlanhatClient(
             tenant.planhat_token,
             base_url=tenant.planhat_base_url,
@@ -82,6 +92,26 @@ class ToolContext:
             event_hooks=hooks,
         ) as client:
             yield client
+
+
+def shares_429s(
+    limiter: RateLimiter, budget: str, *, cap: float
+) -> Callable[[httpx.Response], None]:
+    """An httpx response hook: a 429 pauses every caller of the token, the workers too
+    (ARCHITECTURE.md invariant 6), for the time Planhat gives, or for a shared guess that
+    grows at each such 429 (as the flush does), before the client waits it out itself."""
+
+    def after(response: httpx.Response) -> None:
+        if response.status_code != 429:
+            return
+        wait = rate_limit_wait(response)
+        if wait is None:
+            wait = limiter.back_off(budget, first=DEFAULT_RATE_LIMIT_WAIT, cap=cap)
+        else:
+            limiter.pause(budget, wait)
+        log.info("mcp.rate_limited", wait_s=round(wait, 1))
+
+    return after
 
 
 @contextmanager
@@ -97,6 +127,10 @@ def tool_errors(tool: str) -> Iterator[None]:
         raise ToolError(
             f"the Planhat rate budget of this token is used up for now: try again in "
             f"{error.wait:.0f} s"
+        ) from error
+    except RateLimitedError as error:
+        raise ToolError(
+            f"Planhat is rate limiting this token (429): try again in {error.retry_after:.0f} s"
         ) from error
     except NotFoundError as error:
         raise ToolError(f"not found in Planhat: {error}") from error
