@@ -88,6 +88,10 @@ def test_the_story_tells_what_became_of_a_duplicate_and_of_a_stale_event(
 
     # the event sent twice: stored once (the second delivery answered 200, not stored)
     assert (first["results"][0]["status"], second["results"][0]["status"]) == (202, 200)
+    assert json.loads(second["results"][0]["answer"]) == {
+        "status": "duplicate",
+        "event_id": "evt_twice",
+    }
     with session_scope(system.runtime.engine) as session:
         stored = session.exec(
             select(func.count()).select_from(InboxEvent).where(InboxEvent.event_id == "evt_twice")
