@@ -63,3 +63,16 @@ def test_writes_are_on_with_the_flag_or_the_environment(monkeypatch: Any) -> Non
     assert McpSettings().writes is False
     monkeypatch.setenv("PLANHAT_SYNC_MCP_WRITES", "1")
     assert McpSettings().writes is True
+
+
+def test_without_redis_the_process_keeps_a_budget_of_its_own(
+    redis_client: redis.Redis,
+) -> None:
+    from worker.mcp_server.server import shared_limiter
+    from worker.runtime.ratelimit import LocalRateLimiter, RedisRateLimiter
+    from worker.runtime.settings import EngineSettings
+
+    config = EngineSettings()
+
+    assert isinstance(shared_limiter(TEST_REDIS_URL, config), RedisRateLimiter)
+    assert isinstance(shared_limiter("redis://127.0.0.1:1/0", config), LocalRateLimiter)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import httpx
 import redis
+import structlog
 from mcp.server import MCPServer
 
 from connectors.tls import tls
@@ -21,9 +22,10 @@ from worker.mcp_server.context import ToolContext
 from worker.mcp_server.planhat_tools import add_planhat_tools
 from worker.mcp_server.settings import McpSettings
 from worker.mcp_server.sync_tools import add_sync_tools
-from worker.runtime.ratelimit import RedisRateLimiter
+from worker.runtime.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from worker.runtime.settings import EngineSettings, Settings, env_options
 
+log = structlog.get_logger(__name__)
 INSTRUCTIONS = """\
 Planhat (every model: list, get, create, update, delete, bulk upsert; tools named
 verb_model, e.g. list_companies) and the planhat-sync engine that keeps it in sync with
@@ -57,15 +59,10 @@ def context_from_environment(
     config = EngineSettings()
     mcp = McpSettings()
     engine = make_engine(settings.database_url, pre_ping=True)
-    limiter = RedisRateLimiter(
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5),
-        rate_per_minute=config.rate_per_minute,
-        burst=config.burst,
-    )
     return ToolContext(
         engine=engine,
         connections=Connections(engine, box=secret_box, default=settings.default_tenant),
-        limiter=limiter,
+        limiter=shared_limiter(settings.redis_url, config),
         writes=mcp.writes if writes is None else writes,
         max_budget_wait=config.max_budget_wait,
         receiver=httpx.Client(
@@ -74,3 +71,17 @@ def context_from_environment(
         wake=wake,
         default_options=env_options(),
     )
+
+
+def shared_limiter(redis_url: str, config: EngineSettings) -> RateLimiter:
+    """The workers' budget in Redis. Without Redis (next to ``planhat-sync dev``, which
+    keeps its budget in its own process) there is nothing to share: this process keeps one
+    of its own at the same rate, and says so on stderr."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except (redis.exceptions.RedisError, OSError) as error:
+        client.close()
+        log.warning("mcp.no_redis", reason=type(error).__name__, budget="this process only")
+        return LocalRateLimiter(rate_per_minute=config.rate_per_minute, burst=config.burst)
+    return RedisRateLimiter(client, rate_per_minute=config.rate_per_minute, burst=config.burst)
