@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from connectors.planhat.client import PlanhatClient
 from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.sandbox.server import BackgroundSandbox
+from state.db import make_engine, migrate
 from tests.mcp.tools import PLANHAT_TOKEN, call, planhat_calls, server_for, with_client
 from worker.mcp_server.context import WRITES_OFF
 from worker.mcp_server.planhat_tools import operation_count
@@ -25,11 +26,23 @@ REGISTRY_OPERATIONS = 122
 SYNC_TOOL_COUNT = 7
 
 
-def all_tools(engine: Engine, sandbox: BackgroundSandbox) -> list[Tool]:
+@pytest.fixture(scope="module")
+def listed(
+    shared_sandbox: BackgroundSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> list[Tool]:
+    """The tools as the SDK's client lists them (their list depends on no state: listed
+    once for this file's tests)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('listed')}/state.db"
+    migrate(url)
+    engine = make_engine(url)
+
     async def use(client: Client) -> list[Tool]:
         return (await client.list_tools()).tools
 
-    return with_client(server_for(engine, sandbox), use)
+    try:
+        return with_client(server_for(engine, shared_sandbox), use)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -39,9 +52,9 @@ def planhat(sandbox: BackgroundSandbox) -> Iterator[PlanhatClient]:
 
 
 def test_there_is_a_tool_per_registry_operation_and_one_per_sync_task(
-    sqlite_engine: Engine, sandbox: BackgroundSandbox
+    listed: list[Tool],
 ) -> None:
-    tools = all_tools(sqlite_engine, sandbox)
+    tools = listed
 
     names = {tool.name for tool in tools}
     expected = {
@@ -61,9 +74,9 @@ def test_there_is_a_tool_per_registry_operation_and_one_per_sync_task(
 
 
 def test_every_input_and_output_schema_is_valid_json_schema(
-    sqlite_engine: Engine, sandbox: BackgroundSandbox
+    listed: list[Tool],
 ) -> None:
-    tools = all_tools(sqlite_engine, sandbox)
+    tools = listed
 
     for tool in tools:
         jsonschema.Draft202012Validator.check_schema(tool.input_schema)
@@ -72,9 +85,9 @@ def test_every_input_and_output_schema_is_valid_json_schema(
 
 
 def test_input_schemas_carry_the_registry_s_required_fields_and_keyables(
-    sqlite_engine: Engine, sandbox: BackgroundSandbox
+    listed: list[Tool],
 ) -> None:
-    tools = {tool.name: tool for tool in all_tools(sqlite_engine, sandbox)}
+    tools = {tool.name: tool for tool in listed}
 
     license_ = tools["create_licenses"].input_schema["properties"]["data"]
     validator = jsonschema.Draft202012Validator(license_)
@@ -96,9 +109,9 @@ def test_input_schemas_carry_the_registry_s_required_fields_and_keyables(
 
 
 def test_reads_are_read_only_and_writes_say_what_they_destroy(
-    sqlite_engine: Engine, sandbox: BackgroundSandbox
+    listed: list[Tool],
 ) -> None:
-    tools = {tool.name: tool for tool in all_tools(sqlite_engine, sandbox)}
+    tools = {tool.name: tool for tool in listed}
 
     def hints(name: str) -> tuple[bool | None, bool | None, bool | None]:
         notes = tools[name].annotations
