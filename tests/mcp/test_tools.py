@@ -16,7 +16,14 @@ from connectors.planhat.client import PlanhatClient
 from connectors.planhat.models import MODELS, Operation
 from connectors.planhat.sandbox.server import BackgroundSandbox
 from state.db import make_engine, migrate
-from tests.mcp.tools import PLANHAT_TOKEN, call, planhat_calls, server_for, with_client
+from tests.mcp.tools import (
+    PLANHAT_TOKEN,
+    STRIPE_SECRET,
+    call,
+    planhat_calls,
+    server_for,
+    with_client,
+)
 from worker.mcp_server.context import WRITES_OFF
 from worker.mcp_server.planhat_tools import operation_count
 from worker.mcp_server.sync_tools import SYNC_TOOLS
@@ -207,7 +214,7 @@ def test_with_writes_off_a_write_is_refused_and_says_how_to_turn_them_on(
     assert planhat_calls(sandbox) == {}
 
 
-def test_no_tool_output_carries_the_planhat_token(
+def test_no_tool_output_carries_the_planhat_token_or_a_webhook_secret(
     sqlite_engine: Engine, sandbox: BackgroundSandbox
 ) -> None:
     server = server_for(sqlite_engine, sandbox, writes=True)
@@ -218,9 +225,12 @@ def test_no_tool_output_carries_the_planhat_token(
         call(server, "get_companies", {"id": "srcid-nothing"}),  # an error, with Planhat's text
         call(server, "get_sync_status", {}),
         call(server, "list_companies", {}),
+        call(server, "send_change", {"source": "stripe", "body": {"id": "evt_1"}}),
+        call(server, "list_dead_letters", {}),
     ]
 
     for answer in answers:
         assert PLANHAT_TOKEN not in answer.model_dump_json()
+        assert STRIPE_SECRET not in answer.model_dump_json()
     assert answers[1].is_error
     assert "not found in Planhat" in str(answers[1].content)
