@@ -177,4 +177,4 @@ def test_a_429_pauses_every_caller_of_the_token(
     assert "Planhat is rate limiting this token (429): try again in" in str(answer.content)
     # the budget every worker on this token shares is paused for the first guess (15 s)
     wait = ctx.limiter.try_acquire(budget_key(PLANHAT_TOKEN))
-    assert 14 < wait <= 15
+    assert 10 < wait <= 15  # (seconds have passed since, on a loaded machine)
