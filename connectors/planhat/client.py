@@ -68,7 +68,10 @@ class PlanhatClient:
         jitter: Callable[[float], float] = equal_jitter,
         max_bulk_bytes: int = MAX_BULK_BYTES,
         observe: CallObserver | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
+        """``event_hooks``: httpx's, e.g. ``worker.runtime.ratelimit.metered`` to take each
+        request, retries included, from a shared rate budget before it goes."""
         if not token:
             raise ValueError("a Planhat API token is required")
         self.base_url = base_url.rstrip("/")
@@ -84,6 +87,7 @@ class PlanhatClient:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,  # a redirect would resend the token elsewhere
+            event_hooks=dict(event_hooks or {}),
         )
 
     def __repr__(self) -> str:  # never the token

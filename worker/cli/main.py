@@ -30,6 +30,7 @@ from worker.cli import operate, receive, send
 from worker.cli.backfill import backfill_command
 from worker.cli.errors import OneLineErrors
 from worker.cli.keys import keys_app
+from worker.cli.mcp import mcp_command
 from worker.cli.startup import checked_settings
 from worker.cli.status import status_command
 from worker.runtime import logs
@@ -386,6 +387,7 @@ app.command("status")(status_command)
 app.add_typer(operate.dlq_app, name="dlq")
 app.command("web")(receive.web_command)
 app.command("send")(send.send_command)
+app.command("mcp")(mcp_command)
 app.add_typer(receive.connections_app, name="connections")
 app.add_typer(keys_app, name="keys")
 

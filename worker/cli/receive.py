@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
 import redis
@@ -19,6 +19,7 @@ from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
 from worker.cli.keys import require_keys
 from worker.cli.startup import checked_settings, existing_database
+from worker.mcp_server.settings import McpSettings
 from worker.runtime import logs
 from worker.runtime.settings import EngineSettings, Settings, WebSettings, env_options
 
@@ -50,17 +51,29 @@ def app_from_environment() -> FastAPI:
         size=limits.group_size,
     )
 
+    mcp_sessions: list[AbstractAsyncContextManager[None]] = []  # set once /mcp is mounted
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await inbox.open()
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                for sessions in mcp_sessions:
+                    await stack.enter_async_context(sessions)
+                yield
         finally:
             await inbox.close()
             await aclient.aclose()
 
     tenants = connections(engine)
     web = create_web_app(connections=tenants, inbox=inbox, lifespan=lifespan, limits=limits)
+    mcp_token = McpSettings().bearer_token()
+    if mcp_token:  # the MCP server at /mcp, only behind its bearer token
+        from worker.mcp_server.http import mount_mcp
+        from worker.mcp_server.server import build_server, context_from_environment
+
+        tools = context_from_environment(wake=waker(dispatcher))
+        mcp_sessions.append(mount_mcp(web, build_server(tools), mcp_token))
     mount_status_page(
         web,
         StatusPage(
@@ -99,6 +112,10 @@ def web_command(
         typer.echo(f"status page on http://{host}:{port}/ui (log in with PLANHAT_SYNC_ADMIN_TOKEN)")
     else:
         typer.echo("no status page: set PLANHAT_SYNC_ADMIN_TOKEN to serve one at /ui")
+    if McpSettings().bearer_token():
+        typer.echo(f"MCP server on http://{host}:{port}/mcp (Bearer PLANHAT_SYNC_MCP_TOKEN)")
+    else:
+        typer.echo("no MCP endpoint: set PLANHAT_SYNC_MCP_TOKEN to serve one at /mcp")
     # More than one process: a listening socket each (worker/intake/processes.py).
     serve(
         workers,

@@ -113,18 +113,16 @@ def replay(
     engine: Engine,
     *,
     since: datetime,
+    until: datetime | None = None,
     source: str | None = None,
     default_options: Mapping[str, str] | None = None,
     tick: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
-    """Re-run stored events received since ``since`` through mapping and diff. What Planhat
-    already has is dropped by the diff, so replaying it makes no call. ``tick(done,
-    total)`` after each event (a progress display)."""
-    with session_scope(engine) as session:
-        query = select(InboxEvent.id).where(InboxEvent.received_at >= since)
-        if source:
-            query = query.where(InboxEvent.source == source)
-        ids = [i for i in session.exec(query.order_by(col(InboxEvent.id))) if i is not None]
+    """Re-run stored events received since ``since`` (and before ``until``, if given)
+    through mapping and diff. What Planhat already has is dropped by the diff, so
+    replaying it makes no call. ``tick(done, total)`` after each event (a progress
+    display)."""
+    ids = events_received(engine, since=since, until=until, source=source)
     queued = 0
     connections: set[str] = set()
     for done, inbox_id in enumerate(ids, 1):
@@ -135,3 +133,16 @@ def replay(
             connections.add(report.connection)
         tick(done, len(ids))
     return {"events": len(ids), "queued": queued, "connections": sorted(connections)}
+
+
+def events_received(
+    engine: Engine, *, since: datetime, until: datetime | None = None, source: str | None = None
+) -> list[int]:
+    """Inbox ids of the events a replay of this range re-runs, oldest first."""
+    with session_scope(engine) as session:
+        query = select(InboxEvent.id).where(InboxEvent.received_at >= since)
+        if until is not None:
+            query = query.where(InboxEvent.received_at < until)
+        if source:
+            query = query.where(InboxEvent.source == source)
+        return [i for i in session.exec(query.order_by(col(InboxEvent.id))) if i is not None]
