@@ -21,6 +21,8 @@ from connectors.custom_fields.rules import (
 )
 from connectors.options import OptionError
 from connectors.sources import SOURCES, check_options
+from state.tables import Link
+from worker.pipeline.conflicts import ownership_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ROOTS = {
@@ -190,3 +192,14 @@ def test_a_rules_file_gives_the_default_connection_its_rules(tmp_path: Path) -> 
     file.write_text('[[mapping]]\nsource = "stripe"\npath = "customer.metadata.segment"\n')
     with pytest.raises(RuleError, match="mapping 1: missing field, type"):
         rules_from_file(file)
+
+
+def test_a_field_a_rule_fills_is_the_sources_never_written_back() -> None:
+    link = Link(connection="acme", model="tickets", key="sourceId=42", source="zendesk",
+                key_field="sourceId", key_value="42")  # fmt: skip
+    options = dict([new_rule("zendesk", "ticket.custom_fields[1]", "tickets.custom.Escalation",
+                             "text").option])  # fmt: skip
+
+    assert "custom.Escalation" in ownership_of(link, options).source
+    assert "custom.Escalation" not in ownership_of(link, {}).source
+    assert ownership_of(link, {}).source <= ownership_of(link, options).source

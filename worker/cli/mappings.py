@@ -24,6 +24,7 @@ from state.connections import (
 )
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
+from state.location import missing_database
 from worker.cli.startup import existing_database
 from worker.runtime.settings import MAPPINGS_FILE, MissingTokenError, Settings, env_options
 
@@ -71,7 +72,7 @@ def _planhat(settings: Settings, tenant: Tenant) -> PlanhatClient:
 @mapping_app.command("add")
 def mapping_add(
     connection: Annotated[str, typer.Argument(help="The connection (tenant).")],
-    source: Annotated[str, typer.Argument(help="The source: stripe, typeform, zendesk.")],
+    source: Annotated[str, typer.Argument(help="A source that offers fields (README).")],
     path: Annotated[str, typer.Argument(help="The source field: customer.metadata.segment.")],
     target: Annotated[str, typer.Argument(help="The Planhat field: companies.custom.Segment.")],
     kind: Annotated[
@@ -90,10 +91,10 @@ def mapping_add(
         check_with_source(rule, SOURCES.get(source))
     except RuleError as error:
         _fail(f"refused: {error}")
+    if connection == "default" and not _stored(settings, connection):  # the environment's
+        _fail(f"refused: the default connection's rules are in {MAPPINGS_FILE} (README)")
     tenant = _tenant(settings, connection)
     engine = make_engine(existing_database(settings))
-    if not is_stored(engine, connection):  # the default connection, from the environment
-        _fail(f"refused: the default connection's rules are in {MAPPINGS_FILE} (README)")
     try:
         with _planhat(settings, tenant) as planhat:
             said = check_in_planhat(planhat, rule, create=create)
@@ -104,6 +105,13 @@ def mapping_add(
     key, value = rule.option
     change_options(engine, connection, lambda options: {**options, key: value})
     typer.echo(f"{said}; added {rule.describe()} to {connection}")
+
+
+def _stored(settings: Settings, name: str) -> bool:
+    if missing_database(settings.database_url) is not None:
+        return False
+    migrate(settings.database_url)
+    return is_stored(make_engine(settings.database_url), name)
 
 
 @mapping_app.command("list")
