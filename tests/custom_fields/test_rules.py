@@ -23,6 +23,7 @@ from connectors.options import OptionError
 from connectors.sources import SOURCES, check_options
 from state.tables import Link
 from worker.pipeline.conflicts import ownership_of
+from worker.pipeline.links import nested
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ROOTS = {
@@ -203,3 +204,11 @@ def test_a_field_a_rule_fills_is_the_sources_never_written_back() -> None:
     assert "custom.Escalation" in ownership_of(link, options).source
     assert "custom.Escalation" not in ownership_of(link, {}).source
     assert ownership_of(link, {}).source <= ownership_of(link, options).source
+
+
+def test_flat_custom_fields_are_sent_in_one_custom_object() -> None:
+    given = {"name": "Acme", "custom": {"Owner": "ada", "Tier": "old"}, "custom.Tier": "gold"}
+
+    assert nested(given) == {"name": "Acme", "custom": {"Owner": "ada", "Tier": "gold"}}
+    assert given["custom"] == {"Owner": "ada", "Tier": "old"}  # not changed
+    assert nested({"custom": {}}) == {"custom": {}}

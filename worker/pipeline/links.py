@@ -70,15 +70,15 @@ def nested(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``comparable``'s flat ``custom.<name>`` fields back in a ``custom`` object (merged
     into one ``fields`` may hold already; the flat ones win). ``fields`` is not changed."""
     out: dict[str, Any] = {}
-    custom: dict[str, Any] = {}
+    custom: dict[str, Any] | None = None
     for name, value in fields.items():
         if name.startswith("custom."):
-            custom[name.removeprefix("custom.")] = value
+            custom = {**(custom or {}), name.removeprefix("custom."): value}
         elif name == "custom" and isinstance(value, Mapping):
-            custom = {**value, **custom}
+            custom = {**value, **(custom or {})}
         else:
             out[name] = value
-    if custom:
+    if custom is not None:
         out["custom"] = custom
     return out
 
