@@ -16,6 +16,7 @@ offer as patterns, where ``<word>`` stands for any key, id or value: ``customer.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class FieldPath:
         )
 
 
+@functools.lru_cache(maxsize=1024)  # every event parses its connection's few rules' paths
 def parse(path: str) -> tuple[Step, ...]:
     """``customer.metadata.segment`` → its steps. Raises ``PathError``."""
     root = _ROOT.match(path)
