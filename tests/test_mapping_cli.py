@@ -5,6 +5,7 @@ added, refused with one line, or its field created with ``--create``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from state.connections import Connections
 from state.crypto import SecretBox
 from state.db import make_engine
 from tests.conftest import FAST_RETRY
-from tests.engine.custom_fields_flow import custom_of, customer_event, flush, receive
+from tests.engine.custom_fields_flow import custom_of, customer_event, flush, receive, writes
 from worker.cli import app
 from worker.runtime.settings import env_options
 
@@ -36,8 +37,9 @@ def run(tmp_path: Path, sandbox: BackgroundSandbox, *args: str, **env: str) -> R
 
 
 @pytest.fixture
-def planhat(sandbox: BackgroundSandbox) -> PlanhatClient:
-    return PlanhatClient("t", base_url=sandbox.url, retry=FAST_RETRY)
+def planhat(sandbox: BackgroundSandbox) -> Iterator[PlanhatClient]:
+    with PlanhatClient("t", base_url=sandbox.url, retry=FAST_RETRY) as client:
+        yield client
 
 
 @pytest.fixture
@@ -177,3 +179,29 @@ def test_the_default_connection_reads_its_rules_from_the_mappings_file(
     assert listed.exit_code != 0
     assert "unknown path 'customer.nope'" in listed.stderr
     assert "Traceback" not in listed.stderr
+
+
+def test_a_rule_added_then_replay_since_fills_every_synced_record_exactly_once(
+    tmp_path: Path, sandbox: BackgroundSandbox, planhat: PlanhatClient, acme: str
+) -> None:
+    # given: two customers synced (two events each) before the rule
+    engine = make_engine(f"sqlite:///{tmp_path}/state.db")
+    for number, customer in enumerate(("cus_1", "cus_2")):
+        receive(engine, acme, "stripe", customer_event(customer, 100 + number, segment="A"))
+        receive(engine, acme, "stripe", customer_event(customer, 200 + number, segment="B"))
+    flush(engine, planhat, acme)
+    before = writes(sandbox, "companies")
+
+    # when: the rule is added, then `replay --since` (no broker here: the flush is ours)
+    added = run(tmp_path, sandbox, "connections", "mapping", "add", acme, *SEGMENT, "--create")
+    replayed = run(tmp_path, sandbox, "replay", "--since", "2000-01-01T00:00:00Z",
+                   REDIS_URL="redis://127.0.0.1:1/0")  # fmt: skip
+    flush(engine, planhat, acme)
+
+    # then: each record written once more, with its newest value
+    assert added.exit_code == 0, added.stderr
+    assert replayed.exit_code == 0, replayed.stderr
+    assert json.loads(replayed.stdout.splitlines()[0])["queued"] == 2
+    assert (before, writes(sandbox, "companies")) == (2, 4)
+    assert custom_of(planhat, "companies") == {"cus_1": {"Segment": "B"},
+                                               "cus_2": {"Segment": "B"}}  # fmt: skip

@@ -103,8 +103,16 @@ def mapping_add(
     except PlanhatError as error:
         _fail(f"could not read Planhat's custom fields: {error}", 1)
     key, value = rule.option
-    change_options(engine, connection, lambda options: {**options, key: value})
-    typer.echo(f"{said}; added {rule.describe()} to {connection}")
+    replaced: list[str] = []
+
+    def with_rule(options: dict[str, str]) -> dict[str, str]:
+        if options.get(key, value) != value:  # one rule per source and field: the new one
+            replaced.append(options[key])
+        return {**options, key: value}
+
+    change_options(engine, connection, with_rule)
+    verb = "replaced the rule for" if replaced else "added"
+    typer.echo(f"{said}; {verb} {rule.describe()} in {connection}")
 
 
 def _stored(settings: Settings, name: str) -> bool:
