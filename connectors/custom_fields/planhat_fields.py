@@ -28,17 +28,15 @@ class PlanhatField:
 
 
 def tenant_fields(planhat: PlanhatClient) -> list[PlanhatField]:
-    """Every custom field of the tenant whose parent is a model we know, by model and name."""
+    """Every custom field of the tenant, by model and name."""
     return sorted(_fields(planhat.list(MODEL)), key=lambda f: (f.model, f.name))
 
 
 def _fields(records: Iterable[Mapping[str, Any]]) -> Iterable[PlanhatField]:
     for record in records:
-        model = custom_field_model(str(record.get("parent") or ""))
-        if model is None:
-            continue
+        parent = str(record.get("parent") or "")
         yield PlanhatField(
-            model=model,
+            model=custom_field_model(parent) or parent,  # a parent we know no model of: as is
             name=str(record.get("name") or ""),
             type=str(record.get("type") or ""),
             hidden=bool(record.get("isHidden")),
