@@ -3,7 +3,8 @@
 A connection's options are flat, ``<source>.<option>`` → value (``stripe.company_key`` →
 ``metadata.account_id``). Each source declares the options it reads, with a default and
 the values it accepts; ``for_source`` checks what was given and fills in the defaults, so
-a mapping always sees a complete, valid set.
+a mapping always sees a complete, valid set. Options named ``<source>.custom.…`` are a
+connection's custom field rules, checked by ``connectors/custom_fields/rules.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def for_source(source: str, declared: Iterable[Option], given: Mapping[str, str]
         if not key.startswith(prefix):
             continue
         name = key[len(prefix) :]
+        if name.startswith("custom."):  # a custom field rule (connectors/custom_fields/)
+            continue
         option = known.get(name)
         if option is None:
             choices = ", ".join(sorted(known)) or "none"

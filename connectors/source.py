@@ -12,6 +12,7 @@ reads its settings by the generic rules here.
     │   └── ThinEvents  completes a thin event from that API before mapping
     ├── Preparing       per-model hooks run on a batch just before it is sent to Planhat
     ├── PlanhatHints    deliveries name a Planhat record that changed: the engine re-reads it
+    ├── OffersFields    fields a custom field rule may read (connectors/custom_fields/)
     └── WritesBack      writes a change made in Planhat back to the source (two-way)
         └── ReadsBack   spells a value written to it otherwise when it comes back
 
@@ -31,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from connectors.change import Change
+from connectors.custom_fields.paths import FieldPath
 from connectors.options import Option
 from connectors.planhat.client import PlanhatClient
 
@@ -188,6 +190,21 @@ class PlanhatHints(Protocol):
 
     def hint(self, body: bytes) -> Hint:
         """The record a stored (verified) delivery names; ``MappingError`` if none."""
+        ...
+
+
+@runtime_checkable
+class OffersFields(Protocol):
+    """Source fields a connection's custom field rules may carry into Planhat
+    (``connectors/custom_fields/``): the paths it offers, checked when a rule is added,
+    and the objects an event holds, which those paths start from."""
+
+    @property
+    def field_paths(self) -> tuple[FieldPath, ...]: ...
+
+    def field_roots(self, body: bytes) -> Mapping[str, Any]:
+        """Root name → the object of that name in a stored event (the body its
+        ``changes`` is given): ``{"customer": {...}}``; none for an event without one."""
         ...
 
 

@@ -19,6 +19,7 @@ from connectors import (
     zendesk,
 )
 from connectors.change import MappingError
+from connectors.custom_fields.rules import RuleError, check_rules
 from connectors.options import OptionError, for_source
 from connectors.source import HasApi, Source
 from connectors.webhooks import SignatureError
@@ -58,6 +59,10 @@ def check_options(given: Mapping[str, str]) -> None:
             raise OptionError(f"{key!r}: no source named {name!r} (known: {', '.join(SOURCES)})")
     for source in SOURCES.values():
         source_options(source, given)
+    try:
+        check_rules(given, SOURCES)
+    except RuleError as error:
+        raise OptionError(str(error)) from None
 
 
 def credentials_of(source: Source, secrets: Mapping[str, str]) -> dict[str, str]:

@@ -75,6 +75,27 @@ def add_connection(
         )
 
 
+def is_stored(engine: Engine, name: str) -> bool:
+    with session_scope(engine) as session:
+        return session.get(Connection, name) is not None
+
+
+def change_options(
+    engine: Engine, name: str, change: Callable[[dict[str, str]], dict[str, str]]
+) -> dict[str, str]:
+    """Replace a stored connection's options by ``change(options)``, in one transaction
+    (the row locked: two changes at once both land); returns the new options. Workers
+    see them within their cache's few seconds."""
+    with session_scope(engine) as session:
+        row = session.get(Connection, name, with_for_update=True)
+        if row is None:
+            raise LookupError(f"no stored connection named {name!r}")
+        options = change(dict(row.options or {}))
+        row.options = options
+        session.add(row)
+    return options
+
+
 def remove_connection(engine: Engine, name: str) -> None:
     with session_scope(engine) as session:
         row = session.get(Connection, name)

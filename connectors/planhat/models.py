@@ -217,3 +217,44 @@ def external_id_ref(value: str) -> str:
 def source_id_ref(value: str) -> str:
     """The path/reference form of a source id: ``srcid-<sourceId>``."""
     return f"srcid-{value}"
+
+
+# A custom field's ``parent``: the model whose records' ``custom`` object holds it, in the
+# singular Planhat gives it (``"company"``, as in https://www.planhat.com/developers/api/
+# custom-field's example). The other models' spellings are inferred the same way.
+CUSTOM_FIELD_PARENTS: dict[str, str] = {
+    "assets": "asset",
+    "campaigns": "campaign",
+    "churn": "churn",
+    "companies": "company",
+    "conversations": "conversation",
+    "endusers": "enduser",
+    "invoices": "invoice",
+    "issues": "issue",
+    "licenses": "license",
+    "nps": "nps",
+    "opportunities": "opportunity",
+    "objectives": "objective",
+    "projects": "project",
+    "sales": "sale",
+    "tasks": "task",
+    "tickets": "ticket",
+    "timeentries": "timeentry",
+    "users": "user",
+    "workspaces": "workspace",
+}
+
+
+def custom_field_parent(model: str) -> str:
+    """The ``parent`` of ``model``'s custom fields; ``UnknownModelError`` for a model
+    that has none (an unknown one, or custom fields themselves)."""
+    model_spec(model)
+    try:
+        return CUSTOM_FIELD_PARENTS[model]
+    except KeyError:
+        raise UnknownModelError(model) from None
+
+
+def custom_field_model(parent: str) -> str | None:
+    """The model a custom field's ``parent`` names (None: none we know)."""
+    return next((model for model, name in CUSTOM_FIELD_PARENTS.items() if name == parent), None)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from connectors.change import Change
+from connectors.custom_fields.paths import FieldPath
 from connectors.options import Option
 from connectors.source import Credential, Feed, ObjectList
-from connectors.stripe import backfill, mapping, poll, verify
+from connectors.stripe import backfill, fields, mapping, poll, verify
 from connectors.stripe.common import OPTIONS
 
 
@@ -28,6 +30,7 @@ class StripeSource:
         ),
     )
     api_base: str | None = poll.STRIPE_API
+    field_paths: tuple[FieldPath, ...] = fields.FIELD_PATHS
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("STRIPE_WEBHOOK_SECRET")
@@ -37,6 +40,9 @@ class StripeSource:
 
     def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
         return mapping.changes(body, event_id, options)
+
+    def field_roots(self, body: bytes) -> Mapping[str, Any]:
+        return fields.field_roots(body)
 
     def feeds(
         self, credentials: Mapping[str, str], options: Mapping[str, str], api_base: str | None

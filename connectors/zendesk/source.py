@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from connectors.change import Change
+from connectors.custom_fields.paths import FieldPath
 from connectors.options import Option
 from connectors.source import (
     CannotComplete,
@@ -31,7 +32,7 @@ from connectors.source import (
     WriteBackContext,
 )
 from connectors.webhooks import BodyError, load_json
-from connectors.zendesk import api, audits, mapping, verify, write_back
+from connectors.zendesk import api, audits, fields, mapping, verify, write_back
 from connectors.zendesk.prepare import PREPARE
 
 OPTIONS = (
@@ -78,6 +79,7 @@ class ZendeskSource:
     # ticket later); with the export's 10 a minute this stays within the smallest plan's
     # account limit (https://developer.zendesk.com/api-reference/introduction/rate-limits/).
     write_rate_per_minute: float = 80.0
+    field_paths: tuple[FieldPath, ...] = fields.FIELD_PATHS
 
     def env_secret(self, environ: Mapping[str, str]) -> str | None:
         return environ.get("ZENDESK_WEBHOOK_SECRET")
@@ -87,6 +89,9 @@ class ZendeskSource:
 
     def changes(self, body: bytes, event_id: str, options: Mapping[str, str]) -> list[Change]:
         return mapping.changes(body, event_id, options)
+
+    def field_roots(self, body: bytes) -> Mapping[str, Any]:
+        return fields.field_roots(body)
 
     def detail(self, credentials: Mapping[str, str], api_base: str | None, body: bytes) -> bytes:
         """The ticket an event names, as REST gives it now (a polled item already is)."""

@@ -30,6 +30,7 @@ from worker.cli import operate, receive, send
 from worker.cli.backfill import backfill_command
 from worker.cli.errors import OneLineErrors
 from worker.cli.keys import keys_app
+from worker.cli.mappings import list_custom_fields
 from worker.cli.mcp import mcp_command
 from worker.cli.startup import checked_settings
 from worker.cli.status import status_command
@@ -139,7 +140,8 @@ def planhat(
     company: Annotated[str | None, typer.Option(help="list: company ids, comma-separated.")] = None,
 ) -> None:
     """Any Planhat API operation from the shell; JSON out. ``planhat check`` checks the
-    token instead: which region it belongs to, and whose it is.
+    token instead: which region it belongs to, and whose it is; ``planhat customfields``
+    lists the tenant's custom fields per model.
 
     Reads PLANHAT_API_TOKEN and PLANHAT_BASE_URL (default https://api.planhat.com).
     """
@@ -149,6 +151,9 @@ def planhat(
         if action is not None or record_id is not None or data is not None:
             _fail("check takes no other arguments", 2)
         _check(settings)
+        return
+    if model == "customfields" and action is None:  # the tenant's, per model
+        list_custom_fields(settings)
         return
     with _planhat_errors():
         model_spec(model)  # an unknown model fails before anything else

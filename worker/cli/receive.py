@@ -18,12 +18,14 @@ from state.connections import add_connection, list_connections, remove_connectio
 from state.crypto import SecretKeyError, secret_box
 from state.db import make_engine, migrate
 from worker.cli.keys import require_keys
+from worker.cli.mappings import mapping_app
 from worker.cli.startup import checked_settings, existing_database
 from worker.mcp_server.settings import McpSettings
 from worker.runtime import logs
 from worker.runtime.settings import EngineSettings, Settings, WebSettings, env_options
 
 connections_app = typer.Typer(no_args_is_help=True, help="Connections: one per Planhat tenant.")
+connections_app.add_typer(mapping_app, name="mapping")
 
 
 def app_from_environment() -> FastAPI:

@@ -1,6 +1,7 @@
 """Ownership and conflicts: who may change which field, and who wins when both did.
 
-Declared per source and model (``WritesBack.ownership``, from the connection's options):
+Declared per source and model (``WritesBack.ownership``, from the connection's options;
+the connection's custom field rules add the fields they fill to the source's):
 
 - a field the source owns is never written back; edited in Planhat, it is put back to the
   source's value with the record's next change from the source;
@@ -33,6 +34,7 @@ from typing import Any
 from sqlmodel import Session
 
 from connectors.change import Change
+from connectors.custom_fields.rules import RuleError, rules_of
 from connectors.source import Ownership, ReadsBack, WritesBack
 from connectors.sources import SOURCES, OptionError, source_options
 from state.tables import Link, OutboxItem, RecordState, WriteBackItem
@@ -49,9 +51,13 @@ def ownership_of(link: Link, options: Mapping[str, str]) -> Ownership:
     if not isinstance(source, WritesBack):
         return Ownership()
     try:
-        return source.ownership(link.model, source_options(source, options))
-    except OptionError:  # said by the write-back; meanwhile, nothing is owned
+        declared = source.ownership(link.model, source_options(source, options))
+        mapped = {r.field for r in rules_of(options, link.source) if r.model == link.model}
+    except (OptionError, RuleError):  # said by the write-back; meanwhile, nothing is owned
         return Ownership()
+    # A custom field filled by a rule is one way: the source's (an edit in Planhat is put
+    # back with the record's next change, never written to the source).
+    return replace(declared, source=declared.source | mapped) if mapped else declared
 
 
 def read_back_of(link: Link, options: Mapping[str, str]) -> Callable[[str, Any], Any]:

@@ -28,6 +28,7 @@ from state.records import record_states
 from state.tables import OutboxItem, utcnow
 from worker.pipeline.batch import Claimed, FlushPolicy, FlushReport
 from worker.pipeline.deletions import delete_in_planhat, is_deletion, planhat_ref, settle_deleted
+from worker.pipeline.links import nested
 from worker.pipeline.merge import pushed_of, still_needed
 from worker.pipeline.outcomes import Action, Outcome, outcome_of
 from worker.pipeline.parents import company_key
@@ -164,10 +165,11 @@ def _claim(
                 key=row.key,
                 key_field=row.key_field,
                 revision=row.revision,
-                # "~" fields are planhat-sync's own hints (connectors/surveys.py): never sent
+                # "~" fields are planhat-sync's own hints (connectors/surveys.py): never
+                # sent; "custom.<name>" fields (custom field rules) go in "custom"
                 record={
                     row.key_field: row.key_value,
-                    **{k: v for k, v in row.fields.items() if not k.startswith("~")},
+                    **nested({k: v for k, v in row.fields.items() if not k.startswith("~")}),
                 },
                 fields=dict(row.fields),
                 version=row.version,

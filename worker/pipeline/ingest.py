@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from connectors.change import Change, MappingError, RecordRejected
+from connectors.custom_fields.rules import RuleError, with_custom_fields
 from connectors.planhat.generated import generated_fields, without_generated
 from connectors.source import PlanhatHints, ThinEvents
 from connectors.sources import SOURCES, OptionError, source_options
@@ -149,12 +150,16 @@ def _map(
     try:
         if source is None:
             raise MappingError(f"no source named {event.source!r}")
-        given = source_options(source, _options(session, event.connection, default_options, known))
+        options = _options(session, event.connection, default_options, known)
+        given = source_options(source, options)
         body = event.detail if completed_elsewhere(event.source) else event.body
         if body is None:  # not completed from the source's API yet: the caller waits
             raise MappingError("the event's detail was not fetched from the source's API")
-        return source.changes(body, event.event_id, given)
-    except (MappingError, OptionError) as error:
+        # The connection's custom field rules join their values to the changes before the
+        # diff: an unchanged value costs no call (connectors/custom_fields/rules.py).
+        changes = source.changes(body, event.event_id, given)
+        return with_custom_fields(source, body, changes, options)
+    except (MappingError, OptionError, RuleError) as error:
         # The record's own fault (RecordRejected) is said as it is.
         rejected = isinstance(error, RecordRejected)
         reason = str(error) if rejected else f"mapping failed: {error}"

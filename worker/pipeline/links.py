@@ -67,13 +67,19 @@ def comparable(model: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def nested(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``comparable``'s flat ``custom.<name>`` fields back in a ``custom`` object."""
+    """``comparable``'s flat ``custom.<name>`` fields back in a ``custom`` object (merged
+    into one ``fields`` may hold already; the flat ones win). ``fields`` is not changed."""
     out: dict[str, Any] = {}
+    custom: dict[str, Any] | None = None
     for name, value in fields.items():
         if name.startswith("custom."):
-            out.setdefault("custom", {})[name.removeprefix("custom.")] = value
+            custom = {**(custom or {}), name.removeprefix("custom."): value}
+        elif name == "custom" and isinstance(value, Mapping):
+            custom = {**value, **(custom or {})}
         else:
             out[name] = value
+    if custom is not None:
+        out["custom"] = custom
     return out
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from ipaddress import ip_address
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.custom_fields.rules import RuleError, rules_from_file
 from connectors.planhat.client import DEFAULT_BASE_URL
 from connectors.sources import SOURCES, OptionError, check_options, env_api_bases, env_secrets
 from state.connections import Tenant
@@ -74,7 +76,8 @@ class Settings(BaseSettings):
 
 def env_options() -> dict[str, str]:
     """The ``default`` connection's mapping options: ``<SOURCE>_<OPTION>`` sets
-    ``<source>.<option>``, for every option a source declares. Checked here, so
+    ``<source>.<option>``, for every option a source declares, and the custom field rules
+    of the file PLANHAT_SYNC_MAPPINGS_FILE names. Checked here, so
     a bad value stops the process at start rather than failing events later; the error
     names the variable, and the option's help the values it accepts."""
     options: dict[str, str] = {}
@@ -88,8 +91,18 @@ def env_options() -> dict[str, str]:
                 options[f"{source.name}.{option.name}"] = option.check(source.name, value)
             except OptionError as error:
                 raise OptionError(f"{variable}: {error}") from None
+    if file := os.environ.get(MAPPINGS_FILE):
+        try:
+            options.update(rules_from_file(Path(file)))
+        except RuleError as error:
+            raise OptionError(f"{MAPPINGS_FILE}: {error}") from None
     check_options(options)
     return options
+
+
+# The ``default`` connection's custom field rules: a TOML file (connectors/custom_fields/
+# rules.py: rules_from_file). Stored connections keep theirs with their options.
+MAPPINGS_FILE = "PLANHAT_SYNC_MAPPINGS_FILE"
 
 
 class MissingTokenError(RuntimeError):

@@ -1,10 +1,14 @@
 """The values a sandbox record must hold: required fields, numbers in range, day-number
-dates, documented choices. Each refusal is a ``SandboxError`` 400 whose text is assumed
-(Planhat documents the rules, not its messages)."""
+dates, documented choices, custom values of their field's type. Each refusal is a
+``SandboxError`` 400 whose text is assumed (Planhat documents the rules, not its
+messages)."""
 
 from __future__ import annotations
 
-from connectors.planhat.models import MODELS, ModelSpec
+from collections.abc import Iterable
+from datetime import datetime
+
+from connectors.planhat.models import CUSTOM_FIELD_PARENTS, MODELS, ModelSpec
 from connectors.planhat.sandbox.errors import SandboxError, present
 from connectors.planhat.sandbox.store import Doc
 
@@ -47,3 +51,39 @@ def check_values(spec: ModelSpec, doc: Doc) -> None:
             raise SandboxError(400, f"{spec.singular}: {field} must be one of {', '.join(allowed)}")
     if spec is INVOICES and present(doc, "amountTotal"):
         number("amountTotal")  # "number" on Planhat's page; refusing text is assumed
+
+
+def check_custom_values(spec: ModelSpec, custom: object, definitions: Iterable[Doc]) -> None:
+    """Refuse a ``custom`` value sent that is not of its custom field's type (a field this
+    model's ``parent`` defines by that name). Assumed: Planhat's docs say a field has a type
+    (https://www.planhat.com/developers/api/custom-field), not how a value of another type
+    is answered; a 400 naming the field is what clients can act on. Values of names no
+    field defines are kept, as before; ``null`` empties a field of any type."""
+    if not isinstance(custom, dict) or spec.name not in CUSTOM_FIELD_PARENTS:
+        return
+    parent = CUSTOM_FIELD_PARENTS[spec.name]
+    types = {d.get("name"): d.get("type") for d in definitions if d.get("parent") == parent}
+    for name, value in custom.items():
+        kind = types.get(name)
+        if value is None or kind is None or _is(kind, value):
+            continue
+        raise SandboxError(400, f"{spec.singular}: custom field {name!r} takes a {kind} value")
+
+
+def _is(kind: object, value: object) -> bool:
+    match kind:
+        case "text":
+            return isinstance(value, str)
+        case "number":
+            return isinstance(value, int | float) and not isinstance(value, bool)
+        case "date":
+            if not isinstance(value, str):
+                return False
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            return True
+        case "list":
+            return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return True  # another type (checkbox, user…): not checked here

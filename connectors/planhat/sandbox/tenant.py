@@ -19,7 +19,7 @@ from connectors.planhat.generated import generated_fields, without_generated
 from connectors.planhat.models import MODELS, ModelSpec
 from connectors.planhat.sandbox import invoices
 from connectors.planhat.sandbox.bulk_answers import new_answer, refuse_payload, same, status_of
-from connectors.planhat.sandbox.checks import check_required, check_values
+from connectors.planhat.sandbox.checks import check_custom_values, check_required, check_values
 from connectors.planhat.sandbox.contacts import Contacts
 from connectors.planhat.sandbox.derived import Derived, stamp
 from connectors.planhat.sandbox.errors import SandboxError, Skip, present
@@ -27,6 +27,7 @@ from connectors.planhat.sandbox.store import Doc, Store
 
 COMPANIES = MODELS["companies"]
 CONVERSATIONS = MODELS["conversations"]
+CUSTOM_FIELDS = MODELS["customfields"]
 ENDUSERS = MODELS["endusers"]
 INVOICES = MODELS["invoices"]
 TICKETS = MODELS["tickets"]
@@ -164,6 +165,7 @@ class Tenant:
             if isinstance(existing.get("custom"), dict) and isinstance(fields.get("custom"), dict):
                 doc["custom"] = {**existing["custom"], **fields["custom"]}
         check_values(spec, doc)
+        check_custom_values(spec, fields.get("custom"), self.store.docs(CUSTOM_FIELDS.name))
         self._check_unique(spec, doc)
         stamp(spec, doc, existing, now_iso())
         if spec is INVOICES:
